@@ -1,0 +1,147 @@
+"""The reference log-mel front end (ST model zoo AED recipe), vectorised in numpy.
+
+Time-domain steps (silence removal, 1 s minimum) and the log-mel / patch steps follow
+../shared/docs/reference/preprocessing-and-training.md sections 1-3 exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16000
+    max_duration_s: float = 10.0
+    remove_silence: bool = True
+    silence_top_db: float = 60.0
+    silence_frame: int = 3200
+    min_length_s: float = 1.0
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    fmin: float = 125.0
+    fmax: float = 7500.0
+    log_offset: float = 1e-4
+    patch_frames: int = 96
+    patch_step: int = 72
+
+
+def hz_to_mel_htk(freq: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz_htk(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_matrix(
+    sample_rate: int = 16000, n_fft: int = 512, n_mels: int = 64, fmin: float = 125.0, fmax: float = 7500.0
+) -> np.ndarray:
+    """HTK triangular mel filterbank without area normalisation, shape (n_mels, 1 + n_fft // 2), float32."""
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    mel_points = np.linspace(hz_to_mel_htk(fmin), hz_to_mel_htk(fmax), n_mels + 2)
+    edges_hz = mel_to_hz_htk(mel_points)
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=8)
+def frame_window(n_fft: int = 512, win_length: int = 400) -> np.ndarray:
+    """Periodic Hann of win_length, zero-padded into the middle of an n_fft frame (as librosa does)."""
+    hann = hann_window(win_length)
+    left = (n_fft - win_length) // 2
+    padded = np.zeros(n_fft, dtype=np.float64)
+    padded[left : left + win_length] = hann
+    padded.setflags(write=False)
+    return padded
+
+
+def hann_window(win_length: int = 400) -> np.ndarray:
+    """Periodic Hann window (scipy.signal.get_window('hann', N, fftbins=True))."""
+    n = np.arange(win_length)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)
+
+
+def _frame_rms_db(signal: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Frame RMS in dB relative to the loudest frame (librosa.feature.rms with center=True, zero padding)."""
+    pad = frame_length // 2
+    padded = np.pad(signal.astype(np.float64), (pad, pad))
+    n_frames = 1 + (len(padded) - frame_length) // hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length)[::hop_length][:n_frames]
+    power = np.mean(frames**2, axis=1)
+    amin_power = 1e-10  # librosa amplitude_to_db amin=1e-5, squared
+    power_db = 10.0 * np.log10(np.maximum(amin_power, power))
+    return power_db - 10.0 * np.log10(max(amin_power, float(power.max(initial=0.0))))
+
+
+def remove_silence(signal: np.ndarray, top_db: float = 60.0, frame_length: int = 3200) -> np.ndarray:
+    """Concatenate the non-silent intervals (librosa.effects.split with hop = frame_length)."""
+    if signal.size == 0:
+        return signal
+    non_silent = _frame_rms_db(signal, frame_length, frame_length) > -top_db
+    edges = np.flatnonzero(np.diff(non_silent.astype(np.int8))) + 1
+    if non_silent[0]:
+        edges = np.concatenate([[0], edges])
+    if non_silent[-1]:
+        edges = np.concatenate([edges, [len(non_silent)]])
+    bounds = np.minimum(edges * frame_length, len(signal)).reshape(-1, 2)
+    if len(bounds) == 0:
+        return signal[:0]
+    return np.concatenate([signal[start:stop] for start, stop in bounds])
+
+
+def enforce_min_length(signal: np.ndarray, min_samples: int) -> np.ndarray:
+    """Tile a short clip to min_samples: repeat floor(min/len)+1 times, keep the first min_samples."""
+    if len(signal) >= min_samples or len(signal) == 0:
+        return signal
+    repeats = min_samples // len(signal) + 1
+    return np.tile(signal, repeats)[:min_samples]
+
+
+def preprocess_waveform(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Time-domain steps of the recipe: silence removal, then the 1 s minimum length."""
+    if config.remove_silence:
+        signal = remove_silence(signal, config.silence_top_db, config.silence_frame)
+    return enforce_min_length(signal, int(round(config.min_length_s * config.sample_rate)))
+
+
+def log_mel(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Log-mel spectrogram (n_mels, frames), float32: magnitude STFT, center off, ln(mel + offset)."""
+    if len(signal) < config.n_fft:
+        return np.zeros((config.n_mels, 0), dtype=np.float32)
+    # float64 throughout: ln(x + 1e-4) amplifies rounding of near-silent bins by up to 1e4.
+    frames = np.lib.stride_tricks.sliding_window_view(signal.astype(np.float64), config.n_fft)
+    frames = frames[:: config.hop_length]
+    magnitude = np.abs(np.fft.rfft(frames * frame_window(config.n_fft, config.win_length), axis=1))
+    mel = mel_matrix(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    return np.log(mel.astype(np.float64) @ magnitude.T + config.log_offset).astype(np.float32)
+
+
+def patch_count(n_frames: int, patch_frames: int = 96, patch_step: int = 72) -> int:
+    return 0 if n_frames < patch_frames else 1 + (n_frames - patch_frames) // patch_step
+
+
+def to_patches(spectrogram: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Cut (n_mels, frames) into (n, n_mels, patch_frames, 1) patches; the last partial patch is dropped."""
+    count = patch_count(spectrogram.shape[1], config.patch_frames, config.patch_step)
+    starts = np.arange(count) * config.patch_step
+    patches = np.stack([spectrogram[:, s : s + config.patch_frames] for s in starts]) if count else None
+    if patches is None:
+        return np.zeros((0, config.n_mels, config.patch_frames, 1), dtype=np.float32)
+    return patches[..., None].astype(np.float32, copy=False)
+
+
+def waveform_to_patches(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """The whole per-clip recipe: 16 kHz mono float waveform in, (n, 64, 96, 1) log-mel patches out."""
+    return to_patches(log_mel(preprocess_waveform(signal, config), config), config)

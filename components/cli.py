@@ -1,0 +1,56 @@
+"""The `aed` console script: one subcommand per step, discovered from the `components` packages."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+
+import components
+
+# Quiet third-party start-up noise; a user can still raise verbosity with -v.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aed", description="Tiny audio event detection MLOps pipeline.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_info in sorted(pkgutil.iter_modules(components.__path__), key=lambda m: m.name):
+        if not module_info.ispkg:
+            continue
+        module = importlib.import_module(f"components.{module_info.name}")
+        register = getattr(module, "register", None)
+        if register is None:
+            raise RuntimeError(f"components.{module_info.name} has no register(subparsers)")
+        register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        result = args.handler(args)
+    except (ValueError, FileNotFoundError, UserError, RuntimeError, TimeoutError) as error:
+        if args.verbose:
+            raise
+        print(f"aed {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
