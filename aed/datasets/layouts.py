@@ -1,0 +1,143 @@
+"""Dataset layouts -> a catalog: one row per clip with clip_id, path (relative to the dataset root), label,
+fold (0 when the dataset has no folds) and split ('train' / 'test' when the dataset defines them, else '')."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from aed.datasets.errors import DatasetError
+from aed.datasets.fsd50k import fsd50k_catalog
+
+CATALOG_COLUMNS = ["clip_id", "path", "label", "fold", "split"]
+ESC10_CLASSES = (
+    "chainsaw",
+    "clock_tick",
+    "crackling_fire",
+    "crying_baby",
+    "dog",
+    "helicopter",
+    "rain",
+    "rooster",
+    "sea_waves",
+    "sneezing",
+)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def safe_relative_path(root: Path, name: str, where: str) -> str:
+    """A dataset-relative POSIX path; absolute paths and paths escaping the root are rejected."""
+    relative = PurePosixPath(str(name).replace("\\", "/"))
+    if relative.is_absolute() or ".." in relative.parts or str(name).strip() == "":
+        raise DatasetError(f"{where}: path {name!r} points outside the dataset root {root}")
+    resolved = (root / relative).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise DatasetError(f"{where}: path {name!r} resolves outside the dataset root {root}")
+    return str(relative)
+
+
+def read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    if not path.exists():
+        raise DatasetError(f"{path}: CSV file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, **kwargs)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise DatasetError(f"{path}: unreadable CSV ({error})") from error
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+
+
+def parse_fold(value: str, where: str) -> int:
+    text = str(value).strip()
+    if text == "":
+        return 0
+    try:
+        return int(text)
+    except ValueError as error:
+        raise DatasetError(f"{where}: fold {value!r} is not an integer") from error
+
+
+def find_esc50_root(root: Path) -> tuple[Path, Path]:
+    """(dataset root, metadata CSV) for ESC-50 (meta/esc50.csv) or the ESC-10 mirror (meta.csv), possibly one
+    folder down (as in the GitHub archive's ESC-50-master/)."""
+    for base in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+        for meta in (base / "meta" / "esc50.csv", base / "meta.csv"):
+            if meta.exists() and (base / "audio").is_dir():
+                return base, meta
+    raise DatasetError(f"{root}: no ESC-50 layout found (expected meta/esc50.csv or meta.csv next to audio/)")
+
+
+def esc50_catalog(root: Path, esc10_only: bool = True) -> pd.DataFrame:
+    base, meta_path = find_esc50_root(root)
+    meta = read_csv(meta_path)
+    require_columns(meta, ["filename", "fold", "category"], meta_path)
+    if esc10_only:
+        if "esc10" in meta.columns:
+            keep = meta["esc10"].str.strip().str.lower() == "true"
+        else:
+            keep = meta["category"].isin(ESC10_CLASSES)
+        meta = meta[keep]
+    rows = []
+    for number, row in enumerate(meta.itertuples(index=False), start=2):
+        where = f"{meta_path}:{number}"
+        path = safe_relative_path(base, f"audio/{row.filename}", where)
+        rows.append(
+            {
+                "clip_id": Path(row.filename).stem,
+                "path": path,
+                "label": row.category,
+                "fold": parse_fold(row.fold, where),
+                "split": "",
+            }
+        )
+    return pd.DataFrame(rows, columns=CATALOG_COLUMNS), base
+
+
+def custom_csv_catalog(csv_path: Path, audio_root: Path | None = None) -> tuple[pd.DataFrame, Path]:
+    """`filename,label[,fold]` (or the reference's `filename,category`); filenames relative to audio_root
+    (default: the CSV's folder). A filename without extension takes the one found on disk (.wav first)."""
+    frame = read_csv(csv_path)
+    if "label" not in frame.columns and "category" in frame.columns:
+        frame = frame.rename(columns={"category": "label"})
+    require_columns(frame, ["filename", "label"], csv_path)
+    root = audio_root or csv_path.parent
+    rows = []
+    for number, row in enumerate(frame.to_dict("records"), start=2):
+        where = f"{csv_path}:{number}"
+        name = row["filename"].strip()
+        if name and not Path(name).suffix:
+            name = _with_extension(root, name)
+        rows.append(
+            {
+                "clip_id": Path(name).stem,
+                "path": safe_relative_path(root, name, where),
+                "label": row["label"].strip(),
+                "fold": parse_fold(row.get("fold", ""), where),
+                "split": row.get("split", "").strip(),
+            }
+        )
+    return pd.DataFrame(rows, columns=CATALOG_COLUMNS), root
+
+
+def _with_extension(root: Path, name: str) -> str:
+    for extension in AUDIO_EXTENSIONS:
+        if (root / f"{name}{extension}").exists():
+            return f"{name}{extension}"
+    return f"{name}.wav"
+
+
+def build_catalog(layout: str, root: Path, options: dict) -> tuple[pd.DataFrame, Path]:
+    if layout == "esc50":
+        return esc50_catalog(root, esc10_only=options.get("esc10_only", True))
+    if layout == "fsd50k":
+        return fsd50k_catalog(root, options)
+    if layout == "csv":
+        csv_name = options.get("csv") or "labels.csv"
+        csv_path = root / csv_name if not Path(csv_name).is_absolute() else Path(csv_name)
+        return custom_csv_catalog(csv_path, root)
+    raise DatasetError(f"unknown dataset layout {layout!r}; expected esc50, fsd50k or csv")
