@@ -1,0 +1,246 @@
+"""Model registry: a versioned copy of a promoted model and its records, in a local directory or on S3.
+
+Layout under the registry root (the same for both back ends):
+    <model>/<version>/<artifact>/...     the promoted files, unchanged
+    <model>/<version>/manifest.json      every file with its size and sha256, plus caller metadata
+    <model>/latest.json                  {"version": ..., "manifest": ...}: the newest promotion
+
+The version is derived from the content hashes, so promoting the same files twice is a no-op that yields the
+same version. S3 goes through boto3 with a configurable endpoint (MinIO, moto, Ceph) and explicit timeouts;
+credentials come from boto3's usual chain (environment, profile, instance role), never from params.yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from aed.records import atomic_write_text, sha256_file
+
+MANIFEST = "manifest.json"
+LATEST = "latest.json"
+
+
+class RegistryError(RuntimeError):
+    """A registry location that cannot be used: bad URI, missing bucket, unreachable endpoint."""
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint_url: str | None = (
+        None  # None: boto3 resolves it (AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)
+    )
+    region: str = "us-east-1"
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def parse_s3_uri(uri: str) -> S3Uri:
+    if not uri.startswith("s3://"):
+        raise RegistryError(f"{uri}: not an s3:// URI")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise RegistryError(f"{uri}: missing bucket name")
+    return S3Uri(bucket, prefix.strip("/"))
+
+
+class Store(Protocol):
+    """The few operations the registry needs; keys are '/'-separated and relative to the root."""
+
+    def put_file(self, source: Path, key: str) -> None: ...
+
+    def put_text(self, text: str, key: str) -> None: ...
+
+    def get_text(self, key: str) -> str | None: ...
+
+    def describe(self, key: str) -> str: ...
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put_file(self, source: Path, key: str) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, temporary)
+        temporary.replace(target)
+
+    def put_text(self, text: str, key: str) -> None:
+        atomic_write_text(self.root / key, text)
+
+    def get_text(self, key: str) -> str | None:
+        path = self.root / key
+        return path.read_text() if path.is_file() else None
+
+    def describe(self, key: str) -> str:
+        return str(self.root / key)
+
+
+class S3Store:
+    def __init__(self, uri: S3Uri, settings: S3Settings, client: Any | None = None) -> None:
+        self.uri = uri
+        self.settings = settings
+        self.client = client or s3_client(settings)
+        check_bucket(self.client, uri.bucket, settings)
+
+    def _key(self, key: str) -> str:
+        return f"{self.uri.prefix}/{key}" if self.uri.prefix else key
+
+    def put_file(self, source: Path, key: str) -> None:
+        with _s3_errors(self.settings, f"s3://{self.uri.bucket}/{self._key(key)}"):
+            self.client.upload_file(str(source), self.uri.bucket, self._key(key))
+
+    def put_text(self, text: str, key: str) -> None:
+        with _s3_errors(self.settings, f"s3://{self.uri.bucket}/{self._key(key)}"):
+            self.client.put_object(Bucket=self.uri.bucket, Key=self._key(key), Body=text.encode())
+
+    def get_text(self, key: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            with _s3_errors(
+                self.settings, f"s3://{self.uri.bucket}/{self._key(key)}", passthrough=ClientError
+            ):
+                response = self.client.get_object(Bucket=self.uri.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise RegistryError(f"s3://{self.uri.bucket}/{self._key(key)}: {error}") from None
+        return response["Body"].read().decode()
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.uri.bucket}/{self._key(key)}"
+
+
+def s3_client(settings: S3Settings) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=settings.timeout_s,
+        read_timeout=settings.timeout_s,
+        retries={"max_attempts": 2, "mode": "standard"},
+        # Path-style addressing works with every S3-compatible server; virtual hosts need DNS per bucket.
+        s3={"addressing_style": "path"},
+    )
+    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config)
+
+
+def check_bucket(client: Any, bucket: str, settings: S3Settings) -> None:
+    """Fail early, naming the bucket and endpoint, instead of on the first upload."""
+    from botocore.exceptions import ClientError
+
+    where = settings.endpoint_url or "the default AWS endpoint"
+    try:
+        with _s3_errors(settings, f"s3://{bucket}", passthrough=ClientError):
+            client.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise RegistryError(f"s3://{bucket}: bucket does not exist at {where}; create it first") from None
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise RegistryError(
+                f"s3://{bucket}: access denied at {where}; check the AWS credentials"
+            ) from None
+        raise RegistryError(f"s3://{bucket}: {error}") from None
+
+
+@contextlib.contextmanager
+def _s3_errors(
+    settings: S3Settings, target: str, passthrough: type[BaseException] | None = None
+) -> Iterator[None]:
+    """Turn botocore's network and credential exceptions into one-line RegistryErrors."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    where = settings.endpoint_url or "the default AWS endpoint"
+    try:
+        yield
+    except Exception as error:
+        if passthrough is not None and isinstance(error, passthrough):
+            raise
+        if isinstance(error, NoCredentialsError):
+            raise RegistryError(f"{target}: no AWS credentials found (set AWS_ACCESS_KEY_ID etc.)") from None
+        if isinstance(error, BotoCoreError | ClientError):
+            raise RegistryError(f"{target}: S3 request to {where} failed: {error}") from None
+        raise
+
+
+def open_store(location: str | Path, settings: S3Settings | None = None) -> Store:
+    """A registry root: `s3://bucket/prefix` or a local directory (created if missing)."""
+    text = str(location)
+    if text.startswith("s3://"):
+        return S3Store(parse_s3_uri(text), settings or S3Settings())
+    if "://" in text:
+        raise RegistryError(f"{text}: unsupported registry location (use s3://bucket/prefix or a directory)")
+    return LocalStore(Path(text))
+
+
+@dataclass(frozen=True)
+class Published:
+    model: str
+    version: str
+    manifest_uri: str
+    files: list[dict[str, Any]]
+
+
+def _artifact_files(name: str, source: Path) -> list[tuple[str, Path]]:
+    """(relative key, local path) pairs for one artifact, a file or a directory tree."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: artifact '{name}' to promote does not exist")
+    if source.is_file():
+        return [(f"{name}/{source.name}", source)]
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{source}: artifact '{name}' is an empty directory")
+    return [(f"{name}/{p.relative_to(source).as_posix()}", p) for p in files]
+
+
+def publish(store: Store, model: str, artifacts: dict[str, Path], metadata: dict[str, Any]) -> Published:
+    """Copy the artifacts under <model>/<version>/, then write the manifest, then move latest.json.
+
+    The manifest is written after every file and latest.json last, so a reader that follows latest.json never
+    sees a half-copied version.
+    """
+    if not model or "/" in model:
+        raise RegistryError(f"invalid model name {model!r}")
+    entries = []
+    for name, source in sorted(artifacts.items()):
+        for key, path in _artifact_files(name, source):
+            entries.append(
+                {"key": key, "bytes": path.stat().st_size, "sha256": sha256_file(path), "path": path}
+            )
+    version = hashlib.sha256("".join(f"{e['key']}:{e['sha256']}\n" for e in entries).encode()).hexdigest()[
+        :12
+    ]
+    for entry in entries:
+        store.put_file(entry["path"], f"{model}/{version}/{entry['key']}")
+    files = [{k: v for k, v in entry.items() if k != "path"} for entry in entries]
+    manifest = {"model": model, "version": version, "files": files, **metadata}
+    manifest_key = f"{model}/{version}/{MANIFEST}"
+    store.put_text(json.dumps(manifest, indent=2) + "\n", manifest_key)
+    latest = {"model": model, "version": version, "manifest": f"{version}/{MANIFEST}"}
+    store.put_text(json.dumps(latest, indent=2) + "\n", f"{model}/{LATEST}")
+    return Published(model, version, store.describe(manifest_key), files)
+
+
+def latest(store: Store, model: str) -> dict[str, Any] | None:
+    text = store.get_text(f"{model}/{LATEST}")
+    return None if text is None else json.loads(text)
