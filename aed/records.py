@@ -91,7 +91,9 @@ def make_record(kind: str, figures: dict[str, Any], inputs: dict[str, Path] | No
     }
 
 
-def write_record(path: Path, kind: str, figures: dict[str, Any], inputs: dict[str, Path] | None = None) -> dict:
+def write_record(
+    path: Path, kind: str, figures: dict[str, Any], inputs: dict[str, Path] | None = None
+) -> dict:
     record = make_record(kind, figures, inputs)
     write_json(path, record)
     return record

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    for noisy in ("great_expectations", "numba", "h5py", "absl"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         result = args.handler(args)
     except (ValueError, FileNotFoundError, UserError, RuntimeError, TimeoutError) as error:

@@ -1,0 +1,113 @@
+"""Validate a manifest: GX suite + duplicate ids + per-file audio checks -> passed rows and a quarantine list.
+
+Invariant: every input row ends up either in `passed` or in `quarantined`, never both, never neither.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from aed.validation.audio_checks import AudioCheckConfig, check_clip
+from aed.validation.expectations import ROW_KEY, failing_rows, run_suites, summary
+
+UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
+
+
+@dataclass
+class ValidationOutcome:
+    passed: pd.DataFrame
+    quarantined: list[dict]
+    gx: dict[str, dict]
+    dataset_problems: list[str] = field(default_factory=list)
+
+    @property
+    def report(self) -> dict:
+        return {
+            "n_clips_in": len(self.passed) + len(self.quarantined),
+            "n_passed": len(self.passed),
+            "n_quarantined": len(self.quarantined),
+            "quarantined": self.quarantined,
+            "dataset_problems": self.dataset_problems,
+            "expectations": {
+                name: {"success": r["success"], "checks": summary(r)} for name, r in self.gx.items()
+            },
+        }
+
+
+def validate_manifest(
+    manifest: pd.DataFrame,
+    raw_dir: Path,
+    expectation_parameters: dict,
+    audio_config: AudioCheckConfig = AudioCheckConfig(),
+    docs_dir: Path | None = None,
+    jobs: int = 2,
+) -> ValidationOutcome:
+    frame = manifest.reset_index(drop=True).copy()
+    frame.insert(0, ROW_KEY, range(len(frame)))
+    frame["problem"] = frame["problem"].fillna("")
+    reasons: dict[int, list[str]] = {row: [] for row in frame[ROW_KEY]}
+
+    for row, problem in zip(frame[ROW_KEY], frame["problem"], strict=True):
+        if problem:
+            reasons[row].append(problem)
+    first_row = frame.groupby("clip_id")[ROW_KEY].transform("min")
+    for row, first in zip(frame[ROW_KEY], first_row, strict=True):
+        if row != first:
+            reasons[row].append(f"duplicate clip_id (first at manifest row {first + 2})")
+
+    gx_manifest = run_suites({"manifest": frame}, expectation_parameters, docs_dir)["manifest"]
+    for row, found in _row_failures_except_unique(gx_manifest).items():
+        reasons[row].extend(found)
+
+    to_decode = [row for row in frame[ROW_KEY] if not frame.at[row, "problem"]]
+    paths = [raw_dir / frame.at[row, "path"] for row in to_decode]
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for row, found in zip(
+            to_decode, pool.map(check_clip, paths, [audio_config] * len(paths)), strict=True
+        ):
+            reasons[row].extend(found)
+
+    bad = {row for row, found in reasons.items() if found}
+    quarantined = [
+        {
+            "clip_id": frame.at[row, "clip_id"],
+            "path": frame.at[row, "path"],
+            "manifest_row": row + 2,
+            "reasons": reasons[row],
+        }
+        for row in sorted(bad)
+    ]
+    passed = frame[~frame[ROW_KEY].isin(bad)].drop(columns=[ROW_KEY]).reset_index(drop=True)
+    outcome = ValidationOutcome(passed=passed, quarantined=quarantined, gx={"manifest": gx_manifest})
+    balance = class_balance(passed, expectation_parameters["classes"])
+    outcome.gx["class_balance"] = run_suites({"class_balance": balance}, expectation_parameters, docs_dir)[
+        "class_balance"
+    ]
+    if not outcome.gx["class_balance"]["success"]:
+        outcome.dataset_problems = [
+            f"class balance: {line['expectation']} on {line['column']} failed (observed {line['observed_value']})"
+            for line in summary(outcome.gx["class_balance"])
+            if not line["success"]
+        ]
+    return outcome
+
+
+def _row_failures_except_unique(result: dict) -> dict[int, list[str]]:
+    """Duplicates are handled above (the first occurrence is kept); every other row-level failure counts."""
+    trimmed = {
+        **result,
+        "results": [r for r in result["results"] if r["expectation_config"]["type"] != UNIQUE_EXPECTATION],
+    }
+    return failing_rows(trimmed)
+
+
+def class_balance(passed: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    counts = passed["label"].value_counts().reindex(classes, fill_value=0)
+    total = max(1, int(counts.sum()))
+    return pd.DataFrame(
+        {"label": counts.index, "count": counts.to_numpy(), "share": counts.to_numpy() / total}
+    )
