@@ -1,0 +1,107 @@
+"""The estimator's contract (keys the virtual board and the convert step read) and its figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aed.footprint import ModelFormatError, NotQuantizedError, estimate, load_graph
+from aed.records import sha256_file
+
+ST_WEIGHTS_KIB_256 = 135.91
+ST_U5_ACTIVATIONS_KIB = 109.57
+MACS_256, MACS_1024 = 23_927_296, 68_647_936
+
+
+@pytest.mark.parametrize("target", ["stm32u5", "stm32n6"])
+def test_contract_keys(tiny_int8: Path, target: str) -> None:
+    result = estimate(tiny_int8, target)
+    json.dumps(result)  # JSON-ready
+    assert result["source"] == "estimator" and result["target"] == target
+    assert result["schema_version"] >= 1
+    assert result["model_sha256"] == sha256_file(tiny_int8)
+    assert {"arena_tflm_bytes", "improved_bytes"} <= set(result["activations"])
+    assert {"ms", "cycles", "clock_hz", "model"} <= set(result["latency"])
+    assert result["latency"]["ms"] > 0
+    for layer in result["layers"]:
+        assert {"index", "op", "name", "macs", "cycles", "latency_ms", "output_shape"} <= set(layer)
+    assert sum(layer["macs"] for layer in result["layers"]) == result["macs_total"]
+    budget = result["budget"]
+    assert {"fits", "flash_margin_bytes", "ram_margin_bytes", "device"} <= set(budget)
+    assert budget["fits"] == (budget["flash_margin_bytes"] >= 0 and budget["ram_margin_bytes"] >= 0)
+
+
+def test_tiny_model_macs_by_hand(tiny_int8: Path) -> None:
+    """16x12x3 -> conv3x3/s2 8ch (8x6x8) -> dw3x3 -> pw 8 -> add -> avgpool2 (4x3x8) -> GAP -> dense 4."""
+    by_op: dict[str, int] = {}
+    result = estimate(tiny_int8, "stm32u5")
+    for layer in result["layers"]:
+        by_op[layer["op"]] = by_op.get(layer["op"], 0) + layer["macs"]
+    assert by_op["CONV_2D"] == 8 * 6 * 8 * 3 * 3 * 3 + 8 * 6 * 8 * 8
+    assert by_op["DEPTHWISE_CONV_2D"] == 8 * 6 * 8 * 9
+    assert by_op["ADD"] == 8 * 6 * 8
+    assert by_op["AVERAGE_POOL_2D"] == 4 * 3 * 8 * 4
+    assert by_op["MEAN"] == 4 * 3 * 8
+    assert by_op["FULLY_CONNECTED"] == 8 * 4
+    assert result["macs_total"] == sum(by_op.values())
+
+
+def test_yamnet256_targets(yamnet256_int8: Path) -> None:
+    result = estimate(yamnet256_int8, "stm32u5")
+    assert abs(result["weights_bytes"] / 1024 - ST_WEIGHTS_KIB_256) / ST_WEIGHTS_KIB_256 < 0.001
+    assert abs(result["macs_total"] - MACS_256) / MACS_256 < 0.02
+    assert result["activations"]["arena_tflm_bytes"] == 144 * 1024  # block-2 pointwise in + out
+    assert result["activations"]["improved_bytes"] <= ST_U5_ACTIVATIONS_KIB * 1024
+    assert result["peak_layer"]["op"] == "CONV_2D"
+    assert result["latency"]["ms"] == pytest.approx(281.95, rel=0.01)
+    assert result["budget"]["fits"]
+    n6 = estimate(yamnet256_int8, "stm32n6")
+    assert n6["latency"]["ms"] == pytest.approx(1.07, rel=0.02)
+
+
+@pytest.mark.slow
+def test_yamnet1024_targets(yamnet1024_int8: Path) -> None:
+    u5 = estimate(yamnet1024_int8, "stm32u5")
+    assert abs(u5["macs_total"] - MACS_1024) / MACS_1024 < 0.02
+    assert abs(u5["weights_bytes"] / 1024 - 3162.66) / 3162.66 < 0.001
+    assert not u5["budget"]["flash_fits"]  # 3.09 MiB of weights > 2 MB: an N6 model
+    n6 = estimate(yamnet1024_int8, "stm32n6")
+    assert n6["budget"]["fits"]
+    assert n6["latency"]["ms"] == pytest.approx(9.88, rel=0.02)
+
+
+def test_not_a_model(tmp_path: Path) -> None:
+    junk = tmp_path / "model.tflite"
+    junk.write_bytes(b"this is not a flatbuffer at all")
+    with pytest.raises(ModelFormatError, match="model.tflite.*not a TFLite"):
+        estimate(junk, "stm32u5")
+    text = tmp_path / "model.onnx"
+    text.write_text("hello")
+    with pytest.raises(ModelFormatError, match="model.onnx"):
+        estimate(text, "stm32u5")
+    with pytest.raises(ModelFormatError, match="unsupported model type"):
+        estimate(_touch(tmp_path / "m.h5"), "stm32u5")
+    with pytest.raises(FileNotFoundError):
+        estimate(tmp_path / "missing.tflite", "stm32u5")
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b"\0")
+    return path
+
+
+def test_float_model_needs_explicit_request(tiny_float: Path) -> None:
+    with pytest.raises(NotQuantizedError, match="not int8-quantized"):
+        estimate(tiny_float, "stm32u5")
+    result = estimate(tiny_float, "stm32u5", allow_float=True)
+    assert result["quantization"] == "float32"
+    graph = load_graph(tiny_float)
+    weights = sum(t.nbytes for t in graph.tensors if t.is_constant and t.role in ("weight", "bias"))
+    assert result["weights_bytes"] == weights and weights % 4 == 0
+
+
+def test_unknown_target(tiny_int8: Path) -> None:
+    with pytest.raises(ValueError, match="unknown target 'stm32h7'"):
+        estimate(tiny_int8, "stm32h7")
