@@ -52,7 +52,7 @@ def gate_verdict(gate_record: Path) -> tuple[bool, list[str]]:
 
 
 def run(
-    model: str, artifacts: dict[str, Path], gate_record: Path, out: Path, params: PromoteParams
+    params: PromoteParams, model: str, artifacts: dict[str, Path], gate_record: Path, out: Path
 ) -> dict[str, Any]:
     """Publish `artifacts` (name -> file or directory) as a new version of `model` if the gate passed."""
     passed, reasons = gate_verdict(gate_record)
@@ -109,6 +109,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _handle(args: argparse.Namespace) -> int:
     params = load_section(args.params, SECTION, PromoteParams)
     artifacts = dict(args.artifact)
-    result = run(args.model, artifacts, args.gate, args.out, params)
+    result = run(params, args.model, artifacts, args.gate, args.out)
     print(json.dumps(result))
     return 0

@@ -74,7 +74,7 @@ def test_promote_to_s3_copies_model_and_records(s3_env: str, tmp_path: Path) -> 
     artifacts = _model_files(tmp_path / "in")
     params = promote.PromoteParams(registry="s3://models/aed", endpoint_url=s3_env)
     result = promote.run(
-        "yamnet_256", artifacts, _gate(tmp_path / "gate.json", True), tmp_path / "p.json", params
+        params, "yamnet_256", artifacts, _gate(tmp_path / "gate.json", True), tmp_path / "p.json"
     )
     assert result["promoted"] is True
     keys = {o["Key"] for o in _s3(s3_env).list_objects_v2(Bucket="models", Prefix="aed/")["Contents"]}
@@ -129,7 +129,7 @@ def test_failed_gate_promotes_nothing(tmp_path: Path) -> None:
     artifacts = _model_files(tmp_path / "in")
     params = promote.PromoteParams(registry=str(tmp_path / "registry"))
     result = promote.run(
-        "yamnet_256", artifacts, _gate(tmp_path / "gate.json", False), tmp_path / "p.json", params
+        params, "yamnet_256", artifacts, _gate(tmp_path / "gate.json", False), tmp_path / "p.json"
     )
     assert result == {"promoted": False}
     assert not (tmp_path / "registry").exists()

@@ -1,0 +1,231 @@
+"""`aed pipeline compile | run-local | submit | schedule`: the Kubeflow pipeline from the command line.
+
+Not a pipeline step: it builds the KFP DAG over the step entry points (pipelines/, imported lazily so that the
+other subcommands never pay for kfp) and runs it here (kfp.local) or on a Kubeflow Pipelines server. Every
+subcommand checks all of params.yaml first, so a bad value fails before any task starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from aed.params import ParamsError, bounded, from_dict, read_params
+from components.common import add_params_option
+
+SECTION = "pipeline"
+ModelName = Literal["yamnet_256", "yamnet_1024"]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineParams:
+    models: list[ModelName] = field(default_factory=lambda: ["yamnet_256", "yamnet_1024"])
+    experiment: str = "aed-esc10"
+    local_root: str = "work/pipeline_root"  # run-local: artifacts and task logs
+    remote_root: str | None = None  # submit/schedule: e.g. s3://bucket/kfp (null: the cluster's default)
+    s3_endpoint_url: str | None = None  # S3-compatible endpoint for checking an s3:// remote_root
+    host: str | None = None  # KFP API URL, e.g. http://localhost:8080 (or --host)
+    schedule: str = "0 3 * * *"  # cron, 5 fields, for `aed pipeline schedule`
+    image_registry: str = "ghcr.io/aed-mlops"
+    image_tag: str = ""  # empty: the project's version
+    task_timeout_s: float = bounded(7200.0, 10.0, 172800.0)
+    request_timeout_s: float = bounded(10.0, 1.0, 300.0)
+
+
+# -- params ---------------------------------------------------------------------------------------------------
+def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` (value parsed as YAML) on a copy of params."""
+    result = copy.deepcopy(params)
+    for item in overrides:
+        dotted, sep, raw = item.partition("=")
+        keys = dotted.split(".")
+        if not sep or len(keys) < 2 or not all(keys):
+            raise ParamsError(f"--set {item!r}: expected section.key=value")
+        target = result
+        for key in keys[:-1]:
+            node = target.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ParamsError(f"--set {item!r}: {key} is not a mapping")
+            target = node
+        target[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return result
+
+
+def load_checked(path: Path, overrides: list[str]) -> tuple[dict[str, Any], PipelineParams]:
+    """params.yaml with overrides, every step's section checked; raises ParamsError naming the bad key."""
+    from pipelines.aed_pipeline import STEPS
+    from pipelines.glue import validate_params
+
+    params = apply_overrides(read_params(path), overrides)
+    settings = from_dict(PipelineParams, params.get(SECTION), SECTION)
+    if not settings.models:
+        raise ParamsError(f"{SECTION}.models: empty list; name at least one of {list(ModelName.__args__)}")
+    if len(set(settings.models)) != len(settings.models):
+        raise ParamsError(f"{SECTION}.models: duplicate model in {settings.models}")
+    validate_params(params, STEPS)
+    return params, settings
+
+
+def _images(settings: PipelineParams, args: argparse.Namespace) -> Any:
+    from pipelines.images import Images
+
+    return Images(registry=args.registry or settings.image_registry, tag=args.tag or settings.image_tag)
+
+
+# -- subcommands ----------------------------------------------------------------------------------------------
+def _compile(args: argparse.Namespace) -> int:
+    from pipelines.aed_pipeline import compile_pipeline
+
+    params, settings = load_checked(args.params, args.set)
+    out = compile_pipeline(args.out, params, settings.models, _images(settings, args))
+    print(f"compiled {out}")
+    return 0
+
+
+def _run_local(args: argparse.Namespace) -> int:
+    from pipelines.aed_pipeline import build_pipeline
+    from pipelines.local_run import run_local
+
+    params, settings = load_checked(args.params, args.set)
+    root = Path(args.root or settings.local_root)
+    pipeline = build_pipeline(params, settings.models, _images(settings, args), until=args.until)
+    run = run_local(pipeline, {}, root, task_timeout_s=settings.task_timeout_s)
+    summary = summarize(run, settings.models)
+    if run.run_dir is not None:
+        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary))
+    return 0
+
+
+def summarize(run: Any, models: list[str]) -> dict[str, Any]:
+    from pipelines.aed_pipeline import task_suffix
+
+    verdicts: dict[str, Any] = {}
+    for model in models:
+        gate_dir = run.run_dir / f"gate-{task_suffix(model)}" if run.run_dir else None
+        promoted = run.run_dir / f"promote-{task_suffix(model)}" / "promotion" if run.run_dir else None
+        verdict = None
+        if gate_dir and (gate_dir / "executor_output.json").exists():
+            output = json.loads((gate_dir / "executor_output.json").read_text())
+            verdict = output.get("parameterValues", {}).get("Output")
+        record = json.loads(promoted.read_text()) if promoted and promoted.exists() else None
+        verdicts[model] = {
+            "gate_passed": verdict,
+            "gate_table": str(gate_dir / "table") if gate_dir else None,
+            "promoted_version": record.get("version") if record else None,
+            "registry": record.get("manifest") if record else None,
+        }
+    return {
+        "run_dir": str(run.run_dir),
+        "seconds": round(run.seconds, 1),
+        "tasks": [{"task": t.name, "seconds": round(t.seconds, 1), "exit": t.returncode} for t in run.tasks],
+        "models": verdicts,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [f"run: {summary['run_dir']} ({summary['seconds']} s)"]
+    lines += [f"  {t['task']:<28} {t['seconds']:>7.1f} s" for t in summary["tasks"]]
+    for model, verdict in summary["models"].items():
+        state = {True: "PASS", False: "FAIL", None: "no verdict"}[verdict["gate_passed"]]
+        promoted = f", promoted {verdict['promoted_version']}" if verdict["promoted_version"] else ""
+        lines.append(f"{model}: gate {state}{promoted} (table: {verdict['gate_table']})")
+    return "\n".join(lines)
+
+
+def _submit(args: argparse.Namespace, cron: str | None = None) -> int:
+    import tempfile
+
+    from pipelines.aed_pipeline import PIPELINE_NAME, compile_pipeline
+    from pipelines.remote import check_pipeline_root, submit
+
+    params, settings = load_checked(args.params, args.set)
+    host = args.host or settings.host
+    if not host:
+        raise ParamsError(f"no KFP host: pass --host URL or set {SECTION}.host in {args.params}")
+    root = args.pipeline_root or settings.remote_root
+    if root:
+        check_pipeline_root(root, settings.s3_endpoint_url, settings.request_timeout_s)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    with tempfile.TemporaryDirectory() as scratch:
+        package = compile_pipeline(
+            Path(scratch) / "aed_pipeline.yaml", params, settings.models, _images(settings, args)
+        )
+        result = submit(
+            host,
+            package,
+            PIPELINE_NAME,
+            args.experiment or settings.experiment,
+            {"params": json.dumps(params, sort_keys=True)},
+            run_name=args.run_name or f"{PIPELINE_NAME}-{stamp}",
+            cron=cron,
+            pipeline_root=root,
+            timeout_s=settings.request_timeout_s,
+        )
+    what = f"recurring run {result.recurring_run_id} ({cron})" if cron else f"run {result.run_id}"
+    reuse = "uploaded" if result.uploaded else "reused"
+    print(f"{what} in experiment {result.experiment_id}; pipeline version {result.version_name} ({reuse})")
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    params = read_params(args.params)
+    cron = args.cron or (params.get(SECTION) or {}).get("schedule") or PipelineParams().schedule
+    return _submit(args, cron=cron)
+
+
+# -- argument parsing -----------------------------------------------------------------------------------------
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pipeline", help="compile, run locally, submit or schedule the KFP pipeline"
+    )
+    actions = parser.add_subparsers(dest="pipeline_command", required=True, metavar="ACTION")
+
+    def common(sub: argparse.ArgumentParser, images: bool = True) -> None:
+        add_params_option(sub)
+        sub.add_argument(
+            "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a params value"
+        )
+        if images:
+            sub.add_argument("--registry", help="image registry (default: pipeline.image_registry)")
+            sub.add_argument("--tag", help="image tag (default: pipeline.image_tag or the project version)")
+
+    compile_parser = actions.add_parser("compile", help="write the pipeline IR YAML")
+    common(compile_parser)
+    compile_parser.add_argument("--out", type=Path, default=Path("pipelines/aed_pipeline.yaml"))
+    compile_parser.set_defaults(handler=_compile)
+
+    local = actions.add_parser(
+        "run-local", help="run the whole DAG here with kfp.local (no cluster, no Docker)"
+    )
+    common(local)
+    local.add_argument("--root", type=Path, help="pipeline root (default: pipeline.local_root)")
+    local.add_argument("--until", metavar="STEP", help="stop after this step (default: the whole DAG)")
+    local.set_defaults(handler=_run_local)
+
+    for name, handler, help_text in (
+        ("submit", _submit, "upload (or reuse) the pipeline version and start a run"),
+        ("schedule", _schedule, "upload (or reuse) the pipeline version and create a recurring run"),
+    ):
+        sub = actions.add_parser(name, help=help_text)
+        common(sub)
+        sub.add_argument("--host", help="KFP API URL, e.g. http://localhost:8080 (default: pipeline.host)")
+        sub.add_argument("--experiment", help="experiment name (default: pipeline.experiment)")
+        sub.add_argument("--run-name", help="run / recurring run name (default: aed-pipeline-<UTC time>)")
+        sub.add_argument(
+            "--pipeline-root", help="artifact root, e.g. s3://bucket/kfp (default: pipeline.remote_root)"
+        )
+        if name == "schedule":
+            sub.add_argument(
+                "--cron", help='cron line, 5 fields, e.g. "0 3 * * *" (default: pipeline.schedule)'
+            )
+        sub.set_defaults(handler=handler)

@@ -1,0 +1,198 @@
+"""The Kubeflow pipeline: ingest -> validate -> patch, then per model train -> quantize -> evaluate -> convert ->
+hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in parallel branches.
+
+Every task is a lightweight component over `pipelines.tasks`, which calls `components.<step>.run`: the same entry
+point as `aed <step>` and the dvc.yaml stages. The only pipeline parameter is `params`, the whole params.yaml as
+JSON text (its default is the repository's params.yaml at compile time), so a run on a cluster is configured exactly
+like a local `dvc repro`.
+
+Promotion: `promote` runs inside `dsl.If(gate verdict)` and, in addition, only after every model's gate task has
+finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched.
+"""
+
+# No `from __future__ import annotations`: KFP reads the pipeline function's annotations as real types.
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines import tasks
+from pipelines.images import Images
+
+PIPELINE_NAME = "aed-pipeline"
+SHARED_STEPS = ("ingest", "validate", "patch")
+MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "hil", "gate", "promote")
+STEPS = SHARED_STEPS + MODEL_STEPS
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+COMPILED = Path(__file__).with_name("aed_pipeline.yaml")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    image: str  # an Images kind: base | train | hil
+    cpu: str
+    memory: str
+    retries: int = 0
+    cache: bool = True
+
+
+# Caching: the data and model steps are deterministic functions of their inputs and params. hil asks a board,
+# whose answer can change, and gate/promote read or write the outside world: never cached. Retries only where
+# failures are transient (downloads, serial links, S3), never where a rerun would just fail again.
+SETTINGS: dict[str, TaskSettings] = {
+    "ingest": TaskSettings("base", "1", "2G", retries=2),
+    "validate": TaskSettings("base", "2", "4G"),
+    "patch": TaskSettings("base", "2", "4G"),
+    "train": TaskSettings("train", "2", "8G"),
+    "quantize": TaskSettings("train", "2", "4G"),
+    "evaluate": TaskSettings("train", "2", "4G"),
+    "convert": TaskSettings("train", "1", "2G", retries=1),
+    "hil": TaskSettings("hil", "1", "2G", retries=2, cache=False),
+    "gate": TaskSettings("base", "500m", "1G", cache=False),
+    "promote": TaskSettings("base", "500m", "1G", retries=2, cache=False),
+}
+
+
+def task_suffix(model_name: str) -> str:
+    """yamnet_256 -> yamnet-256: task and component names must be DNS-1123 labels on a cluster."""
+    return model_name.replace("_", "-").lower()
+
+
+def build_components(images: Images, models: list[str]) -> dict[str, Any]:
+    """{"ingest": component, ..., "train/yamnet_256": component, ...}.
+
+    Per-model steps get one component per model (`train-yamnet-256`), so task names, logs and artifact folders
+    say which model they belong to instead of KFP's `train-2`.
+    """
+    from kfp import dsl
+
+    built: dict[str, Any] = {}
+    for step in STEPS:
+        function = getattr(tasks, step)
+        component = dsl.component(base_image=images.name(SETTINGS[step].image), install_kfp_package=False)(
+            function
+        )
+        if step in SHARED_STEPS:
+            built[step] = component
+            continue
+        for model in models:
+            named = copy.copy(component)
+            named.component_spec = copy.deepcopy(component.component_spec)
+            named.component_spec.name = f"{step}-{task_suffix(model)}"
+            named.name = named.component_spec.name
+            built[f"{step}/{model}"] = named
+    return built
+
+
+def _configure(task: Any, step: str, model: str | None = None) -> Any:
+    settings = SETTINGS[step]
+    task.set_cpu_request(settings.cpu).set_cpu_limit(settings.cpu)
+    task.set_memory_request(settings.memory).set_memory_limit(settings.memory)
+    task.set_caching_options(enable_caching=settings.cache)
+    if settings.retries:
+        task.set_retry(num_retries=settings.retries, backoff_duration="30s", backoff_factor=2.0)
+    task.set_display_name(f"{step} {model}" if model else step)
+    return task
+
+
+def _model_branch(
+    c: dict[str, Any], params: Any, model: str, patches: Any, included: set[str]
+) -> dict[str, Any]:
+    """train -> quantize -> evaluate / convert / hil -> gate for one model (as far as `included` goes)."""
+    step: dict[str, Any] = {}
+
+    def add(name: str, **inputs: Any) -> bool:
+        if name not in included:
+            return False
+        step[name] = _configure(c[f"{name}/{model}"](params=params, model_name=model, **inputs), name, model)
+        return True
+
+    if not add("train", patches=patches):
+        return step
+    model_out = step["train"].outputs["model"]
+    if not add("quantize", patches=patches, model=model_out):
+        return step
+    quantized = step["quantize"].outputs["quantized"]
+    add("evaluate", patches=patches, model=model_out, quantized=quantized)
+    add("convert", quantized=quantized)
+    add("hil", patches=patches, quantized=quantized)
+    if {"evaluate", "convert", "hil"} <= step.keys():
+        add(
+            "gate",
+            evaluation=step["evaluate"].outputs["metrics"],
+            footprint=step["convert"].outputs["metrics"],
+            board=step["hil"].outputs["metrics"],
+        )
+    return step
+
+
+def build_pipeline(
+    params: dict[str, Any], models: list[str], images: Images | None = None, until: str | None = None
+) -> Callable:
+    """The pipeline function, with `params` as the default of its one parameter and one branch per model.
+
+    `until` cuts the DAG after that step (e.g. "patch" runs only the data steps); the default is the whole DAG.
+    """
+    from kfp import dsl
+
+    if not models:
+        raise ValueError("pipeline.models: empty list; name at least one model")
+    if until is not None and until not in STEPS:
+        raise ValueError(f"--until {until!r}: expected one of {list(STEPS)}")
+    included = set(STEPS[: STEPS.index(until) + 1] if until else STEPS)
+    c = build_components(images or Images(), models)
+    params_json = json.dumps(params, sort_keys=True)
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Tiny audio event detection on STM32: ESC-10 -> YAMNet-256/1024 -> int8 -> board-gated promotion",
+    )
+    def aed_pipeline(params: str = params_json):
+        ingest = _configure(c["ingest"](params=params), "ingest")
+        raw = ingest.outputs["raw"]
+        if "validate" not in included:
+            return
+        validate = _configure(
+            c["validate"](params=params, raw=raw, manifest=ingest.outputs["manifest"]), "validate"
+        )
+        if "patch" not in included:
+            return
+        patch = _configure(
+            c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch"
+        )
+        patches = patch.outputs["patches"]
+        branches = [_model_branch(c, params, model, patches, included) for model in models]
+        if "promote" not in included:
+            return
+        gates = [branch["gate"] for branch in branches]
+        for model, step in zip(models, branches, strict=True):
+            with dsl.If(step["gate"].outputs["Output"] == True, name=f"gate-passed-{task_suffix(model)}"):  # noqa: E712
+                promote = c[f"promote/{model}"](
+                    params=params,
+                    model_name=model,
+                    model=step["train"].outputs["model"],
+                    quantized=step["quantize"].outputs["quantized"],
+                    firmware=step["convert"].outputs["firmware"],
+                    evaluation=step["evaluate"].outputs["metrics"],
+                    footprint=step["convert"].outputs["metrics"],
+                    board=step["hil"].outputs["metrics"],
+                    verdict=step["gate"].outputs["verdict"],
+                )
+                # Not before every model's gate is done: a failure in any branch stops the run unpromoted.
+                _configure(promote, "promote", model).after(*gates)
+
+    return aed_pipeline
+
+
+def compile_pipeline(
+    out: Path, params: dict[str, Any], models: list[str], images: Images | None = None
+) -> Path:
+    from kfp import compiler
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(params, models, images), package_path=str(out))
+    return out

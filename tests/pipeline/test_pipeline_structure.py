@@ -1,0 +1,214 @@
+"""The KFP pipeline's shape, its compiled IR, and the one-implementation-per-step rule."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.cli import build_parser
+from components.cli import main as aed_main
+from pipelines import tasks
+from pipelines.aed_pipeline import COMPILED, MODEL_STEPS, SETTINGS, SHARED_STEPS, STEPS, compile_pipeline
+from pipelines.images import Images
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = ["yamnet_256", "yamnet_1024"]
+
+
+def _spec(path: Path) -> dict:
+    return next(yaml.safe_load_all(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    out = tmp_path_factory.mktemp("ir") / "aed_pipeline.yaml"
+    return _spec(compile_pipeline(out, params, MODELS, Images(registry="registry.example/team", tag="9.9.9")))
+
+
+def _all_tasks(spec: dict) -> dict[str, dict]:
+    found = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        found.update(component.get("dag", {}).get("tasks", {}))
+    return found
+
+
+def test_compiled_yaml_is_current(tmp_path: Path) -> None:
+    """pipelines/aed_pipeline.yaml must be what `aed pipeline compile` makes from the source and params.yaml."""
+    out = tmp_path / "fresh.yaml"
+    previous = Path.cwd()
+    os.chdir(REPO)
+    try:
+        assert aed_main(["pipeline", "compile", "--out", str(out)]) == 0
+    finally:
+        os.chdir(previous)
+    assert COMPILED.exists(), "pipelines/aed_pipeline.yaml missing: run `aed pipeline compile`"
+    assert out.read_text() == COMPILED.read_text(), (
+        "pipelines/aed_pipeline.yaml is out of date with pipelines/*.py or params.yaml: run `aed pipeline compile`"
+    )
+
+
+def _condition_of(spec: dict, task: str) -> dict:
+    """The root-level dsl.If task whose sub-DAG holds `task`."""
+    for outer in spec["root"]["dag"]["tasks"].values():
+        inner = spec["components"][outer["componentRef"]["name"]].get("dag", {}).get("tasks", {})
+        if task in inner:
+            return outer
+    raise AssertionError(f"{task} is not inside a condition")
+
+
+def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
+    names = set(_all_tasks(compiled))
+    expected = set(SHARED_STEPS) | {f"{s}-{m.replace('_', '-')}" for s in MODEL_STEPS for m in MODELS}
+    assert names >= expected
+    deps = {name: set(task.get("dependentTasks", [])) for name, task in _all_tasks(compiled).items()}
+    assert deps["validate"] == {"ingest"} and deps["patch"] == {"ingest", "validate"}
+    for model in ("yamnet-256", "yamnet-1024"):
+        assert deps[f"train-{model}"] == {"patch"}
+        assert deps[f"quantize-{model}"] == {"patch", f"train-{model}"}
+        assert deps[f"gate-{model}"] == {f"evaluate-{model}", f"convert-{model}", f"hil-{model}"}
+        # promote waits for both gates: a failure in the other branch stops the run before anything is promoted
+        assert {"gate-yamnet-256", "gate-yamnet-1024"} <= set(
+            _condition_of(compiled, f"promote-{model}")["dependentTasks"]
+        )
+    # the two branches do not depend on each other before promote: they run in parallel on a cluster
+    assert not any("1024" in d for d in deps["gate-yamnet-256"] | deps["train-yamnet-256"])
+
+
+def test_promote_runs_only_when_the_gate_passes(compiled: dict) -> None:
+    for model in ("yamnet-256", "yamnet-1024"):
+        condition = _condition_of(compiled, f"promote-{model}")
+        assert condition["taskInfo"]["name"] == f"gate-passed-{model}"
+        assert condition["triggerPolicy"]["condition"].endswith(f"gate-{model}-Output'] == true")
+        inner = compiled["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+        assert list(inner) == [f"promote-{model}"]
+
+
+def test_typed_artifacts(compiled: dict) -> None:
+    def output_types(component: str) -> dict[str, str]:
+        artifacts = compiled["components"][component]["outputDefinitions"].get("artifacts", {})
+        return {name: spec["artifactType"]["schemaTitle"] for name, spec in artifacts.items()}
+
+    assert output_types("comp-ingest") == {
+        "raw": "system.Dataset",
+        "manifest": "system.Dataset",
+        "metrics": "system.Metrics",
+    }
+    assert output_types("comp-validate")["report"] == "system.Markdown"
+    assert output_types("comp-validate")["data_docs"] == "system.HTML"
+    assert output_types("comp-patch")["patches"] == "system.Dataset"
+    assert output_types("comp-train-yamnet-256")["model"] == "system.Model"
+    assert output_types("comp-quantize-yamnet-1024")["quantized"] == "system.Model"
+    assert output_types("comp-evaluate-yamnet-256")["confusion"] == "system.ClassificationMetrics"
+    assert output_types("comp-gate-yamnet-256")["table"] == "system.Markdown"
+    gate_params = compiled["components"]["comp-gate-yamnet-256"]["outputDefinitions"]["parameters"]
+    assert gate_params["Output"]["parameterType"] == "BOOLEAN"
+
+
+def test_images_resources_retries_and_caching(compiled: dict) -> None:
+    executors = compiled["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        step = name.removeprefix("exec-").split("-")[0]
+        container = executor["container"]
+        image_kind = SETTINGS[step].image
+        assert container["image"] == f"registry.example/team/aed-{image_kind}:9.9.9"
+        assert container["resources"]["cpuLimit"] > 0 and container["resources"]["memoryLimit"] > 0
+        assert "pip install" not in " ".join(container["command"]), "the images carry kfp and the project"
+    tasks_by_name = _all_tasks(compiled)
+    for name, task in tasks_by_name.items():
+        step = name.split("-")[0]
+        if step not in SETTINGS:
+            continue
+        assert bool(task.get("cachingOptions", {}).get("enableCache")) == SETTINGS[step].cache, name
+        assert task.get("retryPolicy", {}).get("maxRetryCount", 0) == SETTINGS[step].retries, name
+    assert SETTINGS["hil"].image == "hil" and SETTINGS["train"].image == "train"
+    assert not SETTINGS["promote"].cache and not SETTINGS["hil"].cache
+
+
+def _body_calls(function) -> tuple[set[str], list[str]]:
+    """(components modules imported, attribute calls like 'step.run') in a task body."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "components":
+            imported |= {f"components.{alias.name}" for alias in node.names if alias.asname == "step"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("components."):
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names if a.name.startswith("components.")}
+    calls = [
+        f"{node.func.value.id}.{node.func.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+    ]
+    return imported, calls
+
+
+def _dvc_commands() -> dict[str, str]:
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text()) if (REPO / "dvc.yaml").exists() else {}
+    commands = {}
+    for name, stage in (dvc.get("stages") or {}).items():
+        do = stage.get("do", stage)  # foreach stages keep cmd under `do`
+        cmd = do.get("cmd", "")
+        commands[name] = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
+    return commands
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_one_implementation_reached_by_dvc_cli_and_kfp(step: str) -> None:
+    try:
+        module = importlib.import_module(f"components.{step}")
+    except ModuleNotFoundError:
+        if os.environ.get("CI"):
+            pytest.fail(f"components/{step} does not exist")
+        pytest.skip(f"components/{step} not built yet")
+    run = module.run
+    assert run.__module__ == f"components.{step}"
+    # KFP: the task body imports exactly this step and calls its run() once, nothing else from components
+    imported, calls = _body_calls(getattr(tasks, step))
+    assert imported == {f"components.{step}"}
+    assert calls.count("step.run") == 1
+    # CLI: `aed <step>` dispatches to a handler in the same module, which calls run()
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    handler = subparsers.choices[step].get_default("handler")
+    assert handler.__module__ == f"components.{step}"
+    handler_source = inspect.getsource(handler)
+    assert "run(" in handler_source
+    # DVC: every stage for this step runs `aed <step>` (stage names: step, step@model or step_model)
+    commands = _dvc_commands()
+    stages = [cmd for name, cmd in commands.items() if name == step or name.split("@")[0] == step]
+    if not stages and step == "promote":
+        pytest.skip(
+            "dvc.yaml has no promote stage (promotion is a pipeline-only step unless the lead adds one)"
+        )
+    if not stages and not os.environ.get("CI"):
+        pytest.skip(f"dvc.yaml has no {step} stage yet")
+    assert stages, f"dvc.yaml has no stage for {step}"
+    assert all(cmd.strip().startswith(f"aed {step}") for cmd in stages), stages
+
+
+def test_pipelines_package_holds_no_step_logic() -> None:
+    """pipelines/ may read params and talk to registries, never import the domain code a step runs: with the
+    body check above, the only way from a KFP task to step logic is components.<step>.run."""
+    allowed = {"aed.params", "aed.registry"}
+    for path in (REPO / "pipelines").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith("aed") or name.startswith("hil_runner"):
+                    assert name in allowed, f"{path.name} imports {name}"
