@@ -30,6 +30,8 @@ class AudioInfo:
 
 def probe(path: Path) -> AudioInfo:
     """Header facts without decoding the samples."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise AudioError(f"{path}: zero-length file")
     try:
         info = soundfile.info(str(path))
     except Exception as error:  # libsndfile raises several types for unreadable files
@@ -45,6 +47,7 @@ def read_audio(path: Path, max_duration_s: float | None = None) -> tuple[np.ndar
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: zero-length file")
     info = probe(path)
+    _check_riff_length(path)
     frames = -1 if max_duration_s is None else int(round(max_duration_s * info.sample_rate))
     try:
         samples, _ = soundfile.read(str(path), frames=frames, dtype="float32", always_2d=True)
@@ -65,6 +68,26 @@ def load_audio(path: Path, sample_rate: int = 16000, max_duration_s: float | Non
     if info.sample_rate != sample_rate:
         mono = soxr.resample(mono, info.sample_rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _check_riff_length(path: Path) -> None:
+    """libsndfile quietly shortens a truncated WAV to what is on disk; the RIFF data chunk says what should be."""
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                return
+            size = int.from_bytes(chunk[4:], "little")
+            if chunk[:4] == b"data":
+                available = path.stat().st_size - handle.tell()
+                if size != 0xFFFFFFFF and available < size:  # 0xFFFFFFFF: streamed WAV of unknown length
+                    raise AudioError(
+                        f"{path}: truncated WAV: header declares {size} bytes of audio, file holds {available}"
+                    )
+                return
+            handle.seek(size + (size & 1), 1)
 
 
 def _short(error: Exception) -> str:

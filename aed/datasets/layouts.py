@@ -109,8 +109,8 @@ def custom_csv_catalog(csv_path: Path, audio_root: Path | None = None) -> tuple[
     rows = []
     for number, row in enumerate(frame.to_dict("records"), start=2):
         where = f"{csv_path}:{number}"
-        name = row["filename"].strip()
-        if name and not Path(name).suffix:
+        name = safe_relative_path(root, row["filename"].strip(), where)
+        if not Path(name).suffix:
             name = _with_extension(root, name)
         rows.append(
             {

@@ -87,6 +87,7 @@ def failing_rows(result: dict) -> dict[int, list[str]]:
         for item in outcome["result"].get("unexpected_index_list") or []:
             row = int(item[ROW_KEY])
             value = item.get(column)
+            value = value.item() if hasattr(value, "item") else value  # numpy scalar -> plain value
             reasons.setdefault(row, []).append(f"{config['type']}: {column}={value!r}")
     return reasons
 

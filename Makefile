@@ -1,0 +1,59 @@
+# Two commands on a fresh machine (Python 3.11 and the package registries only):
+#   AED_DATA_MIRROR=../shared/data/esc10 make demo   # the whole pipeline with `dvc repro` on the embedded default
+#   make test                                        # the test suite (unit + end-to-end)
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.8
+
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := False
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install data demo test test-fast lint format lock images bench clean
+
+# The venv is rebuilt from the lock whenever the lock or the project metadata changes.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	# numba compiles librosa's kernels on first use (~20 s): do it once here, not inside a timed step.
+	$(BIN)/python -c "import librosa.feature" 2>/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fetch the raw dataset (AED_DATA_MIRROR or the public archive) and pin it in data.dvc.
+data: install
+	aed ingest --fetch-only
+	dvc commit --force --quiet data.dvc
+
+demo: data
+	dvc repro
+	dvc metrics show
+
+test: install lint
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Re-resolve the pins (needs the registry); commit the new requirements.lock.
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+bench: install
+	$(BIN)/python bench/patching.py
+
+clean:
+	rm -rf artifacts reports models .cache/aed/extracted

@@ -1,0 +1,62 @@
+"""Shared test fixtures: paths to the ../shared assets (CI has them: a missing asset fails, never skips),
+synthetic audio writers, and quiet third-party defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DEFAULT = REPO.parent / "shared"
+
+os.environ.setdefault("AED_SHARED", str(SHARED_DEFAULT))
+os.environ.setdefault("AED_DATA_MIRROR", str(Path(os.environ["AED_SHARED"]) / "data" / "esc10"))
+os.environ.setdefault("AED_MODELS_MIRROR", str(Path(os.environ["AED_SHARED"]) / "models" / "yamnet"))
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _required_dir(variable: str) -> Path:
+    path = Path(os.environ[variable])
+    if not path.is_dir():
+        pytest.fail(f"{variable}={path}: directory not found (CI runs with ../shared beside the clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _required_dir("AED_SHARED")
+
+
+@pytest.fixture(scope="session")
+def esc10_dir() -> Path:
+    return _required_dir("AED_DATA_MIRROR")
+
+
+@pytest.fixture(scope="session")
+def yamnet_dir() -> Path:
+    return _required_dir("AED_MODELS_MIRROR")
+
+
+@pytest.fixture(scope="session")
+def repo_dir() -> Path:
+    return REPO
+
+
+def tone(seconds: float = 2.0, sample_rate: int = 16000, frequency: float = 440.0, amplitude: float = 0.3):
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    rng = np.random.default_rng(0)
+    return (amplitude * np.sin(2 * np.pi * frequency * t) + 0.01 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
+
+
+def write_audio(path: Path, signal: np.ndarray, sample_rate: int = 16000, subtype: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), signal, sample_rate, subtype=subtype)
+    return path
