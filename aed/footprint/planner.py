@@ -149,7 +149,25 @@ def _place(
     base = min((b.offset for b in buffers.values()), default=0)
     for buffer in buffers.values():
         buffer.offset -= base
+    if two_sided:
+        _compact(buffers, pairs)
     return max((b.offset + b.size for b in buffers.values()), default=0)
+
+
+def _compact(buffers: dict[int, Buffer], pairs: dict[tuple[int, int], int], passes: int = 8) -> None:
+    """Slide buffers down, highest end first, to the lowest offset the same constraints allow."""
+    for _ in range(passes):
+        moved = False
+        for buffer in sorted(buffers.values(), key=lambda b: -(b.offset + b.size)):
+            others = [b for b in buffers.values() if b is not buffer]
+            forbidden = _forbidden(buffer, others, pairs)
+            candidates = sorted({0} | {hi for _, hi in forbidden if hi > 0})
+            lowest = next(c for c in candidates if _allowed(c, forbidden))
+            if lowest < buffer.offset:
+                buffer.offset = lowest
+                moved = True
+        if not moved:
+            return
 
 
 def plan_greedy(graph: Graph) -> Plan:

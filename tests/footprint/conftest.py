@@ -106,3 +106,65 @@ def yamnet1024_int8(model_dir: Path) -> Path:
     path = model_dir / "yamnet_1024_int8.tflite"
     to_int8_tflite(build_yamnet(14), calibration(4), path)
     return path
+
+
+def to_qdq_onnx(model, float_path: Path, qdq_path: Path | None) -> Path:
+    """Keras -> ONNX (tf2onnx, opset 17) -> quant_pre_process -> quantize_static QDQ, per the reference recipe."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    shape = (1, *model.input_shape[1:])
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec(shape, tf.float32, "input"),),
+                                          opset=17)  # fmt: skip
+    onnx.save(proto, str(float_path))
+    if qdq_path is None:
+        return float_path
+    prepared = float_path.with_suffix(".pre.onnx")
+    quant_pre_process(str(float_path), str(prepared), skip_optimization=False, skip_symbolic_shape=True)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.samples = iter({"input": x[None]} for x in calibration(4, shape[1:]))
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    quantize_static(
+        str(prepared), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
+        op_types_to_quantize=["Conv", "Relu", "Squeeze", "GlobalAveragePool", "Gemm", "Transpose", "Add",
+                              "AveragePool"],
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibMovingAverage": True},
+    )  # fmt: skip
+    return qdq_path
+
+
+@pytest.fixture(scope="session")
+def tiny_qdq(model_dir: Path) -> Path:
+    model = tiny_keras()
+    _randomise(model)
+    return to_qdq_onnx(model, model_dir / "tiny_f32.onnx", model_dir / "tiny_qdq.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_float_onnx(model_dir: Path, tiny_qdq: Path) -> Path:
+    return model_dir / "tiny_f32.onnx"  # written by tiny_qdq on the way
+
+
+@pytest.fixture(scope="session")
+def yamnet256_qdq(model_dir: Path) -> Path:
+    return to_qdq_onnx(build_yamnet(6), model_dir / "y256_f32.onnx", model_dir / "yamnet_256_qdq.onnx")
+
+
+@pytest.fixture(scope="session")
+def yamnet1024_qdq(model_dir: Path) -> Path:
+    return to_qdq_onnx(build_yamnet(14), model_dir / "y1024_f32.onnx", model_dir / "yamnet_1024_qdq.onnx")
