@@ -1,0 +1,1 @@
+"""Boards: profiles (device identity, clocks, budgets), the inventory file, and flash strategies."""

@@ -1,0 +1,171 @@
+"""Flash strategies: how a firmware image gets onto a board. Real tools (STM32CubeProgrammer, OpenOCD, pyOCD) are not
+installable here, so each strategy builds its argv in code (snapshot-tested) and runs it with a timeout; `none` is
+the virtual board's "flash": the model file is copied into the board's slot, which it loads at the next connect."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from hil_runner.boards.profiles import BoardProfile
+from hil_runner.errors import HilError
+
+FLASH_TIMEOUT = 180.0
+
+
+class FlashError(HilError):
+    pass
+
+
+@dataclass(frozen=True)
+class FlashTarget:
+    board: str
+    profile: BoardProfile
+    probe: str | None = None  # ST-LINK serial number (always pass it when several probes share a host)
+    slot: Path | None = None  # virtual boards only
+    external_loader: str | None = None  # N6: external NOR loader (.stldr)
+    pack: Path | None = None  # pyOCD CMSIS pack file (offline)
+
+
+class FlashStrategy(ABC):
+    name: str
+    tool: str
+
+    @abstractmethod
+    def argv(self, image: Path, target: FlashTarget) -> list[str]: ...
+
+    def flash(self, image: Path, target: FlashTarget, timeout: float = FLASH_TIMEOUT) -> None:
+        image = Path(image)
+        if not image.exists():
+            raise FlashError(f"board {target.board}: firmware image {image} not found")
+        argv = self.argv(image, target)
+        if shutil.which(argv[0]) is None:
+            raise FlashError(f"board {target.board}: {self.name}: '{argv[0]}' not found on PATH")
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise FlashError(f"board {target.board}: {self.name} did not finish in {timeout:.0f} s") from None
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise FlashError(
+                f"board {target.board}: {self.name} exited with {result.returncode}: {' | '.join(tail)}"
+            )
+
+
+def _is_bin(image: Path) -> bool:
+    return image.suffix.lower() == ".bin"
+
+
+class CubeProgrammer(FlashStrategy):
+    name, tool = "cubeprog", "STM32_Programmer_CLI"
+
+    def argv(self, image: Path, target: FlashTarget) -> list[str]:
+        connect = ["-c", "port=SWD"]
+        if target.probe:
+            connect.append(f"sn={target.probe}")
+        if target.external_loader:  # N6: weights/firmware in external NOR
+            connect.append("mode=HOTPLUG")
+            write = [
+                "-el",
+                target.external_loader,
+                "-hardRst",
+                "-w",
+                str(image),
+                f"0x{target.profile.flash_base:08X}",
+            ]
+            return [self.tool, *connect, *write]
+        connect.append("mode=UR")
+        write = ["-w", str(image)] + ([f"0x{target.profile.flash_base:08X}"] if _is_bin(image) else [])
+        return [self.tool, *connect, *write, "-v", "-rst"]
+
+
+class OpenOCD(FlashStrategy):
+    name, tool = "openocd", "openocd"
+
+    def argv(self, image: Path, target: FlashTarget) -> list[str]:
+        if target.profile.openocd_target is None:
+            raise FlashError(f"board {target.board}: OpenOCD has no target config for {target.profile.name}")
+        argv = [self.tool, "-f", "interface/stlink.cfg"]
+        if target.probe:
+            argv += ["-c", f"adapter serial {target.probe}"]
+        address = f" 0x{target.profile.flash_base:08x}" if _is_bin(image) else ""
+        return argv + [
+            "-f",
+            target.profile.openocd_target,
+            "-c",
+            f"program {image}{address} verify reset exit",
+        ]
+
+
+class PyOCD(FlashStrategy):
+    name, tool = "pyocd", "pyocd"
+
+    def argv(self, image: Path, target: FlashTarget) -> list[str]:
+        if target.profile.pyocd_target is None:
+            raise FlashError(f"board {target.board}: no pyOCD target for {target.profile.name}")
+        argv = [self.tool, "flash", "-t", target.profile.pyocd_target]
+        if target.pack is not None:
+            argv += ["--pack", str(target.pack)]
+        if target.probe:
+            argv += ["-u", target.probe]
+        if _is_bin(image):
+            argv += ["--base-address", f"0x{target.profile.flash_base:08x}"]
+        return argv + [str(image)]
+
+
+class NoFlash(FlashStrategy):
+    """Virtual boards: "flashing" loads the model into the board's slot (atomic copy); no slot = nothing to do."""
+
+    name, tool = "none", ""
+
+    def argv(self, image: Path, target: FlashTarget) -> list[str]:
+        return []
+
+    def flash(self, image: Path, target: FlashTarget, timeout: float = FLASH_TIMEOUT) -> None:
+        if target.slot is None:
+            return
+        image, slot = Path(image), Path(target.slot)
+        if not image.exists():
+            raise FlashError(f"board {target.board}: model {image} not found")
+        from aed.records import sha256_file
+
+        slot.parent.mkdir(parents=True, exist_ok=True)
+        marker = slot.with_name(slot.name + ".loaded")
+        marker.unlink(missing_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=slot.parent, prefix=f".{slot.name}.")
+        os.close(handle)
+        shutil.copyfile(image, temporary)
+        os.replace(temporary, slot)
+        expected = sha256_file(image)
+        deadline = time.monotonic() + timeout
+        while (
+            time.monotonic() < deadline
+        ):  # wait until the board has loaded it (its "reset after programming")
+            if marker.exists():
+                answer = marker.read_text().strip()
+                if answer == expected:
+                    return
+                if answer.startswith("error"):
+                    raise FlashError(f"board {target.board}: the virtual board rejected {image}: {answer}")
+            time.sleep(0.05)
+        raise FlashError(
+            f"board {target.board}: the virtual board did not load {image} within {timeout:.0f} s"
+        )
+
+
+STRATEGIES: dict[str, type[FlashStrategy]] = {
+    cls.name: cls for cls in (CubeProgrammer, OpenOCD, PyOCD, NoFlash)
+}
+
+
+def get_strategy(name: str) -> FlashStrategy:
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown flash strategy {name!r}; known: {sorted(STRATEGIES)}") from None

@@ -1,0 +1,121 @@
+"""Farm scale: boards are labgrid places tagged `board=<profile>`. A job reserves a matching place, acquires it,
+opens its serial resource (NetworkSerialPort -> socket:, RawSerialPort/USBSerialPort -> serial:) and always releases
+the place and cancels the reservation, also when the job fails.
+
+labgrid-client is driven as a subprocess (each call with a timeout) so that a wedged coordinator cannot hang a job.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from hil_runner.boards.inventory import Board
+from hil_runner.boards.profiles import get_profile
+from hil_runner.errors import HilError
+from hil_runner.farm import Lease
+
+CALL_TIMEOUT = 30.0
+
+
+class LabgridError(HilError):
+    pass
+
+
+def client_path() -> str:
+    """labgrid-client from the running interpreter's environment (the venv), else PATH."""
+    candidate = Path(sys.executable).parent / "labgrid-client"
+    return str(candidate) if candidate.exists() else "labgrid-client"
+
+
+class LabgridFarm:
+    def __init__(self, coordinator: str, wait_timeout: float = 120.0, client: str | None = None) -> None:
+        self.coordinator = coordinator
+        self.wait_timeout = wait_timeout
+        self.client = client or client_path()
+
+    def _call(self, *args: str, token: str | None = None, timeout: float = CALL_TIMEOUT) -> str:
+        env = {**os.environ, "LG_COORDINATOR": self.coordinator}
+        env.pop("LG_PLACE", None)
+        if token:
+            env["LG_TOKEN"] = token
+        argv = [self.client, *args]
+        try:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise LabgridError(f"labgrid-client {' '.join(args)}: no answer within {timeout:.0f} s") from None
+        except FileNotFoundError:
+            raise LabgridError(f"{self.client}: labgrid-client not found") from None
+        if result.returncode != 0:
+            raise LabgridError(
+                f"labgrid-client {' '.join(args)} failed: {result.stderr.strip() or result.stdout}"
+            )
+        return result.stdout
+
+    def reserve(self, profile: str) -> str:
+        out = self._call("reserve", "--wait", "--shell", f"board={profile}", timeout=self.wait_timeout)
+        match = re.search(r"LG_TOKEN=(\S+)", out)
+        if not match:
+            raise LabgridError(f"labgrid-client reserve: no token in {out!r}")
+        return match.group(1)
+
+    def place_of(self, token: str) -> str:
+        out = self._call("-p", f"+{token}", "show", token=token)
+        match = re.search(r"Place '([^']+)'", out)
+        if not match:
+            raise LabgridError(f"labgrid-client show: no place for reservation {token}")
+        return match.group(1)
+
+    def serial_descriptor(self, place: str) -> str:
+        """The acquired place's serial resource as a transport descriptor."""
+        out = self._call("-p", place, "show")
+        blocks = re.split(r"^Acquired resource '[^']*' \((\S+)\):\s*$", out, flags=re.MULTILINE)
+        for path, body in zip(blocks[1::2], blocks[2::2], strict=False):
+            cls = path.split("/")[2]
+            params = ast.literal_eval(body.strip()).get("params", {})  # pformat of a plain dict: literal only
+            if cls == "NetworkSerialPort":
+                if params.get("protocol", "rfc2217") != "raw":
+                    raise LabgridError(
+                        f"place {place}: NetworkSerialPort must use protocol 'raw' (ser2net raw)"
+                    )
+                return f"socket:{params['host']}:{params['port']}"
+            if cls in ("RawSerialPort", "USBSerialPort") and params.get("port"):
+                return f"serial:{params['port']}:{params.get('speed', 115200)}"
+        raise LabgridError(f"place {place}: no NetworkSerialPort / RawSerialPort resource acquired")
+
+    @contextlib.contextmanager
+    def lease(self, profile: str, exclude: set[str] = frozenset()) -> Iterator[Lease]:  # type: ignore[assignment]
+        get_profile(profile)
+        tokens: list[str] = []  # reservations of excluded places stay held so the next one lands elsewhere
+        place = None
+        acquired = False
+        try:
+            for _ in range(len(exclude) + 1):
+                tokens.append(self.reserve(profile))
+                place = self.place_of(tokens[-1])
+                if place not in exclude:
+                    break
+            else:
+                raise LabgridError(
+                    f"every {profile} place handed out already failed in this job: {sorted(exclude)}"
+                )
+            self._call("-p", place, "acquire")
+            acquired = True
+            descriptor = self.serial_descriptor(place)
+            board = Board(name=place, profile=get_profile(profile), port=descriptor, flash="none")
+            yield Lease(board=board, descriptor=descriptor, via=f"labgrid:{place}")
+        finally:
+            with contextlib.suppress(LabgridError):
+                if acquired and place:
+                    self._call("-p", place, "release")
+            for token in tokens:
+                with contextlib.suppress(LabgridError):
+                    self._call("cancel-reservation", token)

@@ -1,0 +1,70 @@
+"""Transports for the validation protocol, selected by ST's descriptor syntax `<domain>[:<opt1>[:<opt2>]]`.
+
+`serial:/dev/ttyACM0:115200`, `serial:921600`, `socket:127.0.0.1:10000`, `socket:10000`. The domain is mandatory
+(ST's own resolver mistakes a bare device path for a library).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hil_runner.errors import TransportError
+from hil_runner.transport.base import Transport
+
+DEFAULT_BAUD = 115200
+DEFAULT_HOST, DEFAULT_PORT = "localhost", 10000
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    domain: str
+    port: str | None = None  # serial device path, or TCP host
+    baud: int = DEFAULT_BAUD
+    tcp_port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        if self.domain == "socket":
+            return f"socket:{self.port}:{self.tcp_port}"
+        return f"serial:{self.port}:{self.baud}" if self.port else f"serial:{self.baud}"
+
+
+def parse_descriptor(text: str) -> Descriptor:
+    tokens = text.split(":")
+    domain, options = tokens[0], tokens[1:]
+    if domain == "serial":
+        if len(options) > 2:
+            raise TransportError(f"descriptor {text!r}: expected serial[:<port>][:<baud>]")
+        port, baud = None, DEFAULT_BAUD
+        for option in options:
+            if option.isdigit():
+                baud = int(option)
+            elif option:
+                port = option
+        return Descriptor("serial", port=port, baud=baud)
+    if domain == "socket":
+        if len(options) > 2:
+            raise TransportError(f"descriptor {text!r}: expected socket[:<host>][:<port>]")
+        host, port = DEFAULT_HOST, DEFAULT_PORT
+        for option in options:
+            if option.isdigit():
+                port = int(option)
+            elif option:
+                host = option
+        return Descriptor("socket", port=host, tcp_port=port)
+    raise TransportError(
+        f"descriptor {text!r}: unknown domain {domain!r}; expected 'serial:<port>:<baud>' or 'socket:<host>:<port>'"
+    )
+
+
+def open_transport(text: str | Descriptor) -> Transport:
+    descriptor = text if isinstance(text, Descriptor) else parse_descriptor(text)
+    if descriptor.domain == "socket":
+        from hil_runner.transport.tcp import SocketTransport
+
+        return SocketTransport(descriptor.port or DEFAULT_HOST, descriptor.tcp_port)
+    from hil_runner.transport.serialport import SerialTransport
+
+    return SerialTransport(descriptor.port, descriptor.baud)
+
+
+__all__ = ["Descriptor", "Transport", "open_transport", "parse_descriptor"]

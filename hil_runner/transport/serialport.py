@@ -1,0 +1,92 @@
+"""Serial transport (ST-LINK VCP or a virtual board's pty): 8N1, no flow control, exclusive open, 4 attempts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import time
+
+import serial  # provided by pyserial-labgrid (labgrid's fork, same API)
+from serial.tools import list_ports
+
+from hil_runner.errors import TransportError
+from hil_runner.transport.base import Transport
+
+OPEN_ATTEMPTS, OPEN_PAUSE = 4, 0.2
+WRITE_TIMEOUT = 5.0
+ST_LINK_VID = 0x0483
+
+
+def discover_port() -> str:
+    """The first USB serial port, ST-LINK virtual COM ports first."""
+    ports = [p for p in list_ports.comports() if p.vid is not None]
+    ports.sort(key=lambda p: (p.vid != ST_LINK_VID, p.device))
+    if not ports:
+        raise TransportError("serial: no USB serial port found; give one, e.g. serial:/dev/ttyACM0:115200")
+    return ports[0].device
+
+
+class SerialTransport(Transport):
+    def __init__(self, port: str | None, baud: int) -> None:
+        port = port or discover_port()
+        self.descriptor = f"serial:{port}:{baud}"
+        last_error: Exception | None = None
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                self.port = serial.Serial(
+                    port, baud, bytesize=8, parity="N", stopbits=1, timeout=0.1, write_timeout=5.0,
+                    rtscts=False, xonxoff=False, exclusive=True,
+                )  # fmt: skip
+                break
+            except (serial.SerialException, OSError, ValueError) as error:
+                last_error = error
+                if attempt < OPEN_ATTEMPTS - 1:
+                    time.sleep(OPEN_PAUSE)
+        else:
+            raise TransportError(
+                f"{self.descriptor}: cannot open after {OPEN_ATTEMPTS} attempts: {last_error}"
+            )
+
+        # I/O goes straight to the descriptor: pyserial reconfigures the port (tcsetattr) whenever its timeout
+        # changes, which would cost a syscall storm per packet at 193 packets per patch.
+        self.fd = self.port.fileno()
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + WRITE_TIMEOUT
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransportError(
+                        f"{self.descriptor}: write timed out after {WRITE_TIMEOUT} s"
+                    ) from None
+                select.select([], [self.fd], [], remaining)
+            except OSError as error:
+                raise TransportError(f"{self.descriptor}: write failed: {error}") from error
+
+    def read_some(self, n: int, timeout: float) -> bytes:
+        try:
+            ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
+            if not ready:
+                return b""
+            data = os.read(self.fd, n)
+        except BlockingIOError:
+            return b""
+        except OSError as error:
+            if error.errno == errno.EAGAIN:
+                return b""
+            raise TransportError(f"{self.descriptor}: read failed: {error}") from error
+        if not data:  # readable but empty: the device end went away
+            raise TransportError(f"{self.descriptor}: device disconnected (read returned no data)")
+        return data
+
+    def reset_input(self) -> None:
+        self.port.reset_input_buffer()
+        self.port.reset_output_buffer()
+
+    def close(self) -> None:
+        self.port.close()

@@ -1,0 +1,327 @@
+"""Device side of stm32msg v3.1, as the aiValidation firmware answers it (reference sections 2.3, 5, 6).
+
+The device reads 33-byte packets, answers every incomplete message with one sync byte (never after the last packet),
+and serves one model (index 0, C name "network"). Timing and memory come from the estimator via VirtualModel.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+from google.protobuf.message import DecodeError, Message
+
+from hil_runner.boards.profiles import BoardProfile
+from hil_runner.errors import ProtocolError
+from hil_runner.protocol import constants as c
+from hil_runner.protocol import pb
+from hil_runner.protocol.framing import PACKET, SYNC, RequestAssembler, device_packets
+from hil_runner.protocol.tensors import (
+    FLAG_IN_MEMPOOL,
+    FLAG_INPUT,
+    FLAG_LAST,
+    FLAG_OUTPUT,
+    decode,
+    encode,
+    make_desc,
+    pool_desc,
+)
+from hil_runner.vboard.faults import NO_FAULTS, FaultPlan
+from hil_runner.vboard.model import VirtualModel
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "network"
+RTID = c.rtid(runtime=1, api=1, tools=1)  # X-CUBE-AI runtime, st-ai API, GCC: what ST's firmware reports
+RUNTIME_VERSION, TOOL_VERSION = "10.2.0", "2.0.0"
+IDLE_DISCARD = 0.3  # seconds of silence after which a partial packet / message is dropped (a host went away)
+INPUT_TIMEOUT = 10.0
+OP_TYPES = {
+    "CONV_2D": 1,
+    "DEPTHWISE_CONV_2D": 2,
+    "FULLY_CONNECTED": 3,
+    "MEAN": 4,
+    "SOFTMAX": 5,
+    "AVERAGE_POOL_2D": 6,
+}
+
+
+class DeviceLink(Protocol):
+    def fileno(self) -> int: ...
+
+    def recv(self, n: int) -> bytes: ...
+
+    def send(self, data: bytes) -> None: ...
+
+
+class LinkClosed(Exception):
+    pass
+
+
+class _Silenced(Exception):
+    """Raised to abandon the exchange in progress (stop / reset faults)."""
+
+
+class VirtualDevice:
+    def __init__(
+        self,
+        profile: BoardProfile,
+        model: Callable[[], VirtualModel | None],
+        faults: FaultPlan = NO_FAULTS,
+        seed: int = 0,
+        realtime: bool = False,
+    ) -> None:
+        self.profile = profile
+        self.model = model
+        self.faults = faults
+        self.rng = np.random.default_rng(seed)
+        self.realtime = realtime
+        self.runs = 0
+        self.dead = False  # set by the stop fault: the board never answers again
+        self.lock = threading.Lock()
+
+    # ---- receive ----------------------------------------------------------------------------------------------
+    def serve(self, link: DeviceLink, stop: threading.Event) -> None:
+        """Serve one link until it closes or `stop` is set."""
+        self._rx = bytearray()
+        self._assembler = RequestAssembler()
+        while not stop.is_set():
+            try:
+                body = self._next_message(link, stop, timeout=None)
+                if body is None:
+                    continue
+                self._handle_request(link, stop, body)
+            except LinkClosed:
+                return
+            except _Silenced:
+                continue
+
+    def _next_message(self, link: DeviceLink, stop: threading.Event, timeout: float | None) -> bytes | None:
+        """Collect packets into the next complete message, syncing between packets. None on a timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not stop.is_set():
+            packet = self._read_packet(link, stop, deadline)
+            if packet is None:
+                return None
+            if self.dead:
+                continue
+            try:
+                body = self._assembler.feed(packet)
+            except ProtocolError as error:
+                log.debug("discarding bad request packet: %s", error)
+                continue
+            if body is not None:
+                return body
+            link.send(bytes([SYNC]))
+        raise LinkClosed
+
+    def _read_packet(self, link: DeviceLink, stop: threading.Event, deadline: float | None) -> bytes | None:
+        last_byte = time.monotonic()
+        while len(self._rx) < PACKET:
+            if stop.is_set():
+                raise LinkClosed
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                return None
+            ready, _, _ = select.select([link.fileno()], [], [], 0.1)
+            if not ready:
+                if (self._rx or self._assembler.buffer) and time.monotonic() - last_byte > IDLE_DISCARD:
+                    self._rx.clear()
+                    self._assembler.buffer.clear()
+                continue
+            data = link.recv(4096)
+            if not data:
+                raise LinkClosed
+            self._rx += data
+            last_byte = time.monotonic()
+        packet = bytes(self._rx[:PACKET])
+        del self._rx[:PACKET]
+        return packet
+
+    def _parse(self, body: bytes, message: Message) -> Message:
+        try:
+            message.ParseFromString(body)
+        except DecodeError as error:
+            raise ProtocolError(f"undecodable {message.DESCRIPTOR.name}: {error}") from error
+        return message
+
+    # ---- send -------------------------------------------------------------------------------------------------
+    def _send(self, link: DeviceLink, resp: pb.respMsg, drop: bool = False, garble: bool = False) -> None:
+        if self.faults.delay:
+            time.sleep(self.faults.delay)
+        packets = device_packets(resp)
+        if drop:
+            packets = packets[1:]
+        if garble:
+            first = bytearray(packets[0])
+            first[0] = 0x7F  # no valid header has a length above 32
+            first[1:] = bytes(b ^ 0x5A for b in first[1:])
+            packets[0] = bytes(first)
+        link.send(b"".join(packets))
+
+    @staticmethod
+    def _ack(reqid: int, state: int, error: int = pb.E_NONE, param: int = 0) -> pb.respMsg:
+        return pb.respMsg(reqid=reqid, state=state, ack=pb.ackMsg(param=param, error=error))
+
+    # ---- commands ---------------------------------------------------------------------------------------------
+    def _handle_request(self, link: DeviceLink, stop: threading.Event, body: bytes) -> None:
+        try:
+            req = self._parse(body, pb.reqMsg())
+        except ProtocolError:
+            self._send(link, self._ack(0, pb.S_ERROR, pb.E_INVALID_FORMAT))
+            return
+        if req.cmd == pb.CMD_SYNC:
+            version = self.faults.version_word or c.VERSION
+            sync = pb.syncMsg(version=version, capability=c.CAP_OBSERVER, rtid=RTID)
+            self._send(link, pb.respMsg(reqid=req.reqid, state=pb.S_IDLE, sync=sync))
+        elif req.cmd == pb.CMD_SYS_INFO:
+            p = self.profile
+            sinfo = pb.sysinfoMsg(
+                devid=p.devid, sclock=p.sclock_hz, hclock=p.hclock_hz, cache=p.cache, extra=p.extra
+            )
+            self._send(link, pb.respMsg(reqid=req.reqid, state=pb.S_IDLE, sinfo=sinfo))
+        elif req.cmd == pb.CMD_NETWORK_INFO:
+            self._network_info(link, req)
+        elif req.cmd == pb.CMD_NETWORK_RUN:
+            self._run(link, stop, req)
+        else:
+            self._send(link, self._ack(req.reqid, pb.S_ERROR, pb.E_INVALID_PARAM))
+
+    def _network_info(self, link: DeviceLink, req: pb.reqMsg) -> None:
+        model = self.model()
+        if model is None:
+            self._send(link, self._ack(req.reqid, pb.S_ERROR, pb.E_GENERIC))
+            return
+        if req.param != 0:
+            self._send(link, self._ack(req.reqid, pb.S_ERROR, pb.E_INVALID_PARAM))
+            return
+        inputs = [make_desc(s, FLAG_INPUT | FLAG_IN_MEMPOOL) for s in model.inputs]
+        outputs = [make_desc(s, FLAG_OUTPUT | FLAG_IN_MEMPOOL) for s in model.outputs]
+        outputs[-1].flags |= FLAG_LAST
+        minfo = pb.aiModelInfoMsg(
+            name=MODEL_NAME,
+            rtid=RTID,
+            signature=model.sha256[:64],
+            compile_datetime=model.compile_datetime,
+            runtime_version=c.pack_version(RUNTIME_VERSION),
+            tool_version=c.pack_version(TOOL_VERSION),
+            n_macc=model.macs,
+            n_nodes=len(model.layers),
+            n_inputs=len(inputs),
+            inputs=inputs,
+            n_outputs=len(outputs),
+            outputs=outputs,
+            n_activations=1,
+            activations=[pool_desc("activations", model.activations_bytes)],
+            n_params=1,
+            params=[pool_desc("weights", model.weights_bytes)],
+            runtime_desc=f"virtual board ({self.profile.name}, LiteRT {model.runtime.kernels})"[:64],
+        )
+        self._send(link, pb.respMsg(reqid=req.reqid, state=pb.S_IDLE, minfo=minfo))
+
+    def _run(self, link: DeviceLink, stop: threading.Event, req: pb.reqMsg) -> None:
+        with self.lock:
+            self.runs += 1
+            run = self.runs
+        faults = self.faults
+        model = self.model()
+        reqid = req.reqid + 1 if faults.at("wrong_reqid", run) else req.reqid
+        if model is None or req.name != MODEL_NAME:
+            self._send(
+                link, self._ack(reqid, pb.S_ERROR, pb.E_GENERIC if model is None else pb.E_INVALID_PARAM)
+            )
+            return
+        if faults.at("error", run):
+            self._send(link, self._ack(reqid, pb.S_ERROR, pb.E_INVALID_STATE))
+            return
+        self._send(link, self._ack(reqid, pb.S_WAITING))
+        if faults.at("reset", run):
+            self._reset(link, stop)
+        arrays = []
+        for number, spec in enumerate(model.inputs):
+            body = self._next_message(link, stop, INPUT_TIMEOUT)
+            if body is None:
+                return  # the host went away; back to idle
+            data = self._parse(body, pb.aiDataMsg()).datas
+            if req.param & c.RUN_CONF_CONST_VALUE:
+                data = data[: spec.dtype.itemsize] * spec.size
+            try:
+                arrays.append(decode(data, spec, "input"))
+            except ProtocolError:
+                self._send(link, self._ack(reqid, pb.S_ERROR, pb.E_INVALID_SIZE))
+                return
+            last = number == len(model.inputs) - 1
+            self._send(link, self._ack(reqid, pb.S_PROCESSING if last else pb.S_WAITING))
+            if self._next_message(link, stop, INPUT_TIMEOUT) is None:  # the host's ackMsg
+                return
+        if faults.at("stop", run):
+            self.dead = True
+            raise _Silenced
+        if req.param & c.RUN_CONF_DEBUG:
+            log_msg = pb.logMsg(level=1, str=f"virtual board: run {run} of {MODEL_NAME}")
+            self._send(link, pb.respMsg(reqid=reqid, state=pb.S_PROCESSING, log=log_msg))
+            if self._next_message(link, stop, INPUT_TIMEOUT) is None:
+                return
+        outputs = model.infer(arrays)
+        factor = max(1.0 + faults.noise * float(self.rng.standard_normal()), 0.01) if faults.noise else 1.0
+        if self.realtime:
+            time.sleep(model.latency_ms * factor / 1e3)
+        if req.param & (c.RUN_PER_LAYER | c.RUN_PER_LAYER_WITH_DATA):
+            for number, layer in enumerate(model.layers):
+                flags = (
+                    c.OP_INTERNAL
+                    | c.OP_WITHOUT_TENSOR
+                    | (c.OP_LAST if number == len(model.layers) - 1 else 0)
+                )
+                self._send(link, self._operator(reqid, layer.name, flags, OP_TYPES.get(layer.op, 0), layer.index,
+                                                layer.latency_ms * factor, round(layer.cycles * factor)))  # fmt: skip
+        report = self._operator(
+            reqid, MODEL_NAME, c.OP_NONE, 0, 0, model.latency_ms * factor, round(model.cycles * factor)
+        )
+        self._send(link, report, drop=faults.at("drop", run))
+        if not req.param & c.RUN_PERF:
+            for number, (array, spec) in enumerate(zip(outputs, model.outputs, strict=True)):
+                last = number == len(outputs) - 1
+                desc = make_desc(spec, FLAG_OUTPUT | FLAG_IN_MEMPOOL | (FLAG_LAST if last else 0))
+                data = encode(array, spec)
+                tensor = pb.aiTensorMsg(
+                    desc=desc, data=pb.aiDataMsg(type=0, size=len(data), addr=0, datas=data)
+                )
+                state = pb.S_DONE if last else pb.S_PROCESSING
+                garble = faults.at("garble", run) and number == 0
+                self._send(link, pb.respMsg(reqid=reqid, state=state, tensor=tensor), garble=garble)
+        if faults.at("stray", run):
+            link.send(bytes([SYNC]))
+
+    @staticmethod
+    def _operator(
+        reqid: int, name: str, flags: int, layer_type: int, layer_id: int, duration_ms: float, cycles: int
+    ) -> pb.respMsg:
+        op = pb.aiOperatorMsg(
+            name=name[:64],
+            type=(flags << 24) | layer_type,
+            id=layer_id,
+            duration=duration_ms,
+            counter_type=0,  # 64-bit CPU cycles as [lo32, hi32]
+            counters=[cycles & 0xFFFFFFFF, cycles >> 32],
+            stack_used=-1,
+            heap_used=-1,
+        )
+        return pb.respMsg(reqid=reqid, state=pb.S_PROCESSING, op=op)
+
+    def _reset(self, link: DeviceLink, stop: threading.Event) -> None:
+        """A reset mid-run: the request in flight is lost and the link stays silent until the board is back."""
+        self._read_packet(link, stop, time.monotonic() + 0.05)
+        until = time.monotonic() + self.faults.reset_pause
+        while time.monotonic() < until and not stop.is_set():
+            ready, _, _ = select.select([link.fileno()], [], [], 0.05)
+            if ready and not link.recv(4096):
+                raise LinkClosed
+        self._rx.clear()
+        self._assembler = RequestAssembler()
+        raise _Silenced

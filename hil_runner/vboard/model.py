@@ -1,0 +1,73 @@
+"""The model a virtual board holds: LiteRT interpreter + the estimator's figures for the board's target."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aed.records import sha256_file
+from hil_runner.boards.profiles import BoardProfile
+from hil_runner.litert import LiteRTModel
+
+Estimator = Callable[[Path, str], dict[str, Any]]
+
+
+def default_estimator(model_path: Path, target: str) -> dict[str, Any]:
+    from aed.footprint import estimate  # the issue-4 estimator: the one source of simulated figures
+
+    return estimate(model_path, target)
+
+
+@dataclass
+class LayerTiming:
+    index: int
+    op: str
+    name: str
+    macs: int
+    cycles: int
+    latency_ms: float
+
+
+class VirtualModel:
+    def __init__(self, model_path: Path, profile: BoardProfile, estimator: Estimator | None = None) -> None:
+        self.path = Path(model_path)
+        self.runtime = LiteRTModel(self.path)
+        self.sha256 = sha256_file(self.path)
+        estimate = (estimator or default_estimator)(self.path, profile.estimator_target)
+        self.estimate = estimate
+        self.macs = int(estimate["macs_total"])
+        self.weights_bytes = int(estimate["weights_bytes"])
+        self.activations_bytes = int(estimate["activations"]["arena_tflm_bytes"])
+        self.latency_ms = float(estimate["latency"]["ms"])
+        clock_hz = float(estimate["latency"].get("clock_hz") or profile.sclock_hz)
+        # Cycles at the core clock the board reports, so that cycles / sclock == duration on the host side.
+        self.cycles = round(self.latency_ms * 1e-3 * profile.sclock_hz) if clock_hz else 0
+        self.layers = [
+            LayerTiming(
+                index=int(layer["index"]),
+                op=str(layer["op"]),
+                name=str(layer.get("name") or f"layer_{layer['index']}"),
+                macs=int(layer["macs"]),
+                cycles=round(float(layer["latency_ms"]) * 1e-3 * profile.sclock_hz),
+                latency_ms=float(layer["latency_ms"]),
+            )
+            for layer in estimate["layers"]
+        ]
+        mtime = dt.datetime.fromtimestamp(self.path.stat().st_mtime, dt.UTC)
+        self.compile_datetime = mtime.strftime("%a %b %d %H:%M:%S %Y")
+
+    @property
+    def inputs(self):  # noqa: ANN201 - TensorSpec tuple
+        return self.runtime.inputs
+
+    @property
+    def outputs(self):  # noqa: ANN201
+        return self.runtime.outputs
+
+    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self.runtime.run(inputs)
