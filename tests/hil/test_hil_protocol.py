@@ -58,7 +58,11 @@ def test_field_numbers_follow_the_reference() -> None:
                        "op": 16, "tensor": 17, "minfo": 22}  # fmt: skip
     minfo = {f.name: f.number for f in pb.aiModelInfoMsg.DESCRIPTOR.fields}
     assert minfo["n_inputs"] == 10 and minfo["params"] == 17 and minfo["runtime_desc"] == 20
-    assert {f.name: f.number for f in pb.syncMsg.DESCRIPTOR.fields} == {"version": 1, "capability": 4, "rtid": 5}
+    assert {f.name: f.number for f in pb.syncMsg.DESCRIPTOR.fields} == {
+        "version": 1,
+        "capability": 4,
+        "rtid": 5,
+    }
 
 
 def test_a_6144_byte_input_takes_193_packets() -> None:

@@ -31,14 +31,21 @@ def test_u5_identity_model_info_and_outputs(vboard_factory, tiny_model, tcp: boo
     with open_transport(board.descriptor) as link:
         client = ValidationClient(link, FAST)
         device = client.connect()
-        assert (device.devid, device.sclock_hz, device.hclock_hz, device.cache) == (0x482, 160e6, 160e6, 0x04010200)
+        assert (device.devid, device.sclock_hz, device.hclock_hz, device.cache) == (
+            0x482,
+            160e6,
+            160e6,
+            0x04010200,
+        )
         assert device.protocol_version == "3.1" and device.rtid == 0x010101
         [model] = client.models()
         assert model.name == "network" and model.signature == sha256_file(tiny_model)
         assert model.n_macc == expected["macs_total"]
         assert model.weights_bytes == expected["weights_bytes"]
         assert model.activations_bytes == expected["activations"]["arena_tflm_bytes"]
-        assert model.inputs[0].shape == (1, 64, 96, 1) and model.inputs[0].scale == pytest.approx(host.inputs[0].scale)
+        assert model.inputs[0].shape == (1, 64, 96, 1) and model.inputs[0].scale == pytest.approx(
+            host.inputs[0].scale
+        )
         assert model.runtime_desc.startswith("virtual board")
         for number, x in enumerate(_inputs(model.inputs[0], 5)):
             result = client.run(model, [x], first=number == 0)
@@ -64,7 +71,9 @@ def test_per_layer_perf_and_debug_modes(vboard_factory, tiny_model) -> None:
         [model] = client.models()
         [x] = _inputs(model.inputs[0], 1)
         layered = client.run(model, [x], mode=c.RUN_IO_ONLY | c.RUN_PER_LAYER | c.RUN_CONF_DEBUG)
-        assert [layer.name for layer in layered.layers] == [layer["name"][:64] for layer in expected["layers"]]
+        assert [layer.name for layer in layered.layers] == [
+            layer["name"][:64] for layer in expected["layers"]
+        ]
         assert layered.duration_ms == pytest.approx(expected["latency"]["ms"], rel=1e-5)
         assert len(layered.outputs) == 1  # the debug log was acknowledged and the run completed
         perf = client.run(model, [x], mode=c.RUN_PERF)
