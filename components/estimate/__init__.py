@@ -1,0 +1,55 @@
+"""Step `estimate`: `aed estimate MODEL --target stm32u5|stm32n6 [--json]` - footprint and latency, no ST tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from aed.footprint import TARGETS, estimate
+from aed.records import write_json
+
+
+def run(model: Path, target: str, out: Path | None = None, allow_float: bool = False) -> dict:
+    result = estimate(model, target, allow_float=allow_float)
+    if out is not None:
+        write_json(out, result)
+    return result
+
+
+def summary(result: dict) -> str:
+    act, lat, budget = result["activations"], result["latency"], result["budget"]
+    lines = [
+        f"{result['model']} on {result['target']} ({budget['device']}) - source: {result['source']}",
+        f"  weights      {result['weights_bytes']:>10,} B  ({result['weights_kib']} KiB)",
+        f"  activations  {act['arena_tflm_bytes']:>10,} B  TFLM greedy ({act['arena_tflm_kib']} KiB)",
+        f"               {act['improved_bytes']:>10,} B  improved ({act['improved_kib']} KiB)",
+        f"  MACs         {result['macs_total']:>10,}     peak layer #{result['peak_layer']['index']} "
+        f"{result['peak_layer']['op']}",
+        f"  latency      {lat['ms']:>10.3f} ms ({lat['model']})",
+        f"  budget       {'fits' if budget['fits'] else 'DOES NOT FIT'}: flash margin "
+        f"{budget['flash_margin_bytes']:,} B, RAM margin {budget['ram_margin_bytes']:,} B",
+        f"  {'#':>3} {'op':<18} {'MACs':>12} {'latency ms':>11}  output",
+    ]
+    for layer in result["layers"]:
+        lines.append(
+            f"  {layer['index']:>3} {layer['op']:<18} {layer['macs']:>12,} {layer['latency_ms']:>11.4f}  "
+            f"{'x'.join(map(str, layer['output_shape']))}"
+        )
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("estimate", help="estimate flash, RAM, MACs and latency of an int8 model")
+    parser.add_argument("model", type=Path, help=".tflite or QDQ .onnx model")
+    parser.add_argument("--target", choices=TARGETS, required=True)
+    parser.add_argument("--json", action="store_true", help="print the full JSON result")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
+    parser.add_argument("--allow-float", action="store_true", help="estimate a float model explicitly")
+    parser.set_defaults(handler=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    result = run(args.model, args.target, args.out, args.allow_float)
+    print(json.dumps(result, indent=2) if args.json else summary(result))
+    return 0
