@@ -49,8 +49,11 @@ class JobConfig:
         None  # validation firmware image for real boards (flash strategies other than none)
     )
     progress: bool = True
+    exchange_timeouts: Timeouts | None = None  # explicit per-exchange timeouts (tests); else ST's x timeout_scale
 
     def timeouts(self) -> Timeouts:
+        if self.exchange_timeouts is not None:
+            return self.exchange_timeouts
         base = Timeouts().scaled(self.timeout_scale)
         return Timeouts(**{**base.__dict__, "settle": self.settle_s})
 
