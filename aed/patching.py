@@ -8,6 +8,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from aed.audio import load_audio
 from aed.features import FeatureConfig, waveform_to_patches
@@ -29,8 +30,14 @@ def patch_clips(
     jobs = jobs or os.cpu_count() or 1
     tasks = [(Path(path), config) for path in paths]
     if jobs == 1 or len(tasks) < 2:
-        yield from map(_worker, tasks)
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield from map(_worker, tasks)
         return
     # fork: workers inherit the imported numpy and the cached mel matrix; nothing heavy is re-imported.
-    with get_context("fork").Pool(processes=jobs) as pool:
+    # One BLAS thread per worker: parallelism is over clips, and nested threads only contend.
+    with get_context("fork").Pool(processes=jobs, initializer=_single_threaded_blas) as pool:
         yield from pool.imap(_worker, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
+
+
+def _single_threaded_blas() -> None:
+    threadpool_limits(limits=1, user_api="blas")
