@@ -1,0 +1,108 @@
+"""Step `export-firmware`: C config header, Hann / mel tables and golden vectors for the STM32 AED firmware."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aed import firmware
+from aed.features import FeatureConfig
+from aed.params import bounded, load_section, read_params
+from aed.records import sha256_file, write_record
+from components.common import add_params_option
+
+
+@dataclass
+class ExportFirmwareParams:
+    ood_threshold: float = bounded(0.0, 0.0, 1.0)  # max softmax at or below this -> "unknown"
+    golden_seed: int = bounded(0, 0)  # seed of the synthetic golden clip (when no --clip is given)
+
+
+def run(
+    params: ExportFirmwareParams,
+    config: FeatureConfig,
+    class_names: list[str],
+    model: Path,
+    out_dir: Path,
+    record_path: Path | None,
+    clip: Path | None = None,
+) -> dict:
+    model, out_dir = Path(model), Path(out_dir)
+    if not model.is_file():
+        raise FileNotFoundError(f"{model}: model file not found")
+    if not class_names:
+        raise ValueError("export-firmware: no class names (validate.classes in params.yaml)")
+    tables = firmware.mel_tables(config)
+    scale, zero_point = firmware.input_quantization(model)
+    audio = _clip_int16(clip, config) if clip else firmware.golden_audio(config, params.golden_seed)
+    patch = firmware.golden_patch(audio, config)
+    model_input, output = firmware.run_model(model, patch, scale, zero_point)
+    if output.size != len(class_names):
+        raise ValueError(
+            f"{model}: the model has {output.size} outputs but {len(class_names)} class names are set"
+        )
+    golden = out_dir / "golden"
+    golden.mkdir(parents=True, exist_ok=True)
+    arrays = {"audio_int16": audio, "logmel_patch": patch, "input_int8": model_input, "output": output}
+    for name, array in arrays.items():
+        np.save(golden / f"{name}.npy", array)
+    header = firmware.config_header(config, class_names, scale, zero_point, params.ood_threshold)
+    written = [
+        firmware.write_text(out_dir / "ai_model_config.h", header),
+        firmware.write_text(out_dir / "user_mel_tables.h", firmware.tables_header(tables)),
+        firmware.write_text(out_dir / "user_mel_tables.c", firmware.tables_source(tables)),
+        firmware.write_text(
+            out_dir / "golden_vectors.h", firmware.golden_header(audio, patch, model_input, output)
+        ),
+        *(golden / f"{name}.npy" for name in arrays),
+    ]
+    figures = {
+        "input_scale": scale,
+        "input_zero_point": zero_point,
+        "mel_lut_values": int(tables.lut.size),
+        "mel_bins": [int(tables.start.min()), int(tables.stop.max())],
+        "classes": class_names,
+        "golden_clip": str(clip) if clip else f"synthetic(seed={params.golden_seed})",
+        "golden_top_class": class_names[int(np.argmax(output))],
+        "log_note": "golden log-mel uses ln(mel + 1e-4) (Python recipe); the firmware uses logf(mel)",
+        "files": {str(path.relative_to(out_dir)): sha256_file(path) for path in written},
+    }
+    if record_path is not None:
+        write_record(record_path, "export_firmware", figures, inputs={"model": model})
+    return figures
+
+
+def _clip_int16(path: Path, config: FeatureConfig) -> np.ndarray:
+    from aed.audio import load_audio
+
+    signal = load_audio(path, config.sample_rate)[: firmware.patch_samples(config)]
+    if signal.size < firmware.patch_samples(config):
+        raise ValueError(
+            f"{path}: shorter than one firmware patch ({firmware.patch_samples(config)} samples)"
+        )
+    return np.clip(np.round(signal * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export-firmware", help="C tables, config header and golden vectors")
+    add_params_option(parser)
+    parser.add_argument("--model", type=Path, required=True, help="int8 .tflite or QDQ .onnx model")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--clip", type=Path, default=None, help="audio clip for the golden vectors")
+    parser.add_argument("--record", type=Path, default=None, help="JSON record of the export")
+    parser.set_defaults(handler=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from components.patch import PatchParams
+
+    params = load_section(args.params, "export_firmware", ExportFirmwareParams)
+    config = load_section(args.params, "patch", PatchParams).feature_config()
+    classes = list(read_params(args.params).get("validate", {}).get("classes") or [])
+    figures = run(params, config, classes, args.model, args.out, args.record, args.clip)
+    print(f"export-firmware: {len(figures['files'])} files in {args.out}, input scale {figures['input_scale']:.8f} "
+          f"zero point {figures['input_zero_point']}")  # fmt: skip
+    return 0
