@@ -120,3 +120,126 @@ def _tflite_io(path: Path) -> tuple[float, int, str, str]:
 def quantize_input(patches: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """Host-side input quantization, as the firmware does: clip(round(x / scale + zp), -128, 127)."""
     return np.clip(np.round(patches / scale + zero_point), -128, 127).astype(np.int8)
+
+
+# Ops quantized in the QDQ model; Softmax stays float as in the reference (§9.3).
+QDQ_OP_TYPES = [
+    "Conv",
+    "Relu",
+    "Clip",
+    "Squeeze",
+    "GlobalAveragePool",
+    "Gemm",
+    "MatMul",
+    "Transpose",
+    "ReduceMean",
+]
+
+
+def to_onnx(keras_model, path: Path, opset: int = 17) -> Path:
+    """Keras -> ONNX with tf2onnx (the reference route), static NHWC input [1, 64, 96, 1] float32."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    input_shape = tuple(int(d) for d in keras_model.input_shape[1:])
+    signature = [tf.TensorSpec((1, *input_shape), tf.float32, name="patch")]
+    # tf2onnx reads `output_names` from the model; Keras 3 functional models do not always set it.
+    if not hasattr(keras_model, "output_names") or not keras_model.output_names:
+        keras_model.output_names = ["probabilities"]
+    model_proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=opset)
+    if model_proto.opset_import[0].version < opset:
+        model_proto = onnx.version_converter.convert_version(model_proto, opset)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model_proto, str(path))
+    return path
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader: one float32 patch per call, as the reference feeds them."""
+
+    def __init__(self, input_name: str, calibration: np.ndarray) -> None:
+        self.input_name, self.calibration, self.position = input_name, calibration, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.position >= len(self.calibration):
+            return None
+        sample = self.calibration[self.position : self.position + 1]
+        self.position += 1
+        return {self.input_name: sample}
+
+    def rewind(self) -> None:
+        self.position = 0
+
+
+def to_qdq_onnx(
+    keras_model, calibration: np.ndarray, path: Path, opset: int = 17, per_channel: bool = True
+) -> QuantizationInfo:
+    """Keras -> float ONNX -> pre-processing -> static QDQ int8 (MinMax, per-channel, symmetric weights).
+
+    Model inputs and outputs stay float32; the QuantizeLinear right after the input carries the input scale."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_shape = tuple(int(d) for d in keras_model.input_shape[1:])
+    calibration = _check_calibration(calibration, input_shape)
+    path = Path(path)
+    float_path = path.with_name(path.stem + "_float.onnx")
+    prepared_path = path.with_name(path.stem + "_prep.onnx")
+    to_onnx(keras_model, float_path, opset)
+    quant_pre_process(str(float_path), str(prepared_path), skip_optimization=False, skip_symbolic_shape=True)
+    input_name = onnx.load(str(prepared_path)).graph.input[0].name
+    quantize_static(
+        str(prepared_path),
+        str(path),
+        _Reader(input_name, calibration),
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        calibrate_method=CalibrationMethod.MinMax,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8,
+        op_types_to_quantize=QDQ_OP_TYPES,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibMovingAverage": True},
+    )
+    prepared_path.unlink(missing_ok=True)
+    scale, zero_point = _onnx_input_quantization(path, input_name)
+    return QuantizationInfo(
+        path=str(path),
+        format="onnx_qdq",
+        size_bytes=path.stat().st_size,
+        n_calibration=len(calibration),
+        calibration_sha256=calibration_sha256(calibration),
+        input_scale=scale,
+        input_zero_point=zero_point,
+        input_dtype="float32",
+        output_dtype="float32",
+    )
+
+
+def _onnx_input_quantization(path: Path, input_name: str) -> tuple[float | None, int | None]:
+    """Scale and zero point of the first QuantizeLinear downstream of the model input (None if absent)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    frontier = {input_name}
+    for _ in range(4):  # the input may pass a Transpose before its first QuantizeLinear
+        for node in model.graph.node:
+            if (
+                node.op_type == "QuantizeLinear"
+                and node.input[0] in frontier
+                and node.input[1] in initializers
+            ):
+                zero = initializers.get(node.input[2]) if len(node.input) > 2 else None
+                zero_point = int(np.asarray(zero).reshape(-1)[0]) if zero is not None else 0
+                return float(np.asarray(initializers[node.input[1]]).reshape(-1)[0]), zero_point
+        frontier |= {
+            out
+            for node in model.graph.node
+            if node.input and node.input[0] in frontier
+            for out in node.output
+        }
+    return None, None

@@ -29,7 +29,9 @@ def _tensor(interpreter: Interpreter, name_prefix: str) -> np.ndarray:
 
 
 def test_imported_backbone_matches_tflite_intermediates(yamnet_dir: Path) -> None:
-    interpreter = Interpreter(model_path=str(yamnet_dir / YAMNET_TFLITE), experimental_preserve_all_tensors=True)
+    interpreter = Interpreter(
+        model_path=str(yamnet_dir / YAMNET_TFLITE), experimental_preserve_all_tensors=True
+    )
     interpreter.allocate_tensors()
     t = np.arange(15600) / 16000.0
     rng = np.random.default_rng(3)

@@ -1,0 +1,30 @@
+"""params.yaml section `models`: which models the pipeline trains and where YAMNet-1024's float weights are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aed.models.yamnet import MODEL_SPECS
+from aed.params import ParamsError
+
+
+@dataclass(frozen=True)
+class ModelsParams:
+    names: list[str] = field(default_factory=lambda: ["yamnet_256", "yamnet_1024"])
+    # Google's float yamnet.h5 for YAMNet-1024 (optional; a local path). Its sha256 must then be pinned.
+    # Unset: the backbone is imported from the TFLite YAMNet in AED_MODELS_MIRROR.
+    yamnet_1024_h5: str | None = None
+    yamnet_1024_h5_sha256: str | None = None
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.names) - set(MODEL_SPECS))
+        if unknown:
+            raise ParamsError(f"models.names: unknown model(s) {unknown}; known: {sorted(MODEL_SPECS)}")
+        if self.yamnet_1024_h5 and not self.yamnet_1024_h5_sha256:
+            raise ParamsError("models.yamnet_1024_h5_sha256: required when models.yamnet_1024_h5 is set")
+
+    def h5_for(self, model_name: str) -> tuple[Path | None, str | None]:
+        if model_name == "yamnet_1024" and self.yamnet_1024_h5:
+            return Path(self.yamnet_1024_h5), self.yamnet_1024_h5_sha256
+        return None, None

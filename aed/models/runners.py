@@ -1,0 +1,99 @@
+"""Run saved models on patches: Keras (float), LiteRT (int8 .tflite) and onnxruntime (QDQ .onnx).
+
+Quantized models always run in their own runtime, never through the float model. LiteRT uses the reference
+(BUILTIN_REF) kernels by default: bit-exact with TFLite Micro, so host figures match the board's arithmetic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class ModelFileError(ValueError):
+    pass
+
+
+def _require(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file missing or empty")
+    return path
+
+
+def load_keras(path: Path):
+    import keras
+
+    path = _require(path)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # keras raises many types for a bad archive
+        raise ModelFileError(
+            f"{path}: not a loadable Keras model ({type(error).__name__}: {error})"
+        ) from error
+
+
+def predict_keras(model_or_path, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    model = load_keras(model_or_path) if isinstance(model_or_path, str | Path) else model_or_path
+    if len(patches) == 0:
+        return np.zeros((0, int(model.output_shape[-1])), np.float32)
+    return model.predict(np.asarray(patches, np.float32), batch_size=batch_size, verbose=0)
+
+
+def predict_tflite(path: Path, patches: np.ndarray, reference_kernels: bool = True) -> np.ndarray:
+    """One patch at a time through LiteRT; int8 inputs are quantized with the model's own scale / zero point,
+    int8 outputs are dequantized."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    path = _require(path)
+    resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+    try:
+        interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ModelFileError(f"{path}: not a valid TFLite model ({error})") from error
+    detail_in, detail_out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    in_scale, in_zero = detail_in["quantization"]
+    out_scale, out_zero = detail_out["quantization"]
+    outputs = np.empty((len(patches), int(np.prod(detail_out["shape"][1:]))), np.float32)
+    for i, patch in enumerate(np.asarray(patches, np.float32)):
+        x = patch[None]
+        if detail_in["dtype"] == np.int8:
+            x = np.clip(np.round(x / in_scale + in_zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(detail_in["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(detail_out["index"]).reshape(-1)
+        outputs[i] = (y.astype(np.float32) - out_zero) * out_scale if detail_out["dtype"] == np.int8 else y
+    return outputs
+
+
+def predict_onnx(path: Path, patches: np.ndarray, threads: int = 2) -> np.ndarray:
+    """One patch at a time through onnxruntime (CPU), as the reference evaluates the QDQ model."""
+    import onnxruntime as ort
+
+    path = _require(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for a bad file
+        raise ModelFileError(f"{path}: not a valid ONNX model ({type(error).__name__}: {error})") from error
+    name = session.get_inputs()[0].name
+    outputs = [
+        session.run(None, {name: patch[None]})[0].reshape(-1) for patch in np.asarray(patches, np.float32)
+    ]
+    return np.stack(outputs) if outputs else np.zeros((0, session.get_outputs()[0].shape[-1]), np.float32)
+
+
+def predict_file(path: Path, patches: np.ndarray) -> np.ndarray:
+    """Dispatch on the file suffix: .keras, .tflite or .onnx."""
+    suffix = Path(path).suffix
+    if suffix == ".tflite":
+        return predict_tflite(path, patches)
+    if suffix == ".onnx":
+        return predict_onnx(path, patches)
+    if suffix in (".keras", ".h5"):
+        return predict_keras(path, patches)
+    raise ModelFileError(f"{path}: unknown model format {suffix!r} (expected .keras, .tflite or .onnx)")

@@ -1,0 +1,130 @@
+"""Training loops: the head on cached embeddings, then optionally the last blocks on cached features.
+
+Epoch e trains on augmented copy e mod K of the cache (K = augment_copies): the reference augments on the fly,
+which over 50 epochs draws 50 copies; K copies give the same kind of variation at 1/K-th... of the backbone cost,
+with augmentations that repeat every K epochs. Validation data is never augmented. The kept epoch has the best
+patch-level validation accuracy (ties: lower validation loss), as the reference's checkpoint does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from aed.training.augment import mixup
+from aed.training.params import TrainParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Selection:
+    """Best epoch so far: (val_accuracy, -val_loss) is maximised."""
+
+    weights: list[np.ndarray] | None = None
+    key: tuple[float, float] = (-1.0, -np.inf)
+    epoch: int = -1
+    since_best: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def offer(self, model: keras.Model, row: dict) -> bool:
+        self.history.append(row)
+        # Without a validation part (validation_fraction 0) the last epoch wins.
+        no_val = np.isnan(row["val_accuracy"])
+        key = (float(row["epoch"]), 0.0) if no_val else (row["val_accuracy"], -row["val_loss"])
+        if key > self.key:
+            self.key, self.epoch, self.weights, self.since_best = key, row["epoch"], model.get_weights(), 0
+            return True
+        self.since_best += 1
+        return False
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
+def class_weight_vector(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return (len(labels) / (n_classes * np.maximum(counts, 1.0))).astype(np.float32)
+
+
+def evaluate_split(
+    model: keras.Model, x: np.ndarray, labels: np.ndarray, clip_ids: np.ndarray, batch_size: int = 256
+) -> dict[str, float]:
+    from aed.evaluation import clip_predictions
+
+    if len(x) == 0:
+        return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_clip_accuracy": float("nan")}
+    probs = predict(model, x, batch_size)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
+    clip_true, clip_pred, _ = clip_predictions(probs, clip_ids, labels)
+    return {
+        "val_loss": loss,
+        "val_accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
+        "val_clip_accuracy": float(np.mean(clip_true == clip_pred)),
+    }
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Inference-mode forward pass: eager calls for small arrays (no tracing cost), compiled predict otherwise."""
+    if len(x) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    if len(x) <= batch_size:
+        return np.asarray(model(x, training=False))
+    return model.predict(x, batch_size=batch_size, verbose=0)
+
+
+def train_on_cache(
+    model: keras.Model,
+    train_copy: Callable[[int], np.ndarray],
+    n_copies: int,
+    train_labels: np.ndarray,
+    val_x: np.ndarray,
+    val_labels: np.ndarray,
+    val_clips: np.ndarray,
+    params: TrainParams,
+    epochs: int,
+    learning_rate: float,
+    phase: str,
+    rng: np.random.Generator,
+    selection: Selection,
+    epoch_offset: int = 0,
+) -> Selection:
+    """Fit `model` epoch by epoch on cached inputs (copy e mod n_copies), keeping the best validation epoch."""
+    n_classes = int(model.output_shape[-1])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy", metrics=["accuracy"]
+    )
+    targets = one_hot(train_labels, n_classes)
+    weights = class_weight_vector(train_labels, n_classes)[train_labels] if params.class_weights else None
+    bar = tqdm(range(epochs), desc=phase, unit="epoch", leave=False, disable=None)
+    for epoch in bar:
+        started = time.perf_counter()
+        x, y = train_copy(epoch % n_copies), targets
+        if params.mixup_alpha > 0:
+            x, y = mixup(x, y, params.mixup_alpha, rng)
+        fitted = model.fit(
+            x, y, batch_size=params.batch_size, epochs=1, shuffle=True, verbose=0, sample_weight=weights
+        ).history
+        row = {
+            "phase": phase,
+            "epoch": epoch_offset + epoch + 1,
+            "loss": float(fitted["loss"][-1]),
+            "accuracy": float(fitted["accuracy"][-1]),
+            **evaluate_split(model, val_x, val_labels, val_clips),
+            "seconds": 0.0,
+        }
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        selection.offer(model, row)
+        bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}", best=selection.epoch)
+        if params.early_stopping_patience and selection.since_best >= params.early_stopping_patience:
+            log.info("%s: early stop at epoch %d (best %d)", phase, row["epoch"], selection.epoch)
+            break
+    bar.close()
+    return selection

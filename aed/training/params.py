@@ -1,0 +1,61 @@
+"""Parameters of `aed train` (params.yaml section `train`): shared keys plus per-model overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aed.params import bounded, from_dict
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    # splits
+    split: Literal["folds", "random", "predefined"] = "folds"
+    folds: list[int] | None = None  # subset of test folds (CI); None = every fold of the index
+    validation_fraction: float = bounded(0.2, 0.0, 0.5)  # of the training clips, selects the epoch
+    random_test_size: float = bounded(0.2, 0.05, 0.5)
+    seed: int = 120
+    final_model: bool = True  # also train on every clip: the deployable model (no held-out test)
+    # head training on cached embeddings (frozen backbone), the reference recipe
+    epochs: int = bounded(50, 1, 1000)
+    batch_size: int = bounded(16, 1, 4096)
+    learning_rate: float = bounded(1e-3, 1e-6, 1.0)
+    dropout: float = bounded(0.0, 0.0, 0.9)
+    hidden_units: int = bounded(0, 0, 4096)
+    embedding_cache: bool = True  # False: the reference's end-to-end fit with a frozen backbone (slow)
+    # augmentation on log-mel patches (before the backbone)
+    augment: bool = True
+    augment_copies: int = bounded(4, 1, 64)  # augmented copies cached; epoch e trains on copy e mod K
+    gaussian_noise: float = bounded(0.1, 0.0, 5.0)
+    volume_min: float = bounded(0.8, 0.0, 10.0)
+    volume_max: float = bounded(1.2, 0.0, 10.0)
+    spec_time_masks: int = bounded(0, 0, 10)
+    spec_time_width: int = bounded(0, 0, 96)
+    spec_freq_masks: int = bounded(0, 0, 10)
+    spec_freq_width: int = bounded(0, 0, 64)
+    mixup_alpha: float = bounded(0.0, 0.0, 10.0)  # on cached features (manifold mixup); 0 = off
+    class_weights: bool = False
+    early_stopping_patience: int = bounded(0, 0, 1000)  # 0 = off
+    # fine-tuning the last K backbone blocks after the head (lower learning rate)
+    fine_tune_blocks: int = bounded(0, 0, 14)
+    fine_tune_epochs: int = bounded(10, 0, 1000)
+    fine_tune_learning_rate: float = bounded(1e-4, 1e-7, 1.0)
+    # per-model overrides of any key above: {yamnet_256: {fine_tune_blocks: 1}, ...}
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def for_model(self, model_name: str) -> TrainParams:
+        """These parameters with the model's overrides applied (validated like the section itself)."""
+        override = dict(self.overrides.get(model_name) or {})
+        if not override:
+            return dataclasses.replace(self, overrides={})
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "overrides"}
+        merged = from_dict(TrainParams, {**base, **override}, f"train.overrides.{model_name}")
+        return dataclasses.replace(merged, overrides={})
+
+    def validate(self) -> None:
+        from aed.params import ParamsError
+
+        if self.volume_min > self.volume_max:
+            raise ParamsError(f"train.volume_min {self.volume_min} > train.volume_max {self.volume_max}")

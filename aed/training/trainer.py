@@ -1,0 +1,244 @@
+"""Train one model on one split: cache features, train the head, optionally fine-tune the last blocks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from aed.patchstore import PatchStore
+from aed.splits import Split
+from aed.training.augment import augment_patches
+from aed.training.fit import Selection, evaluate_split, predict, train_on_cache
+from aed.training.network import SplitNetwork, build_split_network
+from aed.training.params import TrainParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitResult:
+    split: str
+    model: keras.Model
+    best_epoch: int
+    best_phase: str
+    val_accuracy: float
+    val_clip_accuracy: float
+    history: list[dict]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the backbone comes from (YAMNet-1024: an optional float yamnet.h5 with its pinned sha256)."""
+
+    pretrained: bool = True
+    yamnet_h5: Path | None = None
+    yamnet_h5_sha256: str | None = None
+
+
+def _seed_for(params: TrainParams, split: Split) -> int:
+    return params.seed + (split.test_fold or 0) * 1000 + (7 if split.name == "final" else 0)
+
+
+def train_split(
+    store: PatchStore, split: Split, model_name: str, params: TrainParams, source: ModelSource = ModelSource()
+) -> SplitResult:
+    params.validate()
+    seed = _seed_for(params, split)
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    net = build_split_network(
+        model_name,
+        len(store.class_names),
+        params.fine_tune_blocks,
+        params.dropout,
+        params.hidden_units,
+        source.pretrained,
+        source.yamnet_h5,
+        source.yamnet_h5_sha256,
+    )
+    train_rows, val_rows = split.rows(store.index, "train"), split.rows(store.index, "val")
+    # Fixed shuffle of the training patches: batches of the volume augmentation mix clips and classes.
+    train_rows = train_rows.iloc[rng.permutation(len(train_rows))]
+    train_patches = store.patches(train_rows)
+    train_labels = store.labels(train_rows)
+    val_patches, val_labels = store.patches(val_rows), store.labels(val_rows)
+    val_clips = val_rows["clip_id"].to_numpy()
+    timings["load_s"] = time.perf_counter() - started
+
+    if not params.embedding_cache:
+        return _train_end_to_end(
+            net, train_patches, train_labels, val_patches, val_labels, val_clips, params, split, rng, timings
+        )
+
+    started = time.perf_counter()
+    n_copies = params.augment_copies if params.augment else 1
+    features = []
+    for copy in range(n_copies):
+        patches = augment_patches(train_patches, params, rng) if params.augment else train_patches
+        features.append(predict(net.prefix, patches, 128))
+        log.debug("%s %s: cached copy %d/%d", model_name, split.name, copy + 1, n_copies)
+    val_features = predict(net.prefix, val_patches, 128)
+    fine_tuning = bool(net.trainable_blocks)
+    embeddings = [predict(net.to_embedding, f, 512) for f in features] if fine_tuning else features
+    val_embeddings = predict(net.to_embedding, val_features, 512) if fine_tuning else val_features
+    if not fine_tuning:
+        features = []  # the embeddings are the features; nothing else to keep
+    timings["cache_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    head_selection = train_on_cache(
+        net.head,
+        lambda k: embeddings[k],
+        n_copies,
+        train_labels,
+        val_embeddings,
+        val_labels,
+        val_clips,
+        params,
+        params.epochs,
+        params.learning_rate,
+        "head",
+        rng,
+        Selection(),
+    )
+    net.head.set_weights(head_selection.weights)
+    history, best = head_selection.history, head_selection
+    best_phase = "head"
+    timings["head_s"] = time.perf_counter() - started
+
+    if fine_tuning and params.fine_tune_epochs:
+        started = time.perf_counter()
+        del embeddings
+        net.set_fine_tuning(True)
+        tail_selection = Selection()
+        # The head-only result is the fine-tuning's epoch 0: fine-tuning is kept only if validation improves.
+        tail_selection.offer(
+            net.tail,
+            {
+                "phase": "fine_tune",
+                "epoch": head_selection.epoch,
+                "loss": float("nan"),
+                "accuracy": float("nan"),
+                **evaluate_split(net.tail, val_features, val_labels, val_clips),
+                "seconds": 0.0,
+            },
+        )
+        tail_selection.history.clear()
+        tail_selection = train_on_cache(
+            net.tail,
+            lambda k: features[k],
+            n_copies,
+            train_labels,
+            val_features,
+            val_labels,
+            val_clips,
+            params,
+            params.fine_tune_epochs,
+            params.fine_tune_learning_rate,
+            "fine_tune",
+            rng,
+            tail_selection,
+            epoch_offset=len(history),
+        )
+        net.tail.set_weights(tail_selection.weights)
+        net.set_fine_tuning(False)
+        history = history + tail_selection.history
+        if tail_selection.epoch != head_selection.epoch:
+            best, best_phase = tail_selection, "fine_tune"
+        timings["fine_tune_s"] = time.perf_counter() - started
+    return SplitResult(
+        split.name,
+        net.full,
+        best.epoch,
+        best_phase,
+        best.key[0],
+        _best_row(history, best.epoch)["val_clip_accuracy"],
+        history,
+        timings,
+    )
+
+
+def _best_row(history: list[dict], epoch: int) -> dict:
+    rows = [row for row in history if row["epoch"] == epoch]
+    return rows[-1] if rows else {"val_clip_accuracy": float("nan")}
+
+
+class VolumeScale(keras.layers.Layer):
+    """The reference's volume augmentation: one factor U(low, high) per batch multiplies the log-mel values."""
+
+    def __init__(self, low: float, high: float, seed: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = low, high
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        factor = keras.random.uniform((), self.low, self.high, seed=self.generator)
+        return inputs * factor
+
+
+def _train_end_to_end(
+    net: SplitNetwork,
+    train_patches,
+    train_labels,
+    val_patches,
+    val_labels,
+    val_clips,
+    params,
+    split,
+    rng,
+    timings,
+) -> SplitResult:
+    """The reference's way, kept for the benchmark: augmentation layers in front of the frozen network, the
+    backbone re-run on every patch in every epoch. Same model and selection rule; no fine-tuning."""
+    if net.trainable_blocks:
+        raise ValueError(
+            "train.embedding_cache: false supports the frozen backbone only (fine_tune_blocks: 0)"
+        )
+    started = time.perf_counter()
+    patch = keras.Input(shape=net.full.input_shape[1:], name="patch")
+    x = (
+        keras.layers.GaussianNoise(params.gaussian_noise, seed=params.seed)(patch)
+        if params.augment
+        else patch
+    )
+    if params.augment:
+        x = VolumeScale(params.volume_min, params.volume_max, params.seed)(x)
+    trainer = keras.Model(patch, net.full(x))
+    selection = train_on_cache(
+        trainer,
+        lambda _k: train_patches,
+        1,
+        train_labels,
+        val_patches,
+        val_labels,
+        val_clips,
+        params,
+        params.epochs,
+        params.learning_rate,
+        "end_to_end",
+        rng,
+        Selection(),
+    )
+    trainer.set_weights(selection.weights)
+    timings["end_to_end_s"] = time.perf_counter() - started
+    row = _best_row(selection.history, selection.epoch)
+    return SplitResult(
+        split.name,
+        net.full,
+        selection.epoch,
+        "head",
+        selection.key[0],
+        row["val_clip_accuracy"],
+        selection.history,
+        timings,
+    )

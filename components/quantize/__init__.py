@@ -1,0 +1,106 @@
+"""Step `quantize`: every split's Keras model -> int8 (YAMNet-256: full-integer TFLite; YAMNet-1024: ONNX QDQ).
+
+Calibration uses a seeded sample of that split's TRAINING patches (never its test clips), as splits.json lists.
+Outputs next to each model: models/<model>/<split>/model_int8.tflite | model_qdq.onnx, and quantize.json
+(record: format, size, calibration sha256, input scale / zero point per split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from aed.models.runners import load_keras
+from aed.params import bounded, load_section
+from aed.patchstore import load_patch_store
+from aed.quantize import QuantizationError, to_int8_tflite, to_qdq_onnx
+from aed.records import write_record
+from components.common import add_params_option
+
+log = logging.getLogger(__name__)
+QUANTIZED_FILE = {"tflite": "model_int8.tflite", "onnx_qdq": "model_qdq.onnx"}
+
+
+@dataclass(frozen=True)
+class QuantizeParams:
+    calibration_size: int = bounded(200, 0, 100_000)  # patches; the reference uses about 190
+    seed: int = 120
+    output_type: Literal["float32", "int8"] = "float32"  # TFLite output (the reference leaves it float32)
+    per_channel: bool = True
+    opset: int = bounded(17, 13, 21)
+    formats: dict[str, str] = field(
+        default_factory=lambda: {"yamnet_256": "tflite", "yamnet_1024": "onnx_qdq"}
+    )
+
+    def format_for(self, model_name: str) -> str:
+        fmt = self.formats.get(model_name)
+        if fmt not in QUANTIZED_FILE:
+            raise QuantizationError(
+                f"quantize.formats.{model_name}: expected one of {list(QUANTIZED_FILE)}, got {fmt!r}"
+            )
+        return fmt
+
+
+def calibration_patches(store, clip_ids: list[str], size: int, seed: int) -> np.ndarray:
+    """A seeded sample of the given clips' patches (in index order, so the sample is reproducible)."""
+    rows = store.index[store.index["clip_id"].isin(set(clip_ids))]
+    if size <= 0 or rows.empty:
+        raise QuantizationError(
+            f"calibration set is empty (calibration_size {size}, {len(rows)} training patches)"
+        )
+    chosen = np.sort(np.random.default_rng(seed).choice(len(rows), size=min(size, len(rows)), replace=False))
+    return store.patches(rows.iloc[chosen])
+
+
+def run(patches_dir: Path, model_dir: Path, params: QuantizeParams, model_name: str) -> dict:
+    fmt = params.format_for(model_name)
+    model_dir = Path(model_dir)
+    splits_path = model_dir / "splits.json"
+    if not splits_path.is_file():
+        raise FileNotFoundError(f"{splits_path}: missing; run `aed train --model {model_name}` first")
+    splits = json.loads(splits_path.read_text())["splits"]
+    store = load_patch_store(patches_dir)
+    per_split = {}
+    started = time.perf_counter()
+    for name, split in splits.items():
+        model = load_keras(model_dir / name / "model.keras")
+        calibration = calibration_patches(store, split["train"], params.calibration_size, params.seed)
+        target = model_dir / name / QUANTIZED_FILE[fmt]
+        if fmt == "tflite":
+            info = to_int8_tflite(model, calibration, target, params.output_type, params.per_channel)
+        else:
+            info = to_qdq_onnx(model, calibration, target, params.opset, params.per_channel)
+        per_split[name] = info.to_dict()
+        log.info("quantize %s %s: %s", model_name, name, per_split[name])
+    metrics = {
+        "model": model_name,
+        "format": fmt,
+        "splits": per_split,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_record(model_dir / "quantize.json", "quantize", metrics, inputs={"splits": splits_path})
+    return metrics
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("quantize", help="int8 post-training quantization of a trained model")
+    add_params_option(parser)
+    parser.add_argument("--model", required=True, help="yamnet_256 | yamnet_1024")
+    parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
+    parser.add_argument("--model-dir", type=Path, default=None, help="default: models/<model>")
+    parser.set_defaults(handler=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    params = load_section(args.params, "quantize", QuantizeParams)
+    metrics = run(args.patches, args.model_dir or Path("models") / args.model, params, args.model)
+    sizes = {name: info["size_bytes"] for name, info in metrics["splits"].items()}
+    print(f"quantize {args.model} ({metrics['format']}): {metrics['seconds']} s; bytes per split: {sizes}")
+    return 0
