@@ -3,10 +3,8 @@ and push/pull through a real S3 server (moto) on 127.0.0.1."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -66,35 +64,6 @@ def workspace(tmp_path, repo_dir, esc10_dir):
     return work, env
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def s3_server():
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("moto_server did not start on 127.0.0.1")
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(timeout=10)
-
-
 def test_repro_is_idempotent_and_reruns_only_what_a_param_change_touches(workspace):
     work, env = workspace
     first = sh("dvc", "repro", cwd=work, env=env)
@@ -115,10 +84,11 @@ def test_repro_is_idempotent_and_reruns_only_what_a_param_change_touches(workspa
     assert yaml.safe_load((work / "reports" / "patch.json").read_text())["n_patches"] > patch["n_patches"]
 
 
-def test_push_and_pull_through_a_real_s3_server_are_byte_identical(workspace, s3_server):
+def test_push_and_pull_through_a_real_s3_server_are_byte_identical(workspace, s3_env):
     import boto3
 
     work, env = workspace
+    s3_server = s3_env
     env = {**env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     boto3.client(
         "s3",

@@ -214,3 +214,36 @@ def test_fsd50k_unsmearing_monolabel_filter_and_unknown_class(tmp_path, monkeypa
 def test_unsmear_keeps_only_the_most_specific_labels():
     children = {"/m/door": {"/m/knock"}}
     assert unsmear(["Knock", "Door"], ["/m/knock", "/m/door"], children) == ["Knock"]
+
+
+@pytest.mark.slow
+def test_s3_prefix_source_through_a_real_s3_server(tmp_path, s3_env, monkeypatch):
+    import boto3
+
+    monkeypatch.delenv("AED_DATA_MIRROR", raising=False)
+    client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+    client.create_bucket(Bucket="datasets")
+    source = make_csv_dataset(tmp_path / "src", ["clips/a.wav,yes,1", "clips/b.wav,no,2"])
+    for path in source.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), "datasets", f"mini/v1/{path.relative_to(source).as_posix()}")
+    params = IngestParams(
+        source="s3://datasets/mini/v1",
+        layout="csv",
+        s3_endpoint_url=s3_env,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    metrics, manifest = ingest(tmp_path, params)
+    assert metrics["n_clips"] == 2 and metrics["n_with_problem"] == 0
+    assert (tmp_path / "raw" / "clips" / "a.wav").read_bytes() == (source / "clips" / "a.wav").read_bytes()
+    with pytest.raises(DatasetError, match="no objects under this prefix"):
+        run(
+            IngestParams(
+                source="s3://datasets/nothing",
+                layout="csv",
+                s3_endpoint_url=s3_env,
+                cache_dir=str(tmp_path / "cache2"),
+            ),
+            tmp_path / "raw2",
+            tmp_path / "m2.csv",
+        )
