@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 
 
-def librosa_clip_patches(path: Path) -> np.ndarray:
+def librosa_log_mel(signal: np.ndarray) -> np.ndarray:
     import librosa
 
-    signal, _ = librosa.load(str(path), sr=16000, mono=True, duration=10)
-    intervals = librosa.effects.split(signal, top_db=60, frame_length=3200, hop_length=3200)
-    signal = np.concatenate([signal[start:stop] for start, stop in intervals])
-    if len(signal) < 16000:
-        signal = np.tile(signal, 16000 // len(signal) + 1)[:16000]
     mel = librosa.feature.melspectrogram(
         y=signal,
         sr=16000,
@@ -33,7 +28,18 @@ def librosa_clip_patches(path: Path) -> np.ndarray:
         htk=True,
         norm=None,
     )
-    log_mel = np.log(mel + 1e-4)
+    return np.log(mel + 1e-4)
+
+
+def librosa_clip_patches(path: Path) -> np.ndarray:
+    import librosa
+
+    signal, _ = librosa.load(str(path), sr=16000, mono=True, duration=10)
+    intervals = librosa.effects.split(signal, top_db=60, frame_length=3200, hop_length=3200)
+    signal = np.concatenate([signal[start:stop] for start, stop in intervals])
+    if len(signal) < 16000:
+        signal = np.tile(signal, 16000 // len(signal) + 1)[:16000]
+    log_mel = librosa_log_mel(signal)
     count = 0 if log_mel.shape[1] < 96 else 1 + (log_mel.shape[1] - 96) // 72
     patches = [log_mel[:, 72 * i : 72 * i + 96] for i in range(count)]
     return np.stack(patches)[..., None].astype(np.float32)
