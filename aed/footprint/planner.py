@@ -130,7 +130,8 @@ def _place(
     if by_time:
         order = sorted(buffers.values(), key=lambda b: (b.first, -b.size, b.tensor))
     else:
-        order = sorted(buffers.values(), key=lambda b: (-b.size, b.tensor))
+        # TFLM fills its sort array from the tail and bubble-sorts it, so equal sizes go highest tensor first.
+        order = sorted(buffers.values(), key=lambda b: (-b.size, -b.tensor))
     placed: list[Buffer] = []
     for buffer in order:
         forbidden = _forbidden(buffer, placed, pairs)
