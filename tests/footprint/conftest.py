@@ -109,42 +109,14 @@ def yamnet1024_int8(model_dir: Path) -> Path:
 
 
 def to_qdq_onnx(model, float_path: Path, qdq_path: Path | None) -> Path:
-    """Keras -> ONNX (tf2onnx, opset 17) -> quant_pre_process -> quantize_static QDQ, per the reference recipe."""
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    """The project's own Keras -> ONNX (opset 17) and QDQ quantization (aed.quantize), on random calibration."""
+    from aed.quantize import to_onnx
+    from aed.quantize import to_qdq_onnx as quantize_qdq
 
-    shape = (1, *model.input_shape[1:])
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec(shape, tf.float32, "input"),),
-                                          opset=17)  # fmt: skip
-    onnx.save(proto, str(float_path))
+    to_onnx(model, float_path, 17)
     if qdq_path is None:
         return float_path
-    prepared = float_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(float_path), str(prepared), skip_optimization=False, skip_symbolic_shape=True)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.samples = iter({"input": x[None]} for x in calibration(4, shape[1:]))
-
-        def get_next(self):
-            return next(self.samples, None)
-
-    quantize_static(
-        str(prepared), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
-        op_types_to_quantize=["Conv", "Relu", "Squeeze", "GlobalAveragePool", "Gemm", "Transpose", "Add",
-                              "AveragePool"],
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibMovingAverage": True},
-    )  # fmt: skip
+    quantize_qdq(model, calibration(4, tuple(model.input_shape[1:])), qdq_path)
     return qdq_path
 
 
