@@ -14,7 +14,7 @@ from typing import Literal
 
 from aed.footprint import estimate
 from aed.params import bounded, load_section
-from aed.records import sha256_file, write_record
+from aed.records import sha256_file, write_json, write_record
 from aed.stedgeai import (
     StedgeaiNotFound,
     StedgeaiOptions,
@@ -53,6 +53,7 @@ def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_p
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     estimated = estimate(model, target, tool_version=params.runtime_constants)
+    write_json(out_dir / "estimate.json", estimated)  # always, so the step's output directory exists
     tool = None
     if params.use_stedgeai != "never":
         tool = find_stedgeai(Path(params.stedgeai) if params.stedgeai else None)
