@@ -185,7 +185,12 @@ def _fmt(value: Any) -> str:
 
 
 def write_verdict(
-    path: Path, verdict: Verdict, record: Path, baseline: Path | None, t: GateThresholds
+    path: Path,
+    verdict: Verdict,
+    record: Path,
+    baseline: Path | None,
+    t: GateThresholds,
+    evidence: dict | None = None,
 ) -> dict:
     payload = {
         "kind": "gate-verdict",
@@ -196,6 +201,7 @@ def write_verdict(
         "record": {"path": str(record), "sha256": sha256_file(record) if Path(record).exists() else None},
         "baseline": {"path": str(baseline) if baseline else None,
                      "sha256": sha256_file(baseline) if baseline and Path(baseline).exists() else None},
+        "evidence": evidence or {},
         "thresholds": asdict(t),
         "checks": [asdict(check) for check in verdict.checks],
     }  # fmt: skip

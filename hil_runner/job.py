@@ -49,7 +49,9 @@ class JobConfig:
         None  # validation firmware image for real boards (flash strategies other than none)
     )
     progress: bool = True
-    exchange_timeouts: Timeouts | None = None  # explicit per-exchange timeouts (tests); else ST's x timeout_scale
+    exchange_timeouts: Timeouts | None = (
+        None  # explicit per-exchange timeouts (tests); else ST's x timeout_scale
+    )
 
     def timeouts(self) -> Timeouts:
         if self.exchange_timeouts is not None:

@@ -1,0 +1,118 @@
+"""Step `gate`: HIL record + baseline of the same key -> verdict (exit 0 pass, 1 regression, 2 undecidable).
+
+`aed gate --accept` makes the record the new baseline (explicit approval, e.g. after a tool or runtime bump).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aed.params import bounded, load_section
+from components.common import add_params_option
+
+
+@dataclass
+class GateParams:
+    allow_virtual: bool = True  # embedded default; a release sets false (board evidence only)
+    max_accuracy_drop: float = bounded(0.02, 0.0, 1.0)
+    min_top1_agreement: float = bounded(0.99, 0.0, 1.0)
+    min_cosine: float = bounded(0.999, -1.0, 1.0)
+    max_l2r: float = bounded(0.01, 0.0)
+    max_latency_increase: float = bounded(0.03, 0.0)
+    max_ram_increase_bytes: int = bounded(0, 0)
+    max_flash_increase_bytes: int = bounded(0, 0)
+    check_budgets: bool = True
+    key_fields: list[str] = field(
+        default_factory=lambda: [
+            "profile",
+            "device_id",
+            "sclock_hz",
+            "runtime_version",
+            "tool_version",
+            "kernels",
+            "host_litert",
+            "source",
+        ]  # fmt: skip
+    )
+    # {model_name} and {profile} are filled in from the record
+    baseline: str = "baselines/hil-{model_name}-{profile}.json"
+
+    def thresholds(self):  # noqa: ANN201 - GateThresholds
+        from hil_runner.gate import GateThresholds
+
+        values = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "key_fields")}
+        return GateThresholds(**values, key_fields=tuple(self.key_fields))
+
+
+def run(
+    params: GateParams,
+    hil_record: Path,
+    out_path: Path | None,
+    baseline: Path | None = None,
+    model_name: str | None = None,
+    table_path: Path | None = None,
+    evaluate_record: Path | None = None,
+    convert_record: Path | None = None,
+) -> dict:
+    """Evaluate the HIL record against its baseline; write the verdict JSON (and the table as Markdown).
+
+    evaluate_record / convert_record, when given, are hashed into the verdict as the evidence it was decided with.
+    Returns {"passed", "verdict", "exit_code", "table"}."""
+    from aed.records import atomic_write_text, sha256_file
+    from hil_runner.gate import evaluate, render_table, write_verdict
+
+    baseline = Path(baseline) if baseline else baseline_path(params, hil_record, model_name)
+    thresholds = params.thresholds()
+    verdict = evaluate(hil_record, baseline, thresholds)
+    table = render_table(verdict)
+    if out_path is not None:
+        evidence = {name: {"path": str(path), "sha256": sha256_file(path)}
+                    for name, path in (("evaluate", evaluate_record), ("convert", convert_record))
+                    if path is not None and Path(path).exists()}  # fmt: skip
+        write_verdict(out_path, verdict, hil_record, baseline, thresholds, evidence)
+    if table_path is not None:
+        atomic_write_text(table_path, "```\n" + table + "\n```\n")
+    return {"passed": verdict.exit_code == 0, "verdict": verdict.verdict, "exit_code": verdict.exit_code,
+            "table": table}  # fmt: skip
+
+
+def baseline_path(params: GateParams, record: Path, model_name: str | None) -> Path:
+    import json
+
+    try:
+        profile = json.loads(Path(record).read_text()).get("key", {}).get("profile", "unknown")
+    except (OSError, ValueError):
+        profile = "unknown"
+    return Path(params.baseline.format(model_name=model_name or "model", profile=profile))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("gate", help="regression gate: compare a HIL record with its baseline")
+    add_params_option(parser)
+    parser.add_argument("--record", type=Path, default=Path("reports/hil.json"))
+    parser.add_argument("--baseline", type=Path, help="baseline record (default: gate.baseline)")
+    parser.add_argument("--model-name", default="yamnet_256", help="fills {model_name} in gate.baseline")
+    parser.add_argument(
+        "--verdict", type=Path, default=Path("reports/gate.json"), help="verdict JSON to write"
+    )
+    parser.add_argument(
+        "--accept", action="store_true", help="make --record the new baseline (explicit approval)"
+    )
+    parser.set_defaults(handler=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    params = load_section(args.params, "gate", GateParams)
+    baseline = args.baseline or baseline_path(params, args.record, args.model_name)
+    if args.accept:
+        from hil_runner.gate import accept
+
+        accepted = accept(args.record, baseline)
+        print(f"gate: accepted {args.record} as the baseline {baseline} (key {accepted['key']})")
+        return 0
+    result = run(params, args.record, args.verdict, baseline=baseline, model_name=args.model_name)
+    print(result["table"])
+    print(f"gate: verdict written to {args.verdict}")
+    return result["exit_code"]
