@@ -21,24 +21,34 @@ class UserError(Exception):
     """An error caused by the user's input: printed as one line, no traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def step_packages() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(components.__path__) if m.ispkg)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every step's subcommand, or only `command`'s when its package is named after it
+    (`export-firmware` -> components.export_firmware): steps import TensorFlow and friends at module level,
+    and `aed patch` should not pay for them."""
     parser = argparse.ArgumentParser(prog="aed", description="Tiny audio event detection MLOps pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_info in sorted(pkgutil.iter_modules(components.__path__), key=lambda m: m.name):
-        if not module_info.ispkg:
-            continue
-        module = importlib.import_module(f"components.{module_info.name}")
+    packages = step_packages()
+    wanted = command.replace("-", "_") if command else None
+    for name in [wanted] if wanted in packages else packages:
+        module = importlib.import_module(f"components.{name}")
         register = getattr(module, "register", None)
         if register is None:
-            raise RuntimeError(f"components.{module_info.name} has no register(subparsers)")
+            raise RuntimeError(f"components.{name} has no register(subparsers)")
         register(subparsers)
+    if wanted in packages and command not in subparsers.choices:
+        return build_parser(None)  # the package registers another name: fall back to every step
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
