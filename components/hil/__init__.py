@@ -31,7 +31,8 @@ class HilParams:
     lock_dir: Path = Path("work/hil/locks")
     coordinator: str = "127.0.0.1:20408"  # farm labgrid
     lease_timeout_s: float = bounded(120.0, 1.0)
-    split: str = "test"
+    split: str | None = None  # None: every split
+    folds: list[int] | None = None  # None: every fold
     max_patches: int = bounded(0, 0)  # 0: every patch of the split (whole clips are kept)
     latency_repeats: int = bounded(20, 1)
     attempts: int = bounded(2, 1)
@@ -58,7 +59,7 @@ def run(
 
     model = resolve_model(model_path, quantized_dir)
     profile = (params.profiles or {}).get(model_name or "", params.profile)
-    evalset = load_eval_set(patches_dir, params.split, params.max_patches)
+    evalset = load_eval_set(patches_dir, params.split, params.max_patches, params.folds)
     config = JobConfig(
         profile=profile,
         latency_repeats=params.latency_repeats,
@@ -114,7 +115,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run_parser = commands.add_parser("run", help="run the HIL job and write one record")
     add_params_option(run_parser)
-    run_parser.add_argument("--model", type=Path, required=True, help="int8 .tflite model")
+    source = run_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="int8 .tflite model")
+    source.add_argument("--quantized-dir", type=Path, help="directory holding exactly one int8 .tflite")
+    run_parser.add_argument("--model-name", help="model name (selects hil.profiles[name])")
     run_parser.add_argument("--boards", help="board profile to run on (default: hil.profile)")
     run_parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"), help="patch store")
     run_parser.add_argument("--out", type=Path, default=Path("reports/hil.json"), help="record to write")
@@ -138,7 +142,8 @@ def _run_main(args: argparse.Namespace) -> int:
         params.farm = args.farm
     if args.max_patches is not None:
         params.max_patches = args.max_patches
-    metrics = run(params, args.patches, args.out, model_path=args.model, progress=not args.no_progress)
+    metrics = run(params, args.patches, args.out, model_path=args.model, quantized_dir=args.quantized_dir,
+                  model_name=args.model_name, progress=not args.no_progress)  # fmt: skip
     shown = ("source", "board", "top1_agreement", "clip_accuracy", "latency_median_ms", "weights_bytes",
              "activations_bytes")  # fmt: skip
     print(f"hil: {args.out}: " + ", ".join(f"{key}={metrics[key]}" for key in shown))
