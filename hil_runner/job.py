@@ -69,14 +69,22 @@ class EvalSet:
     source: Path | None = None
 
 
-def load_eval_set(store_dir: Path, split: str | None, max_patches: int = 0) -> EvalSet:
+def load_eval_set(
+    store_dir: Path, split: str | None, max_patches: int = 0, folds: list[int] | None = None
+) -> EvalSet:
+    """Patches of one split (None: all; ESC-50 leaves the split empty) and folds (None: all)."""
     from aed.patchstore import load_patch_store
 
     store = load_patch_store(Path(store_dir))
-    rows = store.index if not split else store.index[store.index["split"] == split]
+    rows = store.index
+    if split:
+        rows = rows[rows["split"] == split]
+    if folds:
+        rows = rows[rows["fold"].isin(folds)]
     if rows.empty:
+        splits = sorted(str(s) for s in store.index["split"].unique())
         raise ValueError(
-            f"{store_dir}: no patches in split {split!r} (splits: {sorted(store.index['split'].unique())})"
+            f"{store_dir}: no patches for split {split!r} / folds {folds} (splits present: {splits})"
         )
     if max_patches:
         # Keep whole clips so that clip accuracy stays meaningful.
