@@ -1,0 +1,85 @@
+"""train -> quantize -> evaluate on a tiny synthetic patch store, through the component entry points."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import components.evaluate as evaluate
+import components.quantize as quantize
+import components.train as train
+from aed.models.runners import ModelFileError, predict_onnx, predict_tflite
+from aed.training import TrainParams
+
+
+def _params(**extra) -> TrainParams:
+    base = {"folds": [2], "epochs": 3, "augment_copies": 2, "batch_size": 8, "learning_rate": 0.01}
+    return TrainParams(**{"final_model": True, **base, **extra})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["yamnet_256", "yamnet_1024"])
+def test_train_quantize_evaluate(yamnet_dir: Path, tiny_store: Path, tmp_path: Path, model_name: str) -> None:
+    root = tmp_path / "models" / model_name
+    params = _params(
+        fine_tune_blocks=1, fine_tune_epochs=1, spec_time_masks=1, spec_time_width=8, mixup_alpha=0.2
+    )
+    record = train.run(tiny_store, root / "float", params, model_name, tmp_path / "reports" / model_name)
+    assert set(record["splits"]) == {"fold-2", "final"}
+    assert (root / "float" / "fold-2" / "model.keras").is_file()
+    history = (tmp_path / "reports" / model_name / "history" / "fold-2.csv").read_text().splitlines()
+    assert history[0].startswith("phase,epoch,loss,accuracy,val_loss,val_accuracy")
+    assert len(history) == 1 + 3 + 1  # header, 3 head epochs, 1 fine-tuning epoch
+    layout = json.loads((root / "float" / "splits.json").read_text())
+    fold = layout["splits"]["fold-2"]
+    assert all(clip.startswith("2-") for clip in fold["test"])
+    assert not any(clip.startswith("2-") for clip in fold["train"] + fold["val"])
+
+    q = quantize.run(
+        tiny_store, root / "float", root / "int8", quantize.QuantizeParams(calibration_size=16), model_name
+    )
+    assert q["splits"]["fold-2"]["n_calibration"] == 16
+    assert q["splits"]["fold-2"]["input_scale"] > 0
+
+    metrics = evaluate.run(
+        tiny_store, tmp_path / "models", tmp_path / "reports", evaluate.EvaluateParams(), [model_name]
+    )
+    int8_format = "tflite" if model_name == "yamnet_256" else "onnx_qdq"
+    by_format = metrics[model_name]
+    assert set(by_format) == {"float32", int8_format, "int8_vs_float"}
+    for fmt in ("float32", int8_format):
+        assert by_format[fmt]["n_clips"] == 6 and by_format[fmt]["split"] == "folds"
+        assert set(by_format[fmt]["clip_accuracy"]) == {"fold-2", "mean"}
+    # the synthetic classes are separable: the float model must beat chance (1/3) clearly
+    assert by_format["float32"]["clip_accuracy"]["mean"] >= 0.8
+    assert by_format["int8_vs_float"]["top1_agreement"] >= 0.8
+    assert (tmp_path / "reports" / "metrics.json").is_file()
+    assert (tmp_path / "reports" / model_name / f"confusion_{int8_format}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_training_is_repeatable(yamnet_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
+    params = _params(final_model=False)
+    first = train.run(tiny_store, tmp_path / "a", params, "yamnet_256", tmp_path / "ra")
+    second = train.run(tiny_store, tmp_path / "b", params, "yamnet_256", tmp_path / "rb")
+    assert first["splits"]["fold-2"]["val_accuracy"] == second["splits"]["fold-2"]["val_accuracy"]
+    ha = (tmp_path / "ra" / "history" / "fold-2.csv").read_text().splitlines()
+    hb = (tmp_path / "rb" / "history" / "fold-2.csv").read_text().splitlines()
+    strip = [",".join(line.split(",")[:-1]) for line in ha]  # drop the wall-time column
+    assert strip == [",".join(line.split(",")[:-1]) for line in hb]
+
+
+def test_corrupted_quantized_models_are_refused(tmp_path: Path) -> None:
+    patches = np.zeros((1, 64, 96, 1), np.float32)
+    bad_tflite, bad_onnx = tmp_path / "m.tflite", tmp_path / "m.onnx"
+    bad_tflite.write_bytes(b"TFL3" + b"\x00" * 100)
+    bad_onnx.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelFileError, match="m.tflite"):
+        predict_tflite(bad_tflite, patches)
+    with pytest.raises(ModelFileError, match="m.onnx"):
+        predict_onnx(bad_onnx, patches)
+    with pytest.raises(ModelFileError, match="missing or empty"):
+        predict_tflite(tmp_path / "absent.tflite", patches)
