@@ -14,7 +14,7 @@ from typing import Literal
 
 from aed.footprint import estimate
 from aed.params import bounded, load_section
-from aed.records import sha256_file, write_json, write_record
+from aed.records import sha256_file, write_record
 from aed.stedgeai import (
     StedgeaiNotFound,
     StedgeaiOptions,
@@ -53,7 +53,8 @@ def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_p
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     estimated = estimate(model, target, tool_version=params.runtime_constants)
-    write_json(out_dir / "estimate.json", estimated)  # always, so the step's output directory exists
+    # The directory always exists (a DVC / KFP output) but holds only the tool's files: empty when it did not run.
+    out_dir.mkdir(parents=True, exist_ok=True)
     tool = None
     if params.use_stedgeai != "never":
         tool = find_stedgeai(Path(params.stedgeai) if params.stedgeai else None)
@@ -66,8 +67,9 @@ def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_p
     figures["latency_ms"] = round(estimated["latency"]["ms"], 4)
     figures["latency_source"] = "estimator"
     figures["fits"] = estimated["budget"]["fits"]
-    figures["estimator"] = {key: estimated[key] for key in
-                            ("source", "weights_bytes", "activations", "macs_total", "latency", "budget")}  # fmt: skip
+    figures["estimator"] = (
+        estimated  # the full estimate (per-layer table included), labelled source: estimator
+    )
     if record_path is not None:
         write_record(record_path, "convert", figures, inputs={"model": model})
     return figures
