@@ -62,7 +62,7 @@ def estimate(
             f"{graph.path}: the model is not int8-quantized (float weights); quantize it first or ask for an "
             "explicit float estimate (allow_float / --allow-float)"
         )
-    weights = count_weights(graph)
+    weights = {**count_weights(graph), "source": "estimator"}
     greedy, improved = plan_greedy(graph), plan_improved(graph)
     latency_model = MODELS[target]
     layers, total_s = [], 0.0
@@ -100,6 +100,7 @@ def estimate(
         "max_op_in_plus_out_layer": peak_io["index"] if peak_io else None,
         "st_mcu_calibrated_bytes": round(greedy.head * ST_MCU_ACTIVATION_RATIO),
         "alignment": 16,
+        "source": "estimator",
         "notes": "arena_tflm = TFLM GreedyMemoryPlanner head (no persistent tail, no kernel scratch); improved = "
         "same planner letting row-streaming ops overwrite dying inputs (replay-checked); st_mcu_calibrated = "
         "arena_tflm x 109.57/144 (one calibration point)",
@@ -130,7 +131,10 @@ def estimate(
             "source": "estimator",
         },
         "layers": layers,
-        "budget": verdict(target, weights["weights_bytes"], activations, tool_version),
+        "budget": {
+            **verdict(target, weights["weights_bytes"], activations, tool_version),
+            "source": "estimator",
+        },
     }
     if target == "stm32n6":
         result["weights"]["npu_blob_bytes_calibrated"] = n6_blob_bytes(weights["weights_bytes"])

@@ -20,6 +20,8 @@ def test_contract_keys(tiny_int8: Path, target: str) -> None:
     result = estimate(tiny_int8, target)
     json.dumps(result)  # JSON-ready
     assert result["source"] == "estimator" and result["target"] == target
+    for section in ("weights", "activations", "latency", "budget"):
+        assert result[section]["source"] == "estimator"  # simulated figures are labelled everywhere
     assert result["schema_version"] >= 1
     assert result["model_sha256"] == sha256_file(tiny_int8)
     assert {"arena_tflm_bytes", "improved_bytes"} <= set(result["activations"])
