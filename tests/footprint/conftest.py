@@ -12,11 +12,6 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def models_mirror() -> Path:
-    return Path(os.environ.get("AED_MODELS_MIRROR") or REPO.parent / "shared" / "models" / "yamnet")
 
 
 def calibration(n: int = 4, shape: tuple[int, ...] = (64, 96, 1), seed: int = 0) -> np.ndarray:

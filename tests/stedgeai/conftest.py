@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 FAKE_TOOL = r'''#!{python}
 """Fake stedgeai for tests: checks its arguments like the real CLI and writes schema-correct outputs."""
 import json, os, sys, time
@@ -84,13 +82,11 @@ print("done")
 
 
 @pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    root = Path(os.environ.get("AED_SHARED") or REPO.parent / "shared")
-    path = root / "fixtures" / "stedgeai"
+def fixtures_dir(shared_dir: Path) -> Path:
+    """$AED_SHARED/fixtures/stedgeai, through the shared `shared_dir` fixture (fails when missing)."""
+    path = shared_dir / "fixtures" / "stedgeai"
     if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"stedgeai fixtures missing at {path} (AED_SHARED)")
-        pytest.skip(f"stedgeai fixtures missing at {path}")
+        pytest.fail(f"{path}: stedgeai fixtures not found (AED_SHARED)")
     return path
 
 
