@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from aed.footprint import ModelFormatError, NotQuantizedError, estimate, load_graph
+from aed.footprint.planner import plan_improved
+from aed.footprint.replay import replay
 from aed.records import sha256_file
 
 ST_WEIGHTS_KIB_256 = 135.91
@@ -72,6 +74,10 @@ def test_yamnet1024_targets(yamnet1024_int8: Path) -> None:
     n6 = estimate(yamnet1024_int8, "stm32n6")
     assert n6["budget"]["fits"]
     assert n6["latency"]["ms"] == pytest.approx(9.88, rel=0.02)
+    graph = load_graph(yamnet1024_int8)
+    plan = plan_improved(graph)
+    replay(graph, plan)
+    assert plan.head == n6["activations"]["improved_bytes"] < n6["activations"]["arena_tflm_bytes"]
 
 
 def test_not_a_model(tmp_path: Path) -> None:
@@ -107,3 +113,16 @@ def test_float_model_needs_explicit_request(tiny_float: Path) -> None:
 def test_unknown_target(tiny_int8: Path) -> None:
     with pytest.raises(ValueError, match="unknown target 'stm32h7'"):
         estimate(tiny_int8, "stm32h7")
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path, tiny_float: Path, capsys) -> None:
+    from components.cli import main
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"nope")
+    assert main(["estimate", str(junk), "--target", "stm32u5"]) == 2
+    assert "junk.tflite: not a TFLite flatbuffer" in capsys.readouterr().err
+    assert main(["estimate", str(tiny_float), "--target", "stm32u5"]) == 2
+    assert "not int8-quantized" in capsys.readouterr().err
+    assert main(["estimate", str(tiny_float), "--target", "stm32u5", "--allow-float", "--json"]) == 0
+    assert '"quantization": "float32"' in capsys.readouterr().out

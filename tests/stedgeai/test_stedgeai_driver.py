@@ -131,3 +131,22 @@ def test_timeout_is_reported(fake_stedgeai: Path, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("FAKE_STEDGEAI_MODE", "hang")
     with pytest.raises(StedgeaiError, match=r"timed out after 1.5 s"):
         run_stedgeai([str(fake_stedgeai), "generate"], tmp_path / "tool.log", timeout_s=1.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        (
+            "ST Edge AI Core v2.0.0-A1 / ISPU 1.1.0 / MLC 1.1.0 / StellarStudioAI 2.0.0 / STM32CubeAI 10.0.0",
+            "2.0.0-A1",
+        ),
+        ("ST Edge AI Core v3.0.0-20426 123672867", "3.0.0-20426 123672867"),
+        ("\n  st edge ai core v2.2.0-20266 2adc00962 (beta)\n", "2.2.0-20266 2adc00962"),
+        ("STM32Cube.AI v9.0.0", None),
+        ("garbage \x00\x01", None),
+    ],
+)
+def test_parse_version_is_lenient(text: str, version: str | None) -> None:
+    from aed.stedgeai.runner import parse_version
+
+    assert parse_version(text) == version
