@@ -14,6 +14,7 @@ from aed.footprint.graph import Graph, ModelFormatError, NotQuantizedError
 from aed.footprint.latency import MODELS
 from aed.footprint.ops import op_macs
 from aed.footprint.planner import plan_greedy, plan_improved
+from aed.footprint.replay import UnsafePlanError, replay
 from aed.footprint.weights import count_weights, layer_weight_bytes
 from aed.records import sha256_file
 
@@ -64,6 +65,11 @@ def estimate(
         )
     weights = {**count_weights(graph), "source": "estimator"}
     greedy, improved = plan_greedy(graph), plan_improved(graph)
+    try:  # every improved plan is replayed before it is reported; a failure would be a planner bug
+        replay(graph, improved)
+        replay_status = "passed"
+    except UnsafePlanError as error:
+        improved, replay_status = greedy, f"failed, greedy figure reported instead: {error}"
     latency_model = MODELS[target]
     layers, total_s = [], 0.0
     for op in graph.ops:
@@ -100,6 +106,7 @@ def estimate(
         "max_op_in_plus_out_layer": peak_io["index"] if peak_io else None,
         "st_mcu_calibrated_bytes": round(greedy.head * ST_MCU_ACTIVATION_RATIO),
         "alignment": 16,
+        "improved_replay": replay_status,
         "source": "estimator",
         "notes": "arena_tflm = TFLM GreedyMemoryPlanner head (no persistent tail, no kernel scratch); improved = "
         "same planner letting row-streaming ops overwrite dying inputs (replay-checked); st_mcu_calibrated = "

@@ -58,6 +58,7 @@ def test_yamnet256_targets(yamnet256_int8: Path) -> None:
     assert abs(result["macs_total"] - MACS_256) / MACS_256 < 0.02
     assert result["activations"]["arena_tflm_bytes"] == 144 * 1024  # block-2 pointwise in + out
     assert result["activations"]["improved_bytes"] <= ST_U5_ACTIVATIONS_KIB * 1024
+    assert result["activations"]["improved_replay"] == "passed"
     assert result["peak_layer"]["op"] == "CONV_2D"
     assert result["latency"]["ms"] == pytest.approx(281.95, rel=0.01)
     assert result["budget"]["fits"]
