@@ -9,6 +9,7 @@ Every read has a deadline; a malformed packet raises ProtocolError naming what w
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from google.protobuf.internal.decoder import _DecodeVarint32
@@ -32,15 +33,22 @@ class ByteLink(Protocol):
     def read_some(self, n: int, timeout: float) -> bytes: ...
 
 
-def read_exact(link: ByteLink, n: int, timeout: float, what: str) -> bytes:
-    """Read exactly n bytes before the deadline, else ProtocolTimeout naming what was awaited."""
+def read_exact(link: ByteLink, n: int, timeout: float, what: str | Callable[[], str]) -> bytes:
+    """Read exactly n bytes before the deadline, else ProtocolTimeout naming what was awaited.
+
+    `what` may be a callable so that hot loops (193 sync bytes per patch) do not format messages that are only
+    needed on failure."""
+    data = link.read_some(n, timeout)
+    if len(data) == n:  # the common case: one read
+        return data
     deadline = time.monotonic() + timeout
-    buffer = bytearray()
+    buffer = bytearray(data)
     while len(buffer) < n:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            label = what() if callable(what) else what
             raise ProtocolTimeout(
-                f"timed out after {timeout:.2f} s waiting for {what}: expected {n} bytes, got {len(buffer)}"
+                f"timed out after {timeout:.2f} s waiting for {label}: expected {n} bytes, got {len(buffer)}"
             )
         buffer += link.read_some(n - len(buffer), remaining)
     return bytes(buffer)
@@ -73,14 +81,18 @@ def _packet(chunk: bytes, header: int) -> bytes:
 def send_request(link: ByteLink, message: Message, sync_timeout: float) -> None:
     """Send a request packet by packet, waiting for the device's sync byte between packets."""
     packets = host_packets(message)
+    last = len(packets) - 1
     for number, packet in enumerate(packets):
         link.write(packet)
-        if number == len(packets) - 1:
+        if number == last:
             break
-        what = f"sync byte 0xAA after request packet {number + 1}/{len(packets)}"
-        sync = read_exact(link, 1, sync_timeout, what)
+        sync = read_exact(link, 1, sync_timeout, lambda n=number: _sync_what(n, len(packets)))
         if sync[0] != SYNC:
-            raise ProtocolError(f"expected {what}, got 0x{sync[0]:02x}")
+            raise ProtocolError(f"expected {_sync_what(number, len(packets))}, got 0x{sync[0]:02x}")
+
+
+def _sync_what(number: int, total: int) -> str:
+    return f"sync byte 0xAA after request packet {number + 1}/{total}"
 
 
 def receive_response(link: ByteLink, message: Message, timeout: float, what: str) -> Message:
@@ -124,6 +136,7 @@ class RequestAssembler:
 
     def __init__(self) -> None:
         self.buffer = bytearray()
+        self._needed: int | None = None  # prefix + message length, once the varint prefix is readable
 
     def feed(self, packet: bytes) -> bytes | None:
         """Add one 33-byte packet; return the message body once complete, else None (caller sends a sync)."""
@@ -131,15 +144,23 @@ class RequestAssembler:
             raise ProtocolError(f"expected a {PACKET}-byte request packet, got {len(packet)} bytes")
         size = packet[0]
         if not 1 <= size <= PAYLOAD:
-            self.buffer.clear()
+            self.clear()
             raise ProtocolError(f"request packet header 0x{size:02x}: expected a chunk length 1..32")
         self.buffer += packet[1 : 1 + size]
-        try:
-            length, start = _DecodeVarint32(bytes(self.buffer[:10]), 0)
-        except (IndexError, DecodeError):
+        if self._needed is None:
+            try:
+                length, start = _DecodeVarint32(bytes(self.buffer[:10]), 0)
+            except (IndexError, DecodeError):
+                return None
+            self._needed = start + length
+            self._start = start
+        if len(self.buffer) < self._needed:
             return None
-        if len(self.buffer) < start + length:
-            return None
-        body = bytes(self.buffer[start : start + length])
-        del self.buffer[: start + length]
+        body = bytes(self.buffer[self._start : self._needed])
+        del self.buffer[: self._needed]
+        self._needed = None
         return body
+
+    def clear(self) -> None:
+        self.buffer.clear()
+        self._needed = None

@@ -51,6 +51,8 @@ class SerialTransport(Transport):
         # I/O goes straight to the descriptor: pyserial reconfigures the port (tcsetattr) whenever its timeout
         # changes, which would cost a syscall storm per packet at 193 packets per patch.
         self.fd = self.port.fileno()
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLIN)
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -70,8 +72,7 @@ class SerialTransport(Transport):
 
     def read_some(self, n: int, timeout: float) -> bytes:
         try:
-            ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
-            if not ready:
+            if not self.poller.poll(max(timeout, 0.0) * 1000.0):
                 return b""
             data = os.read(self.fd, n)
         except BlockingIOError:

@@ -90,6 +90,8 @@ class VirtualDevice:
         """Serve one link until it closes or `stop` is set."""
         self._rx = bytearray()
         self._assembler = RequestAssembler()
+        self._poller = select.poll()
+        self._poller.register(link.fileno(), select.POLLIN)
         while not stop.is_set():
             try:
                 body = self._next_message(link, stop, timeout=None)
@@ -121,26 +123,29 @@ class VirtualDevice:
         raise LinkClosed
 
     def _read_packet(self, link: DeviceLink, stop: threading.Event, deadline: float | None) -> bytes | None:
-        last_byte = time.monotonic()
-        while len(self._rx) < PACKET:
-            if stop.is_set():
-                raise LinkClosed
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                return None
-            ready, _, _ = select.select([link.fileno()], [], [], 0.1)
-            if not ready:
-                if (self._rx or self._assembler.buffer) and time.monotonic() - last_byte > IDLE_DISCARD:
-                    self._rx.clear()
-                    self._assembler.buffer.clear()
-                continue
-            data = link.recv(4096)
-            if not data:
-                raise LinkClosed
-            self._rx += data
+        rx = self._rx
+        if len(rx) < PACKET:
             last_byte = time.monotonic()
-        packet = bytes(self._rx[:PACKET])
-        del self._rx[:PACKET]
+            poller = self._poller
+            while len(rx) < PACKET:
+                if stop.is_set():
+                    raise LinkClosed
+                if not poller.poll(100):
+                    if deadline is not None and time.monotonic() > deadline:
+                        return None
+                    if (rx or self._assembler.buffer) and time.monotonic() - last_byte > IDLE_DISCARD:
+                        rx.clear()
+                        self._assembler.clear()
+                    continue
+                data = link.recv(4096)
+                if not data:
+                    raise LinkClosed
+                rx += data
+                last_byte = time.monotonic()
+                if deadline is not None and last_byte > deadline and len(rx) < PACKET:
+                    return None
+        packet = bytes(rx[:PACKET])
+        del rx[:PACKET]
         return packet
 
     def _parse(self, body: bytes, message: Message) -> Message:

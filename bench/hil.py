@@ -1,0 +1,138 @@
+"""Benchmark: stm32msg protocol throughput of YAMNet-256 int8 patch inferences on a virtual board over a pty.
+
+Prints patches/s against the 50/s target, the share of each patch's time spent in inference (LiteRT reference
+kernels, timed on the host with the same kernels) versus transport + protocol, the bytes each patch puts on the
+wire and what a real 921 600-baud link would cost, agreement with host LiteRT, and the reported (virtual) latency.
+
+    python bench/hil.py                       # builds YAMNet-256 int8 (pretrained if AED_MODELS_MIRROR is set)
+    python bench/hil.py --model m.tflite --patches 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+TARGET_PER_S = 50.0
+ST_LATENCY_MS = 281.95
+BAUD = 921600
+
+
+class CountingLink:
+    """Counts the bytes a transport moves in each direction."""
+
+    def __init__(self, link) -> None:  # noqa: ANN001
+        self.link, self.sent, self.received = link, 0, 0
+
+    def write(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.link.write(data)
+
+    def read_some(self, n: int, timeout: float) -> bytes:
+        data = self.link.read_some(n, timeout)
+        self.received += len(data)
+        return data
+
+    def reset_input(self) -> None:
+        self.link.reset_input()
+
+
+def build_model(directory: Path) -> Path:
+    from aed.models import build_yamnet_256
+    from aed.quantize import to_int8_tflite
+
+    mirror = os.environ.get("AED_MODELS_MIRROR")
+    pretrained = bool(mirror and Path(mirror).is_dir())
+    model = build_yamnet_256(10, pretrained=pretrained)
+    calibration = np.random.default_rng(0).normal(-2.0, 2.0, size=(32, 64, 96, 1)).astype(np.float32)
+    path = directory / "yamnet_256_int8.tflite"
+    to_int8_tflite(model, calibration, path)
+    print(
+        f"model: YAMNet-256 int8 built ({'pretrained backbone' if pretrained else 'random weights'}): {path}"
+    )
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="int8 .tflite (default: build YAMNet-256)")
+    parser.add_argument("--patches", type=int, default=200, help="timed patch inferences")
+    parser.add_argument("--profile", default="b-u585i-iot02a")
+    args = parser.parse_args()
+
+    from hil_runner.farm.virtual import start_vboard, stop_process
+    from hil_runner.litert import LiteRTModel
+    from hil_runner.protocol.host import Timeouts, ValidationClient
+    from hil_runner.protocol.tensors import quantize
+    from hil_runner.transport import open_transport
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model_path = args.model or build_model(Path(scratch))
+        host = LiteRTModel(model_path)
+        spec = host.inputs[0]
+        rng = np.random.default_rng(1)
+        patches = rng.normal(-2.0, 2.0, size=(args.patches, *spec.shape)).astype(np.float32)
+        inputs = [quantize(p, spec) for p in patches]
+
+        board = start_vboard("bench", args.profile, model=model_path, baud=BAUD)
+        try:
+            with open_transport(board.descriptor) as transport:
+                link = CountingLink(transport)
+                client = ValidationClient(link, Timeouts(settle=0.1), where="bench vboard")
+                client.connect()
+                [model] = client.models()
+                for x in inputs[:5]:  # warm-up
+                    client.run(model, [x])
+                link.sent = link.received = 0
+                started = time.perf_counter()
+                results = [client.run(model, [x], first=i == 0) for i, x in enumerate(inputs)]
+                total_s = time.perf_counter() - started
+                wire_sent, wire_received = link.sent, link.received
+        finally:
+            stop_process(board.process)
+
+        started = time.perf_counter()
+        reference = [host.run([x])[0] for x in inputs]
+        inference_s = time.perf_counter() - started
+
+    n = len(inputs)
+    per_patch_ms = total_s / n * 1e3
+    inference_ms = inference_s / n * 1e3
+    transport_ms = max(per_patch_ms - inference_ms, 0.0)
+    rate = n / total_s
+    wire_bytes = (wire_sent + wire_received) / n
+    real_link_ms = wire_bytes * 10 / BAUD * 1e3  # 8N1: 10 bits per byte
+    agree = np.mean(
+        [np.argmax(r.outputs[0]) == np.argmax(h) for r, h in zip(results, reference, strict=True)]
+    )
+    exact = np.mean([np.array_equal(r.outputs[0], h) for r, h in zip(results, reference, strict=True)])
+    reported = results[-1].duration_ms
+
+    print(f"virtual board: {board.descriptor} ({args.profile}), {n} patches, kernels {host.kernels}")
+    print(f"throughput:    {rate:.1f} patch inferences/s ({per_patch_ms:.2f} ms/patch); target >= {TARGET_PER_S:.0f}/s "
+          f"-> ratio {rate / TARGET_PER_S:.2f} ({'met' if rate >= TARGET_PER_S else 'NOT met'})")  # fmt: skip
+    print(f"time share:    inference {inference_ms:.2f} ms ({inference_ms / per_patch_ms:.0%}), "
+          f"transport + protocol {transport_ms:.2f} ms ({transport_ms / per_patch_ms:.0%})")  # fmt: skip
+    print(f"wire:          {wire_bytes:.0f} B/patch ({wire_sent / n:.0f} host->device incl. syncs received "
+          f"{wire_received / n:.0f}); pty equivalent {wire_bytes * 10 * rate / 1e6:.2f} Mbaud")  # fmt: skip
+    print(f"real link:     {real_link_ms:.1f} ms/patch at {BAUD} baud -> at most {1e3 / real_link_ms:.1f} patches/s "
+          f"before on-device inference ({reported:.1f} ms on the U5 -> {1e3 / (real_link_ms + reported):.2f}/s)")  # fmt: skip
+    print(f"agreement:     top-1 {agree:.1%}, bit-exact {exact:.1%} vs host LiteRT ({host.kernels})")
+    print(f"latency:       reported {reported:.2f} ms (source: virtual) vs ST 281.95 ms -> "
+          f"{(reported / ST_LATENCY_MS - 1) * 100:+.2f}%")  # fmt: skip
+    print(f"host load:     {os.getloadavg()[0]:.2f} (1-min load average on {os.cpu_count()} cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
