@@ -7,6 +7,7 @@ and `python -m hil_runner.protocol.regen --check`) fails when the committed copy
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,13 +18,16 @@ GENERATED = HERE / "generated" / "stm32msg_pb2.py"
 
 
 def generate() -> str:
-    """Run protoc on the .proto and return the generated Python source."""
-    from grpc_tools import protoc  # build-time only (grpcio-tools is a dev dependency)
+    """Run protoc (grpcio-tools, a dev dependency) on the .proto and return the generated Python source.
 
+    protoc runs in a child process: loaded in-process next to TensorFlow's protobuf symbols it can crash."""
     with tempfile.TemporaryDirectory() as out:
-        code = protoc.main(["grpc_tools.protoc", f"-I{HERE}", f"--python_out={out}", str(PROTO)])
-        if code != 0:
-            raise RuntimeError(f"{PROTO}: protoc failed with exit code {code}")
+        argv = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={out}", str(PROTO)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{PROTO}: protoc failed with exit code {result.returncode}: {result.stderr.strip()}"
+            )
         return (Path(out) / "stm32msg_pb2.py").read_text()
 
 
