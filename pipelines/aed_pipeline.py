@@ -6,8 +6,9 @@ point as `aed <step>` and the dvc.yaml stages. The only pipeline parameter is `p
 JSON text (its default is the repository's params.yaml at compile time), so a run on a cluster is configured exactly
 like a local `dvc repro`.
 
-Promotion: `promote` runs inside `dsl.If(gate verdict)` and, in addition, only after every model's gate task has
-finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched.
+Promotion: `promote` runs inside `dsl.If(gate verdict)` and, in addition, only after every task of every branch
+has finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched. Only
+models the boards can run (int8 TFLite) get hil, gate and promote; see `board_models`.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline function's annotations as real types.
@@ -87,27 +88,37 @@ def build_components(images: Images, models: list[str]) -> dict[str, Any]:
     return built
 
 
-def _configure(task: Any, step: str, model: str | None = None) -> Any:
+def _configure(task: Any, step: str, model: str | None = None, retries: bool = True) -> Any:
     settings = SETTINGS[step]
     task.set_cpu_request(settings.cpu).set_cpu_limit(settings.cpu)
     task.set_memory_request(settings.memory).set_memory_limit(settings.memory)
     task.set_caching_options(enable_caching=settings.cache)
-    if settings.retries:
+    if settings.retries and retries:
         task.set_retry(num_retries=settings.retries, backoff_duration="30s", backoff_factor=2.0)
     task.set_display_name(f"{step} {model}" if model else step)
     return task
 
 
 def _model_branch(
-    c: dict[str, Any], params: Any, model: str, patches: Any, included: set[str]
+    c: dict[str, Any],
+    params: Any,
+    model: str,
+    patches: Any,
+    included: set[str],
+    retries: bool,
+    on_boards: bool,
 ) -> dict[str, Any]:
-    """train -> quantize -> evaluate / convert / hil -> gate for one model (as far as `included` goes)."""
+    """train -> quantize -> evaluate / convert / hil -> gate for one model (as far as `included` goes).
+
+    Without `on_boards` the branch ends after evaluate and convert: no board run, hence no gate and no promotion.
+    """
     step: dict[str, Any] = {}
 
     def add(name: str, **inputs: Any) -> bool:
         if name not in included:
             return False
-        step[name] = _configure(c[f"{name}/{model}"](params=params, model_name=model, **inputs), name, model)
+        task = c[f"{name}/{model}"](params=params, model_name=model, **inputs)
+        step[name] = _configure(task, name, model, retries)
         return True
 
     if not add("train", patches=patches):
@@ -118,6 +129,8 @@ def _model_branch(
     quantized = step["quantize"].outputs["quantized"]
     add("evaluate", patches=patches, model=model_out, quantized=quantized)
     add("convert", quantized=quantized)
+    if not on_boards:
+        return step
     add("hil", patches=patches, quantized=quantized)
     if {"evaluate", "convert", "hil"} <= step.keys():
         add(
@@ -129,12 +142,28 @@ def _model_branch(
     return step
 
 
+def board_models(params: dict[str, Any], models: list[str]) -> list[str]:
+    """The models that get a board run (hil), a gate and a promotion: those quantized to int8 TFLite, which is
+    what the (virtual) boards execute. ONNX QDQ models (YAMNet-1024 for the N6 NPU by default) stop after
+    evaluate and convert, exactly as in dvc.yaml."""
+    from components.quantize import QuantizeParams
+
+    formats = (params.get("quantize") or {}).get("formats") or QuantizeParams().formats
+    return [model for model in models if formats.get(model) == "tflite"]
+
+
 def build_pipeline(
-    params: dict[str, Any], models: list[str], images: Images | None = None, until: str | None = None
+    params: dict[str, Any],
+    models: list[str],
+    images: Images | None = None,
+    until: str | None = None,
+    retries: bool = True,
 ) -> Callable:
     """The pipeline function, with `params` as the default of its one parameter and one branch per model.
 
     `until` cuts the DAG after that step (e.g. "patch" runs only the data steps); the default is the whole DAG.
+    `retries=False` drops the retry policies (local runs: kfp.local would wait out the back-off on failures
+    that are not transient).
     """
     from kfp import dsl
 
@@ -144,6 +173,7 @@ def build_pipeline(
         raise ValueError(f"--until {until!r}: expected one of {list(STEPS)}")
     included = set(STEPS[: STEPS.index(until) + 1] if until else STEPS)
     c = build_components(images or Images(), models)
+    on_boards = board_models(params, models)
     params_json = json.dumps(params, sort_keys=True)
 
     @dsl.pipeline(
@@ -151,7 +181,7 @@ def build_pipeline(
         description="Tiny audio event detection on STM32: ESC-10 -> YAMNet-256/1024 -> int8 -> board-gated promotion",
     )
     def aed_pipeline(params: str = params_json):
-        ingest = _configure(c["ingest"](params=params), "ingest")
+        ingest = _configure(c["ingest"](params=params), "ingest", retries=retries)
         raw = ingest.outputs["raw"]
         if "validate" not in included:
             return
@@ -164,11 +194,16 @@ def build_pipeline(
             c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch"
         )
         patches = patch.outputs["patches"]
-        branches = [_model_branch(c, params, model, patches, included) for model in models]
+        branches = {
+            model: _model_branch(c, params, model, patches, included, retries, model in on_boards)
+            for model in models
+        }
         if "promote" not in included:
             return
-        gates = [branch["gate"] for branch in branches]
-        for model, step in zip(models, branches, strict=True):
+        every_task = [task for branch in branches.values() for task in branch.values()]
+        for model, step in branches.items():
+            if "gate" not in step:
+                continue
             with dsl.If(step["gate"].outputs["Output"] == True, name=f"gate-passed-{task_suffix(model)}"):  # noqa: E712
                 promote = c[f"promote/{model}"](
                     params=params,
@@ -181,8 +216,8 @@ def build_pipeline(
                     board=step["hil"].outputs["metrics"],
                     verdict=step["gate"].outputs["verdict"],
                 )
-                # Not before every model's gate is done: a failure in any branch stops the run unpromoted.
-                _configure(promote, "promote", model).after(*gates)
+                # Not before every task of every branch is done: a failure anywhere stops the run unpromoted.
+                _configure(promote, "promote", model, retries).after(*every_task)
 
     return aed_pipeline
 

@@ -1,8 +1,8 @@
 """Small helpers the KFP task bodies share: params sections in, KFP metric metadata out.
 
 They translate between KFP's world (one params dict, artifact paths, metadata) and a step's `run` signature; they
-hold no step logic. Every step's params dataclass is found from the annotation of its `run(params: ...)`, so the
-pipeline validates exactly what `aed <step>` validates.
+hold no step logic. Every step's params dataclasses are found from the annotations of its `run`, so the pipeline
+validates exactly what `aed <step>` validates.
 """
 
 from __future__ import annotations
@@ -12,26 +12,44 @@ import importlib
 import json
 import math
 import typing
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from aed.params import ParamsError, from_dict
 
 
-def params_class(step: ModuleType) -> type:
-    """The dataclass annotated on `step.run`'s `params` argument."""
-    run = getattr(step, "run", None)
-    if run is None:
-        raise TypeError(f"{step.__name__} has no run()")
-    hints = typing.get_type_hints(run)
-    cls = hints.get("params")
-    if cls is None or not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{step.__name__}.run has no dataclass-typed 'params' argument")
-    return cls
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass in an annotation like `TrainParams` or `ModelsParams | None`."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for option in typing.get_args(hint):
+        if dataclasses.is_dataclass(option):
+            return option
+    return None
 
 
 def section_name(step: ModuleType) -> str:
     return getattr(step, "SECTION", step.__name__.rsplit(".", 1)[-1])
+
+
+def params_sections(step: ModuleType) -> dict[str, tuple[str, type]]:
+    """{run argument: (params.yaml section, dataclass)} for every dataclass-typed argument of `step.run`.
+
+    `params` reads the step's own section; any other such argument reads the section of its name (train's
+    `models: ModelsParams` reads `models`), exactly as the step's CLI handler does.
+    """
+    run = getattr(step, "run", None)
+    if run is None:
+        raise TypeError(f"{step.__name__} has no run()")
+    found = {}
+    for name, hint in typing.get_type_hints(run).items():
+        cls = _dataclass_of(hint)
+        if cls is not None:
+            found[name] = (section_name(step) if name == "params" else name, cls)
+    if "params" not in found:
+        raise TypeError(f"{step.__name__}.run has no dataclass-typed 'params' argument")
+    return found
 
 
 def params_dict(params: str | dict[str, Any]) -> dict[str, Any]:
@@ -47,33 +65,65 @@ def params_dict(params: str | dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def step_params(params: str | dict[str, Any], step: ModuleType) -> Any:
-    """The step's params dataclass, filled and checked from its section of the pipeline's params."""
-    params = params_dict(params)
-    section = section_name(step)
-    data = params.get(section)
+def section(params: str | dict[str, Any], name: str, cls: type) -> Any:
+    """One params.yaml section as its dataclass, checked like `aed.params.load_section` does."""
+    data = params_dict(params).get(name)
     if data is not None and not isinstance(data, dict):
-        raise ParamsError(f"{section}: expected a mapping, got {data!r}")
-    return from_dict(params_class(step), data, section)
+        raise ParamsError(f"{name}: expected a mapping, got {data!r}")
+    return from_dict(cls, data, name)
 
 
-def validate_params(params: dict[str, Any], steps: typing.Iterable[str]) -> dict[str, Any]:
-    """Check every step's section before any task starts; ParamsError names the first bad key."""
-    checked = {}
+def step_args(params: str | dict[str, Any], step: ModuleType) -> dict[str, Any]:
+    """The params dataclasses `step.run` takes, by argument name (`params=`, and e.g. `models=`)."""
+    return {arg: section(params, name, cls) for arg, (name, cls) in params_sections(step).items()}
+
+
+def validate_params(
+    params: dict[str, Any], steps: typing.Iterable[str], models: typing.Iterable[str] = ()
+) -> list[str]:
+    """Check every step's sections before any task starts; ParamsError names the first bad key.
+
+    Returns the steps that are not built yet (their tasks would fail on import)."""
+    missing = []
     for name in steps:
         try:
             step = importlib.import_module(f"components.{name}")
         except ModuleNotFoundError as error:
             if error.name == f"components.{name}":
-                continue  # not built yet: its task fails with a clear import error if it is reached
+                missing.append(name)
+                continue
             raise
-        checked[name] = step_params(params, step)
-    return checked
+        for value in step_args(params, step).values():
+            # Cross-field checks some params classes carry (e.g. volume_min <= volume_max, per-model overrides).
+            for model in models if hasattr(value, "for_model") else ():
+                value.for_model(model)
+            if callable(getattr(value, "validate", None)):
+                value.validate()
+    return missing
+
+
+def deployable_model(int8_dir: Path) -> Path:
+    """The int8 model to convert, run on boards and promote, as the DVC stages pick it: the `final` split
+    (trained on every clip) when there is one, else the first split (reduced runs without a final model)."""
+    from components.quantize import QUANTIZED_FILE
+
+    int8_dir = Path(int8_dir)
+    candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
+    chosen = next((d for d in candidates if d.name == "final"), candidates[0] if candidates else None)
+    found = [chosen / f for f in QUANTIZED_FILE.values() if chosen and (chosen / f).is_file()]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{chosen or int8_dir}: expected one of {sorted(QUANTIZED_FILE.values())}")
+    return found[0]
+
+
+SKIPPED_METRICS = {"params", "tools", "inputs", "schema_version"}  # configuration, not figures
 
 
 def log_scalars(artifact: Any, values: dict[str, Any], prefix: str = "") -> None:
     """Copy the finite numbers (and booleans) of a step's metrics dict into a KFP Metrics artifact's metadata."""
     for key, value in values.items():
+        if key in SKIPPED_METRICS:
+            continue
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             log_scalars(artifact, value, prefix=f"{name}.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -99,14 +100,21 @@ class _Launcher:
         with (
             open(log_path, "w") as log,
             subprocess.Popen(
-                full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+                full_command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                env=env,
+                start_new_session=True,  # its own process group: the timeout kills `sh -c` and the python under it
             ) as process,
         ):
             killed = threading.Event()
 
             def kill() -> None:
                 killed.set()
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
             timer = threading.Timer(self.task_timeout_s, kill)
             timer.start()

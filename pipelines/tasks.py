@@ -19,9 +19,12 @@ def ingest(params: str, raw: Output[Dataset], manifest: Output[Dataset], metrics
     from pathlib import Path
 
     from components import ingest as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import log_scalars, step_args
 
-    result = step.run(step_params(params, step), Path(raw.path), Path(manifest.path), Path(metrics.path))
+    result = step.run(
+        raw_dir=Path(raw.path), manifest_path=Path(manifest.path), metrics_path=Path(metrics.path),
+        **step_args(params, step),
+    )  # fmt: skip
     log_scalars(metrics, result)
 
 
@@ -38,23 +41,19 @@ def validate(
     from pathlib import Path
 
     from components import validate as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import log_scalars, step_args
     from pipelines.reports import validation_markdown
 
-    record_path = Path(metrics.path)
+    record = Path(metrics.path)
     try:
         result = step.run(
-            step_params(params, step),
-            Path(manifest.path),
-            Path(raw.path),
-            Path(validated.path),
-            record_path,
-            Path(data_docs.path),
-        )
+            manifest_path=Path(manifest.path), raw_dir=Path(raw.path), validated_path=Path(validated.path),
+            report_path=record, docs_dir=Path(data_docs.path), **step_args(params, step),
+        )  # fmt: skip
     finally:
-        # The report is most useful when validation fails: write it whenever the step got that far.
-        if record_path.exists():
-            Path(report.path).write_text(validation_markdown(json.loads(record_path.read_text())))
+        # The report matters most when validation fails: write it whenever the step got that far.
+        if record.exists():
+            Path(report.path).write_text(validation_markdown(json.loads(record.read_text())))
     log_scalars(metrics, result)
 
 
@@ -65,22 +64,17 @@ def patch(
     patches: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    import json
     from pathlib import Path
 
     from components import patch as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import log_scalars, params_dict, step_args
 
-    # Same class order as `aed patch`: the validated class list fixes the model's output order.
-    classes = (json.loads(params).get("validate") or {}).get("classes")
+    # As `aed patch` does: the validated class list fixes the model's output order.
+    classes = (params_dict(params).get("validate") or {}).get("classes")
     result = step.run(
-        step_params(params, step),
-        Path(validated.path),
-        Path(raw.path),
-        Path(patches.path),
-        Path(metrics.path),
-        classes,
-    )
+        manifest_path=Path(validated.path), raw_dir=Path(raw.path), patches_dir=Path(patches.path),
+        metrics_path=Path(metrics.path), class_names=classes, **step_args(params, step),
+    )  # fmt: skip
     log_scalars(metrics, result)
 
 
@@ -92,19 +86,17 @@ def train(
     history: Output[Artifact],
     metrics: Output[Metrics],
 ):
+    import shutil
     from pathlib import Path
 
     from components import train as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import log_scalars, step_args
 
     result = step.run(
-        step_params(params, step),
-        model_name=model_name,
-        patches_dir=Path(patches.path),
-        model_dir=Path(model.path),
-        history_path=Path(history.path),
-        metrics_path=Path(metrics.path),
-    )
+        patches_dir=Path(patches.path), out_dir=Path(model.path), model_name=model_name,
+        reports_dir=Path(history.path), **step_args(params, step),
+    )  # fmt: skip
+    shutil.copyfile(Path(model.path) / "train.json", metrics.path)
     log_scalars(metrics, result)
 
 
@@ -116,19 +108,17 @@ def quantize(
     quantized: Output[Model],
     metrics: Output[Metrics],
 ):
+    import shutil
     from pathlib import Path
 
     from components import quantize as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import log_scalars, step_args
 
     result = step.run(
-        step_params(params, step),
-        model_name=model_name,
-        model_dir=Path(model.path),
-        patches_dir=Path(patches.path),
-        out_dir=Path(quantized.path),
-        metrics_path=Path(metrics.path),
-    )
+        patches_dir=Path(patches.path), model_dir=Path(model.path), out_dir=Path(quantized.path),
+        model_name=model_name, **step_args(params, step),
+    )  # fmt: skip
+    shutil.copyfile(Path(quantized.path) / "quantize.json", metrics.path)
     log_scalars(metrics, result)
 
 
@@ -138,31 +128,40 @@ def evaluate(
     patches: Input[Dataset],
     model: Input[Model],
     quantized: Input[Model],
+    details: Output[Artifact],
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
     report: Output[Markdown],
 ):
     import json
+    import tempfile
     from pathlib import Path
 
     from components import evaluate as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import log_scalars, step_args
     from pipelines.reports import record_markdown
 
-    result = step.run(
-        step_params(params, step),
-        model_name=model_name,
-        patches_dir=Path(patches.path),
-        model_dir=Path(model.path),
-        quantized_dir=Path(quantized.path),
-        metrics_path=Path(metrics.path),
-    )
-    log_scalars(metrics, result)
-    record = json.loads(Path(metrics.path).read_text())
-    matrix = record.get("confusion_matrix")
-    if matrix:
-        confusion.log_confusion_matrix(record["class_names"], matrix)
-    Path(report.path).write_text(record_markdown(f"Evaluation: {model_name}", record))
+    with tempfile.TemporaryDirectory() as scratch:
+        # evaluate reads <models_root>/<model>/{float,int8}, the DVC layout: link the two artifacts there.
+        models_root = Path(scratch)
+        (models_root / model_name).mkdir()
+        (models_root / model_name / "float").symlink_to(Path(model.path).resolve(), target_is_directory=True)
+        (models_root / model_name / "int8").symlink_to(
+            Path(quantized.path).resolve(), target_is_directory=True
+        )
+        result = step.run(
+            patches_dir=Path(patches.path), models_root=models_root, reports_root=Path(details.path),
+            model_names=[model_name], metrics_path=Path(metrics.path), **step_args(params, step),
+        )  # fmt: skip
+    log_scalars(metrics, result[model_name])
+    evaluation = json.loads((Path(details.path) / model_name / "evaluation.json").read_text())
+    formats = evaluation["formats"]
+    shown = next(
+        (f for f in formats if f != "float32"), "float32"
+    )  # the int8 model's matrix when there is one
+    confusion.log_confusion_matrix(evaluation["class_names"], formats[shown]["confusion"])
+    confusion.metadata["format"] = shown
+    Path(report.path).write_text(record_markdown(f"Evaluation: {model_name}", result[model_name]))
 
 
 def convert(
@@ -175,15 +174,16 @@ def convert(
     from pathlib import Path
 
     from components import convert as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import deployable_model, log_scalars, step_args
 
+    args = step_args(params, step)
+    target = args["params"].targets.get(model_name)  # as `aed convert --model-name`
+    if target is None:
+        raise ValueError(f"convert.targets: no target for model '{model_name}'")
     result = step.run(
-        step_params(params, step),
-        model_name=model_name,
-        quantized_dir=Path(quantized.path),
-        out_dir=Path(firmware.path),
-        metrics_path=Path(metrics.path),
-    )
+        model=deployable_model(Path(quantized.path)), target=target, out_dir=Path(firmware.path),
+        record_path=Path(metrics.path), **args,
+    )  # fmt: skip
     log_scalars(metrics, result)
 
 
@@ -197,15 +197,13 @@ def hil(
     from pathlib import Path
 
     from components import hil as step
-    from pipelines.glue import log_scalars, step_params
+    from pipelines.glue import deployable_model, log_scalars, step_args
 
     result = step.run(
-        step_params(params, step),
-        model_name=model_name,
-        quantized_dir=Path(quantized.path),
-        patches_dir=Path(patches.path),
-        metrics_path=Path(metrics.path),
-    )
+        patches_dir=Path(patches.path), metrics_path=Path(metrics.path),
+        model_path=deployable_model(Path(quantized.path)), model_name=model_name, progress=False,
+        **step_args(params, step),
+    )  # fmt: skip
     log_scalars(metrics, result)
 
 
@@ -221,18 +219,15 @@ def gate(
     from pathlib import Path
 
     from components import gate as step
-    from pipelines.glue import step_params
+    from pipelines.glue import step_args
 
     result = step.run(
-        step_params(params, step),
-        model_name=model_name,
-        evaluate_record=Path(evaluation.path),
-        convert_record=Path(footprint.path),
-        hil_record=Path(board.path),
-        out_path=Path(verdict.path),
-        table_path=Path(table.path),
-    )
-    # The verdict is this task's one parameter output: `dsl.If` on it decides whether promote runs.
+        hil_record=Path(board.path), out_path=Path(verdict.path), model_name=model_name,
+        table_path=Path(table.path), evaluate_record=Path(evaluation.path), convert_record=Path(footprint.path),
+        **step_args(params, step),
+    )  # fmt: skip
+    print(result["table"])
+    # This task's one parameter output: `dsl.If` on it decides whether promote runs.
     return bool(result["passed"])
 
 
@@ -253,7 +248,7 @@ def promote(
     from pathlib import Path
 
     from components import promote as step
-    from pipelines.glue import step_params
+    from pipelines.glue import deployable_model, step_args
 
     with tempfile.TemporaryDirectory() as scratch:
         # Give the records their step names in the registry (KFP names every file after its output).
@@ -261,10 +256,12 @@ def promote(
         records.mkdir()
         for name, record in (("evaluate", evaluation), ("convert", footprint), ("hil", board)):
             shutil.copyfile(record.path, records / f"{name}.json")
-        artifacts = {
-            "float": Path(model.path),
-            "quantized": Path(quantized.path),
-            "firmware": Path(firmware.path),
-            "records": records,
-        }
-        step.run(step_params(params, step), model_name, artifacts, Path(verdict.path), Path(promotion.path))
+        int8 = deployable_model(Path(quantized.path))
+        float_model = Path(model.path) / int8.parent.name / "model.keras"
+        artifacts = {"model": int8, "float": float_model, "records": records}
+        if any(Path(firmware.path).rglob("*")):  # convert leaves it empty when only the estimator ran
+            artifacts["firmware"] = Path(firmware.path)
+        step.run(
+            model=model_name, artifacts=artifacts, gate_record=Path(verdict.path), out=Path(promotion.path),
+            **step_args(params, step),
+        )  # fmt: skip

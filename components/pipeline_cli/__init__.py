@@ -11,10 +11,10 @@ import argparse
 import copy
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -22,13 +22,11 @@ from aed.params import ParamsError, bounded, from_dict, read_params
 from components.common import add_params_option
 
 SECTION = "pipeline"
-ModelName = Literal["yamnet_256", "yamnet_1024"]
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PipelineParams:
-    models: list[ModelName] = field(default_factory=lambda: ["yamnet_256", "yamnet_1024"])
     experiment: str = "aed-esc10"
     local_root: str = "work/pipeline_root"  # run-local: artifacts and task logs
     remote_root: str | None = None  # submit/schedule: e.g. s3://bucket/kfp (null: the cluster's default)
@@ -60,19 +58,26 @@ def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
-def load_checked(path: Path, overrides: list[str]) -> tuple[dict[str, Any], PipelineParams]:
-    """params.yaml with overrides, every step's section checked; raises ParamsError naming the bad key."""
+def load_checked(path: Path, overrides: list[str]) -> tuple[dict[str, Any], PipelineParams, list[str]]:
+    """(params with overrides, pipeline settings, models): every step's sections checked, before any task.
+
+    The models, one branch each, are `models.names` (the same list `aed evaluate` defaults to)."""
+    from aed.models.config import ModelsParams
     from pipelines.aed_pipeline import STEPS
-    from pipelines.glue import validate_params
+    from pipelines.glue import section, validate_params
 
     params = apply_overrides(read_params(path), overrides)
     settings = from_dict(PipelineParams, params.get(SECTION), SECTION)
-    if not settings.models:
-        raise ParamsError(f"{SECTION}.models: empty list; name at least one of {list(ModelName.__args__)}")
-    if len(set(settings.models)) != len(settings.models):
-        raise ParamsError(f"{SECTION}.models: duplicate model in {settings.models}")
-    validate_params(params, STEPS)
-    return params, settings
+    models = section(params, "models", ModelsParams)
+    models.validate()
+    if not models.names:
+        raise ParamsError("models.names: empty list; name at least one model")
+    if len(set(models.names)) != len(models.names):
+        raise ParamsError(f"models.names: duplicate model in {models.names}")
+    missing = validate_params(params, STEPS, models.names)
+    if missing:
+        log.warning("steps not built yet (their tasks would fail): %s", ", ".join(missing))
+    return params, settings, list(models.names)
 
 
 def _images(settings: PipelineParams, args: argparse.Namespace) -> Any:
@@ -85,8 +90,8 @@ def _images(settings: PipelineParams, args: argparse.Namespace) -> Any:
 def _compile(args: argparse.Namespace) -> int:
     from pipelines.aed_pipeline import compile_pipeline
 
-    params, settings = load_checked(args.params, args.set)
-    out = compile_pipeline(args.out, params, settings.models, _images(settings, args))
+    params, settings, models = load_checked(args.params, args.set)
+    out = compile_pipeline(args.out, params, models, _images(settings, args))
     print(f"compiled {out}")
     return 0
 
@@ -95,11 +100,11 @@ def _run_local(args: argparse.Namespace) -> int:
     from pipelines.aed_pipeline import build_pipeline
     from pipelines.local_run import run_local
 
-    params, settings = load_checked(args.params, args.set)
+    params, settings, models = load_checked(args.params, args.set)
     root = Path(args.root or settings.local_root)
-    pipeline = build_pipeline(params, settings.models, _images(settings, args), until=args.until)
+    pipeline = build_pipeline(params, models, _images(settings, args), until=args.until, retries=False)
     run = run_local(pipeline, {}, root, task_timeout_s=settings.task_timeout_s)
-    summary = summarize(run, settings.models)
+    summary = summarize(run, models)
     if run.run_dir is not None:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
@@ -148,7 +153,7 @@ def _submit(args: argparse.Namespace, cron: str | None = None) -> int:
     from pipelines.aed_pipeline import PIPELINE_NAME, compile_pipeline
     from pipelines.remote import check_pipeline_root, submit
 
-    params, settings = load_checked(args.params, args.set)
+    params, settings, models = load_checked(args.params, args.set)
     host = args.host or settings.host
     if not host:
         raise ParamsError(f"no KFP host: pass --host URL or set {SECTION}.host in {args.params}")
@@ -158,7 +163,7 @@ def _submit(args: argparse.Namespace, cron: str | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory() as scratch:
         package = compile_pipeline(
-            Path(scratch) / "aed_pipeline.yaml", params, settings.models, _images(settings, args)
+            Path(scratch) / "aed_pipeline.yaml", params, models, _images(settings, args)
         )
         result = submit(
             host,

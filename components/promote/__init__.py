@@ -31,7 +31,7 @@ class PromoteParams:
 
 
 def gate_verdict(gate_record: Path) -> tuple[bool, list[str]]:
-    """(passed, reasons) from a gate record: `passed: bool` or `verdict: "pass" | "fail"`."""
+    """(passed, reasons) from a gate verdict: `promotable` or `passed` (bool), else `verdict` == "pass"."""
     gate_record = Path(gate_record)
     if not gate_record.is_file():
         raise FileNotFoundError(f"{gate_record}: gate record not found")
@@ -39,15 +39,22 @@ def gate_verdict(gate_record: Path) -> tuple[bool, list[str]]:
         record = json.loads(gate_record.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{gate_record}: not valid JSON ({error})") from None
-    if isinstance(record.get("passed"), bool):
-        passed = record["passed"]
-    elif isinstance(record.get("verdict"), str) and record["verdict"].lower() in ("pass", "fail"):
-        passed = record["verdict"].lower() == "pass"
+    if not isinstance(record, dict):
+        raise ValueError(f"{gate_record}: expected a JSON object")
+    flag = next((record[k] for k in ("promotable", "passed") if isinstance(record.get(k), bool)), None)
+    if flag is not None:
+        passed = flag
+    elif isinstance(record.get("verdict"), str):
+        passed = record["verdict"].lower() == "pass"  # regression, undecidable, ... never promote
     else:
         raise ValueError(
-            f"{gate_record}: no gate verdict (expected 'passed': true/false or 'verdict': pass/fail)"
+            f"{gate_record}: no gate verdict (expected 'promotable' / 'passed': true|false or 'verdict')"
         )
-    reasons = record.get("reasons") or []
+    reasons = record.get("reasons") or [
+        f"{c.get('name')}: {c.get('status')} {c.get('detail', '')}".strip()
+        for c in record.get("checks", [])
+        if isinstance(c, dict) and c.get("status") != "pass"
+    ]
     return passed, [str(r) for r in reasons] if isinstance(reasons, list) else [str(reasons)]
 
 

@@ -144,6 +144,20 @@ def test_gate_record_without_verdict_is_rejected(tmp_path: Path) -> None:
         promote.gate_verdict(bad)
     (tmp_path / "verdict.json").write_text(json.dumps({"verdict": "PASS"}))
     assert promote.gate_verdict(tmp_path / "verdict.json") == (True, [])
+    # the hil_runner gate's verdict file: undecidable (no baseline) is not promotable
+    undecidable = {
+        "kind": "gate-verdict",
+        "verdict": "undecidable",
+        "promotable": False,
+        "checks": [{"name": "baseline present", "status": "undecidable", "detail": "b.json: not found"}],
+    }
+    (tmp_path / "undecidable.json").write_text(json.dumps(undecidable))
+    assert promote.gate_verdict(tmp_path / "undecidable.json") == (
+        False,
+        ["baseline present: undecidable b.json: not found"],
+    )
+    (tmp_path / "regression.json").write_text(json.dumps({"verdict": "regression"}))
+    assert promote.gate_verdict(tmp_path / "regression.json")[0] is False
 
 
 def test_promote_params_are_validated(tmp_path: Path, capsys) -> None:

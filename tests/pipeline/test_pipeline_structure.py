@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
 import inspect
@@ -15,7 +16,7 @@ import yaml
 from components.cli import build_parser
 from components.cli import main as aed_main
 from pipelines import tasks
-from pipelines.aed_pipeline import COMPILED, MODEL_STEPS, SETTINGS, SHARED_STEPS, STEPS, compile_pipeline
+from pipelines.aed_pipeline import COMPILED, SETTINGS, SHARED_STEPS, STEPS, compile_pipeline
 from pipelines.images import Images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,11 +27,23 @@ def _spec(path: Path) -> dict:
     return next(yaml.safe_load_all(path.read_text()))
 
 
+def _compile(tmp: Path, **overrides) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    out = tmp / "aed_pipeline.yaml"
+    return _spec(compile_pipeline(out, params, MODELS, Images(registry="registry.example/team", tag="9.9.9")))
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    out = tmp_path_factory.mktemp("ir") / "aed_pipeline.yaml"
-    return _spec(compile_pipeline(out, params, MODELS, Images(registry="registry.example/team", tag="9.9.9")))
+    """The default configuration: YAMNet-256 int8 TFLite (boards), YAMNet-1024 ONNX QDQ (no board run)."""
+    return _compile(tmp_path_factory.mktemp("ir"))
+
+
+@pytest.fixture(scope="module")
+def compiled_both_on_boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return _compile(tmp_path_factory.mktemp("ir2"), quantize={"formats": {m: "tflite" for m in MODELS}})
 
 
 def _all_tasks(spec: dict) -> dict[str, dict]:
@@ -66,28 +79,42 @@ def _condition_of(spec: dict, task: str) -> dict:
 
 def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
     names = set(_all_tasks(compiled))
-    expected = set(SHARED_STEPS) | {f"{s}-{m.replace('_', '-')}" for s in MODEL_STEPS for m in MODELS}
-    assert names >= expected
+    assert names >= set(SHARED_STEPS)
+    for model in ("yamnet-256", "yamnet-1024"):
+        assert names >= {f"{s}-{model}" for s in ("train", "quantize", "evaluate", "convert")}
+    # the boards run int8 TFLite: YAMNet-256 gets hil, gate and promote; YAMNet-1024 (ONNX QDQ) stops after
+    # evaluate and convert, as in dvc.yaml
+    assert names >= {"hil-yamnet-256", "gate-yamnet-256", "promote-yamnet-256"}
+    assert not names & {"hil-yamnet-1024", "gate-yamnet-1024", "promote-yamnet-1024"}
     deps = {name: set(task.get("dependentTasks", [])) for name, task in _all_tasks(compiled).items()}
     assert deps["validate"] == {"ingest"} and deps["patch"] == {"ingest", "validate"}
     for model in ("yamnet-256", "yamnet-1024"):
         assert deps[f"train-{model}"] == {"patch"}
         assert deps[f"quantize-{model}"] == {"patch", f"train-{model}"}
-        assert deps[f"gate-{model}"] == {f"evaluate-{model}", f"convert-{model}", f"hil-{model}"}
-        # promote waits for both gates: a failure in the other branch stops the run before anything is promoted
-        assert {"gate-yamnet-256", "gate-yamnet-1024"} <= set(
-            _condition_of(compiled, f"promote-{model}")["dependentTasks"]
-        )
-    # the two branches do not depend on each other before promote: they run in parallel on a cluster
-    assert not any("1024" in d for d in deps["gate-yamnet-256"] | deps["train-yamnet-256"])
+        assert deps[f"evaluate-{model}"] == {"patch", f"train-{model}", f"quantize-{model}"}
+    assert deps["gate-yamnet-256"] == {"evaluate-yamnet-256", "convert-yamnet-256", "hil-yamnet-256"}
+    # the branches do not depend on each other: they run in parallel on a cluster
+    for name, needs in deps.items():
+        for model, other in (("yamnet-256", "yamnet-1024"), ("yamnet-1024", "yamnet-256")):
+            if name.endswith(model) and not name.startswith("promote"):
+                assert not any(d.endswith(other) for d in needs), (name, needs)
+    # promote waits for every task of both branches: a failure anywhere stops the run before a promotion
+    waits_for = set(_condition_of(compiled, "promote-yamnet-256")["dependentTasks"])
+    assert {"gate-yamnet-256", "evaluate-yamnet-1024", "convert-yamnet-1024"} <= waits_for
 
 
-def test_promote_runs_only_when_the_gate_passes(compiled: dict) -> None:
+def test_both_models_gated_when_both_run_on_boards(compiled_both_on_boards: dict) -> None:
     for model in ("yamnet-256", "yamnet-1024"):
-        condition = _condition_of(compiled, f"promote-{model}")
+        waits_for = set(_condition_of(compiled_both_on_boards, f"promote-{model}")["dependentTasks"])
+        assert {"gate-yamnet-256", "gate-yamnet-1024"} <= waits_for
+
+
+def test_promote_runs_only_when_the_gate_passes(compiled_both_on_boards: dict) -> None:
+    for model in ("yamnet-256", "yamnet-1024"):
+        condition = _condition_of(compiled_both_on_boards, f"promote-{model}")
         assert condition["taskInfo"]["name"] == f"gate-passed-{model}"
         assert condition["triggerPolicy"]["condition"].endswith(f"gate-{model}-Output'] == true")
-        inner = compiled["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+        inner = compiled_both_on_boards["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
         assert list(inner) == [f"promote-{model}"]
 
 
@@ -106,6 +133,7 @@ def test_typed_artifacts(compiled: dict) -> None:
     assert output_types("comp-patch")["patches"] == "system.Dataset"
     assert output_types("comp-train-yamnet-256")["model"] == "system.Model"
     assert output_types("comp-quantize-yamnet-1024")["quantized"] == "system.Model"
+    assert output_types("comp-convert-yamnet-1024")["metrics"] == "system.Metrics"
     assert output_types("comp-evaluate-yamnet-256")["confusion"] == "system.ClassificationMetrics"
     assert output_types("comp-gate-yamnet-256")["table"] == "system.Markdown"
     gate_params = compiled["components"]["comp-gate-yamnet-256"]["outputDefinitions"]["parameters"]
@@ -153,6 +181,20 @@ def _body_calls(function) -> tuple[set[str], list[str]]:
     return imported, calls
 
 
+def _cli_handlers(parser: argparse.ArgumentParser, step: str) -> list:
+    """The handlers of `aed <step>` and of its sub-actions (e.g. `aed hil run`)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found, pending = [], [subparsers.choices[step]]
+    while pending:
+        current = pending.pop()
+        if current.get_default("handler") is not None:
+            found.append(current.get_default("handler"))
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+    return found
+
+
 def _dvc_commands() -> dict[str, str]:
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text()) if (REPO / "dvc.yaml").exists() else {}
     commands = {}
@@ -178,12 +220,9 @@ def test_one_implementation_reached_by_dvc_cli_and_kfp(step: str) -> None:
     assert imported == {f"components.{step}"}
     assert calls.count("step.run") == 1
     # CLI: `aed <step>` dispatches to a handler in the same module, which calls run()
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command")
-    handler = subparsers.choices[step].get_default("handler")
-    assert handler.__module__ == f"components.{step}"
-    handler_source = inspect.getsource(handler)
-    assert "run(" in handler_source
+    handlers = _cli_handlers(build_parser(), step)
+    assert handlers, f"`aed {step}` has no handler"
+    assert any(h.__module__ == f"components.{step}" and "run(" in inspect.getsource(h) for h in handlers)
     # DVC: every stage for this step runs `aed <step>` (stage names: step, step@model or step_model)
     commands = _dvc_commands()
     stages = [cmd for name, cmd in commands.items() if name == step or name.split("@")[0] == step]

@@ -1,0 +1,198 @@
+"""`aed pipeline run-local`: kfp.local SubprocessRunner in this environment, failures, and the end-to-end DAG."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import kfp_synthetic
+import pandas as pd
+import pytest
+
+from components.cli import main as aed_main
+from pipelines.aed_pipeline import STEPS
+from pipelines.local_run import LocalRunError, run_local
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_failed_task_stops_the_run_and_names_its_log(tmp_path: Path) -> None:
+    with pytest.raises(LocalRunError) as caught:
+        run_local(kfp_synthetic.failing_pipeline(), {}, tmp_path / "root", task_timeout_s=120)
+    message = str(caught.value)
+    assert message.startswith("task 'boom' failed (exit code 1); log: ")
+    log = Path(message.split("log: ")[1].split("\n")[0])
+    assert log.is_file() and log.name == "task.log"
+    assert "synthetic failure in first" in log.read_text()
+    assert "synthetic failure in first" in message  # the log's tail is in the error
+    # nothing ran after the failure: neither the dependent task nor the independent one
+    assert not list((tmp_path / "root").rglob("ok*/executor_output.json"))
+    assert "not started after the failure: ok" in message
+
+
+def test_task_timeout_kills_the_task(tmp_path: Path) -> None:
+    with pytest.raises(LocalRunError, match="task 'sleepy' failed") as caught:
+        run_local(kfp_synthetic.sleepy_pipeline(), {}, tmp_path / "root", task_timeout_s=3)
+    assert "killed after the 3 s limit" in str(caught.value)
+
+
+def test_bad_params_fail_before_any_task_starts(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "root"
+    for override, expected in [
+        ("patch.n_mels=abc", "patch.n_mels: expected an integer, got 'abc'"),
+        ("patch.n_mels=2", "patch.n_mels: 2 is out of range [8, inf]"),
+        (
+            "validate.on_bad_file=ignore",
+            "validate.on_bad_file: expected one of ['quarantine', 'fail'], got 'ignore'",
+        ),
+        ("models.names=[yamnet_512]", "models.names: unknown model(s) ['yamnet_512']"),
+        ("train.epochs=ten", "train.epochs: expected an integer, got 'ten'"),
+        ("train.volume_min=2.0", "train.volume_min 2.0 > train.volume_max 1.2"),
+        ("quantize.opset=99", "quantize.opset: 99 is out of range [13, 21]"),
+        ("pipeline.task_timeout_s=1", "pipeline.task_timeout_s: 1.0 is out of range"),
+        ("promote.timeout_s=slow", "promote.timeout_s: expected a number, got 'slow'"),
+        ("patch.no_such_key=1", "patch: unknown key(s) ['no_such_key']"),
+    ]:
+        code = aed_main(
+            ["pipeline", "run-local", "--params", str(REPO / "params.yaml"), "--root", str(root)]
+            + [
+                "--set",
+                override,
+            ]
+        )
+        err = capsys.readouterr().err
+        assert code == 2, override
+        assert expected in err, (override, err)
+        assert "Traceback" not in err
+        assert not root.exists(), "a task started despite bad params"
+
+
+# -- the real DAG -------------------------------------------------------------------------------------------------
+def _reduced_mirror(source: Path, target: Path, per_class: int) -> Path:
+    """A copy of the ESC-10 mirror with `per_class` clips per class, spread over the folds."""
+    meta = pd.read_csv(source / "meta.csv")
+    chosen = pd.concat(
+        group.sort_values(["fold", "filename"]).groupby("fold").head(1).head(per_class)
+        for _, group in meta.groupby("category")
+    )
+    (target / "audio").mkdir(parents=True)
+    chosen.to_csv(target / "meta.csv", index=False)
+    for name in chosen["filename"]:
+        shutil.copyfile(source / "audio" / name, target / "audio" / name)
+    return target
+
+
+def _existing_steps() -> list[str]:
+    """The prefix of the DAG whose steps exist (all of them once every step has landed)."""
+    present = []
+    for step in STEPS:
+        try:
+            importlib.import_module(f"components.{step}")
+        except ModuleNotFoundError:
+            break
+        present.append(step)
+    return present
+
+
+def _run_dir(root: Path) -> Path:
+    runs = sorted(p for p in root.iterdir() if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_ingest_failure_stops_the_run_and_promotes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    monkeypatch.setenv("AED_DATA_MIRROR", str(empty))
+    root, registry = tmp_path / "root", tmp_path / "registry"
+    code = aed_main(
+        [
+            "pipeline",
+            "run-local",
+            "--root",
+            str(root),
+            "--set",
+            f"promote.registry={registry}",
+            "--set",
+            f"ingest.cache_dir={tmp_path / 'cache'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "aed pipeline: error: task 'ingest' failed (exit code 1); log: " in err
+    log = _run_dir(root) / "ingest" / "task.log"
+    assert log.is_file() and str(log) in err
+    assert "no ESC-50 layout found" in log.read_text()
+    assert [p.name for p in _run_dir(root).iterdir()] == ["ingest"]
+    assert not registry.exists()
+
+
+@pytest.mark.slow
+def test_run_local_end_to_end_on_a_reduced_configuration(
+    esc10_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    steps = _existing_steps()
+    if len(steps) < len(STEPS) and os.environ.get("CI"):
+        pytest.fail(f"steps missing from components/: {STEPS[len(steps) :]}")
+    mirror = _reduced_mirror(esc10_dir, tmp_path / "mirror", per_class=5)
+    monkeypatch.setenv("AED_DATA_MIRROR", str(mirror))
+    root, registry = tmp_path / "root", tmp_path / "registry"
+    overrides = [
+        f"promote.registry={registry}",
+        f"ingest.cache_dir={tmp_path / 'cache'}",
+        f"hil.workdir={tmp_path / 'hil'}",
+        f"hil.lock_dir={tmp_path / 'hil' / 'locks'}",
+        f"gate.baseline={tmp_path / 'baselines' / 'hil-{model_name}-{profile}.json'}",
+        *REDUCED,
+    ]
+    args = ["pipeline", "run-local", "--root", str(root), "--until", steps[-1]]
+    for item in overrides:
+        if item.split(".")[0] in {*steps, "pipeline", "models"}:
+            args += ["--set", item]
+    assert aed_main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    run_dir = _run_dir(root)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["run_dir"] == str(run_dir) and f"run: {run_dir}" in out
+
+    # every task that ran succeeded, left its log, and every output it declared exists
+    assert summary["tasks"] and all(t["exit"] == 0 for t in summary["tasks"])
+    for executor_output in run_dir.rglob("executor_output.json"):
+        task_dir = executor_output.parent
+        assert (task_dir / "task.log").is_file()
+        for name, spec in json.loads(executor_output.read_text()).get("artifacts", {}).items():
+            for artifact in spec["artifacts"]:
+                assert Path(artifact["uri"]).exists(), f"{task_dir.name}: output {name} missing"
+    ran = {t["task"] for t in summary["tasks"]}
+    assert {"ingest", "validate", "patch"} <= ran
+    assert (run_dir / "patch" / "patches" / "index.csv").is_file()
+    assert "50 of 50 clips passed" in (run_dir / "validate" / "report").read_text()
+    if "gate" in steps:
+        for model, verdict in summary["models"].items():
+            assert isinstance(verdict["gate_passed"], bool), model
+            assert Path(verdict["gate_table"]).is_file()
+            promoted = (registry / model / "latest.json").is_file()
+            assert promoted == verdict["gate_passed"], model
+
+
+# Settings that make the DAG small enough for CI (about 3 minutes on 2 cores): 5 clips per class come from the
+# reduced mirror; one model branch (YAMNet-1024's branch runs the same task code, and both branches are checked
+# in the compiled IR), one test fold, no final model, 2 epochs, a small calibration set, 40 patches on the board.
+# Keys of steps that have not landed are dropped above.
+REDUCED = [
+    "models.names=[yamnet_256]",
+    "validate.min_clips_per_class=5",
+    "train.folds=[1]",
+    "train.final_model=false",
+    "train.epochs=2",
+    "train.augment=false",
+    "train.fine_tune_epochs=0",
+    "quantize.calibration_size=32",
+    "hil.max_patches=40",
+]
