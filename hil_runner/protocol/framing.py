@@ -82,11 +82,21 @@ def send_request(link: ByteLink, message: Message, sync_timeout: float) -> None:
     """Send a request packet by packet, waiting for the device's sync byte between packets."""
     packets = host_packets(message)
     last = len(packets) - 1
+    exchange = getattr(link, "write_then_read_byte", None)  # a transport's fast path, else write + read_exact
     for number, packet in enumerate(packets):
-        link.write(packet)
         if number == last:
+            link.write(packet)
             break
-        sync = read_exact(link, 1, sync_timeout, lambda n=number: _sync_what(n, len(packets)))
+        if exchange is not None:
+            sync = exchange(packet, sync_timeout)
+            if not sync:
+                raise ProtocolTimeout(
+                    f"timed out after {sync_timeout:.2f} s waiting for {_sync_what(number, len(packets))}: "
+                    f"expected 1 bytes, got 0"
+                )
+        else:
+            link.write(packet)
+            sync = read_exact(link, 1, sync_timeout, lambda n=number: _sync_what(n, len(packets)))
         if sync[0] != SYNC:
             raise ProtocolError(f"expected {_sync_what(number, len(packets))}, got 0x{sync[0]:02x}")
 

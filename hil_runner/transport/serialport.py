@@ -70,6 +70,18 @@ class SerialTransport(Transport):
             except OSError as error:
                 raise TransportError(f"{self.descriptor}: write failed: {error}") from error
 
+    def write_then_read_byte(self, data: bytes, timeout: float) -> bytes:
+        """One request packet, then its sync byte: the hot path (192 per input patch). b"" on a timeout."""
+        try:
+            written = os.write(self.fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError as error:
+            raise TransportError(f"{self.descriptor}: write failed: {error}") from error
+        if written < len(data):
+            self.write(data[written:])
+        return self.read_some(1, timeout)
+
     def read_some(self, n: int, timeout: float) -> bytes:
         try:
             if not self.poller.poll(max(timeout, 0.0) * 1000.0):

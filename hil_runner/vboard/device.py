@@ -20,7 +20,7 @@ from hil_runner.boards.profiles import BoardProfile
 from hil_runner.errors import ProtocolError
 from hil_runner.protocol import constants as c
 from hil_runner.protocol import pb
-from hil_runner.protocol.framing import PACKET, SYNC, RequestAssembler, device_packets
+from hil_runner.protocol.framing import PACKET, PAYLOAD, SYNC, RequestAssembler, device_packets
 from hil_runner.protocol.tensors import (
     FLAG_IN_MEMPOOL,
     FLAG_INPUT,
@@ -49,6 +49,9 @@ OP_TYPES = {
     "SOFTMAX": 5,
     "AVERAGE_POOL_2D": 6,
 }
+
+
+_SYNC_BYTE = bytes([SYNC])
 
 
 class DeviceLink(Protocol):
@@ -119,8 +122,39 @@ class VirtualDevice:
                 continue
             if body is not None:
                 return body
-            link.send(bytes([SYNC]))
+            link.send(_SYNC_BYTE)
+            body = self._bulk_receive(link)
+            if body is not None:
+                return body
         raise LinkClosed
+
+    def _bulk_receive(self, link: DeviceLink) -> bytes | None:
+        """Fast path for long messages (a 6 KiB input is 193 packets): once the length prefix is known, receive the
+        remaining packets in a tight loop, one sync after each non-final packet. Falls back to the general loop
+        (returns None) on anything unusual: pending bytes, a bad header, or a pause longer than IDLE_DISCARD."""
+        assembler, rx = self._assembler, self._rx
+        needed = assembler._needed
+        if needed is None or rx:
+            return None
+        poll, recv, send, buffer = self._poller.poll, link.recv, link.send, assembler.buffer
+        timeout_ms = IDLE_DISCARD * 1000.0
+        while needed - len(buffer) > PAYLOAD:  # every packet but the last one gets a sync
+            packet = b""
+            while len(packet) < PACKET:
+                if not poll(timeout_ms):
+                    rx += packet
+                    return None
+                data = recv(PACKET - len(packet))
+                if not data:
+                    raise LinkClosed
+                packet += data
+            size = packet[0]
+            if not 1 <= size <= PAYLOAD:
+                rx += packet
+                return None
+            buffer += packet[1 : 1 + size]
+            send(_SYNC_BYTE)
+        return None  # the last packet goes through the general path (it completes the message)
 
     def _read_packet(self, link: DeviceLink, stop: threading.Event, deadline: float | None) -> bytes | None:
         rx = self._rx

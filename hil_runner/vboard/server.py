@@ -34,10 +34,11 @@ class _FdLink:
             return b""
 
     def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+        written = os.write(self.fd, data)
+        if written < len(data):  # a full pty buffer: finish the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self.fd, view) :]
 
 
 class _SocketLink:
