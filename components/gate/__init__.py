@@ -12,6 +12,8 @@ from pathlib import Path
 from aed.params import bounded, load_section
 from components.common import add_params_option
 
+SECTION = "gate"
+
 
 @dataclass
 class GateParams:

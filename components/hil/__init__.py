@@ -18,6 +18,8 @@ from components.common import add_params_option
 
 log = logging.getLogger(__name__)
 
+SECTION = "hil"
+
 
 @dataclass
 class HilParams:

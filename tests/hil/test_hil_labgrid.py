@@ -134,3 +134,9 @@ def test_two_parallel_jobs_on_two_labgrid_places(labgrid_farm, tiny_model, patch
     # Nothing is left acquired or reserved.
     assert "u585" not in labgrid_farm._call("who")
     assert "Reservation" not in labgrid_farm._call("reservations")
+    # A retry excludes the failed place: the reservation lands on the other one.
+    for failed, other in (("u585-a", "u585-b"), ("u585-b", "u585-a")):
+        with labgrid_farm.lease(PROFILE, exclude={failed}) as lease:
+            assert lease.board.name == other
+    assert "u585" not in labgrid_farm._call("who")
+    assert "Reservation" not in labgrid_farm._call("reservations")

@@ -105,3 +105,28 @@ def test_flashing_the_slot_loads_the_model(vboard_factory, tiny_model, tiny_mode
         client = ValidationClient(link, FAST)
         client.connect()
         assert client.models()[0].signature == sha256_file(tiny_model_b)
+
+
+def test_aed_cli_exposes_hil_and_gate() -> None:
+    from components.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["hil", "vboard", "--profile", "stm32n6570-dk", "--model", "m.tflite", "--tcp",
+                              "127.0.0.1:0", "--fault", "drop=2", "--fault", "noise=0.1"])  # fmt: skip
+    assert args.profile == "stm32n6570-dk" and args.fault == ["drop=2", "noise=0.1"] and args.handler
+    args = parser.parse_args(["hil", "run", "--quantized-dir", "q", "--model-name", "yamnet_256"])
+    assert args.quantized_dir.name == "q" and args.handler
+    args = parser.parse_args(["gate", "--record", "r.json", "--accept"])
+    assert args.accept and args.handler
+
+
+def test_fault_specs_are_validated() -> None:
+    from hil_runner.vboard.faults import parse_faults
+
+    plan = parse_faults(["drop=2,noise=0.05", "version=4.0"])
+    assert plan.drop == 2 and plan.noise == 0.05 and plan.version_word == 0x0400
+    assert plan.at("drop", 2) and not plan.at("drop", 1)
+    with pytest.raises(ValueError, match="fault 'explode=1'"):
+        parse_faults(["explode=1"])
+    with pytest.raises(ValueError, match="bad value 'x'"):
+        parse_faults(["stop=x"])
