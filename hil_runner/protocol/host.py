@@ -198,7 +198,7 @@ class ValidationClient:
         layers: list[LayerResult] = []
         while True:  # per-layer operators (if any) end with the model-level operator (type NONE)
             timeout = self.timeouts.result
-            op = self._receive(reqid, timeout, "operator report").op
+            op = self._receive(reqid, timeout, "operator report", kind="op").op
             flags = op.type >> 24
             if flags == c.OP_NONE:
                 break
@@ -296,5 +296,5 @@ class ValidationClient:
                     return resp  # CMD_NETWORK_INFO: an error ack ends the model list
                 raise DeviceError(f"{self.where}: {what}: device reported S_ERROR ({error})")
             if kind is not None and payload != kind:
-                raise ProtocolError(f"{self.where}: {what}: expected a {kind} message, got {payload}")
+                raise ProtocolError(f"{self.where}: {what}: expected a {kind!r} message, got {payload!r}")
             return resp

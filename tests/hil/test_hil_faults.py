@@ -38,7 +38,7 @@ def _fleet(vboard_factory, tmp_path: Path, faults: list[list[str] | None]) -> Lo
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        ("drop=1", r"expected a op message|timed out|undecodable|expected a valid"),
+        ("drop=1", r"operator report: expected a valid respMsg|operator report: expected a 'op' message"),
         ("garble=1", r"header 0x7f: expected a chunk length"),
         ("stop=2", r"timed out after .* waiting for board vb0: operator report"),
         ("reset=1", r"sync byte 0xAA"),
