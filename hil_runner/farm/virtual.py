@@ -40,6 +40,18 @@ def start_vboard(
     faults: list[str] | None = None,
     timeout: float = START_TIMEOUT,
 ) -> VirtualProcess:
+    return wait_ready(spawn_vboard(name, profile, slot, model, tcp, baud, faults), timeout)
+
+
+def spawn_vboard(
+    name: str,
+    profile: str,
+    slot: Path | None = None,
+    model: Path | None = None,
+    tcp: str | None = None,
+    baud: int | None = None,
+    faults: list[str] | None = None,
+) -> tuple[str, subprocess.Popen]:
     argv = [sys.executable, "-m", "hil_runner.vboard", "--profile", profile]
     argv += ["--slot", str(slot)] if slot else []
     argv += ["--model", str(model)] if model else []
@@ -48,7 +60,12 @@ def start_vboard(
     for fault in faults or []:
         argv += ["--fault", fault]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None, text=True, env=env)
+    return name, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None, text=True, env=env)
+
+
+def wait_ready(spawned: tuple[str, subprocess.Popen], timeout: float = START_TIMEOUT) -> VirtualProcess:
+    """Wait for the board's `READY <descriptor>` line; a board that exits or stays silent is stopped and reported."""
+    name, process = spawned
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     while True:
@@ -98,22 +115,36 @@ def virtual_fleet(
 ) -> Iterator[VirtualFleet]:
     """`count` virtual boards of one profile, each with a flash slot under workdir; faults per board index."""
     fleet = VirtualFleet()
+    spawned: list[tuple[str, subprocess.Popen]] = []
     try:
-        for index in range(count):
+        for index in range(count):  # start them all, then wait: the boards load in parallel
             name = f"{prefix}-{profile}-{index + 1}"
-            slot = Path(workdir) / f"{name}.tflite"
-            virtual = start_vboard(name, profile, slot=slot, baud=baud, faults=(faults or {}).get(index))
+            spawned.append(
+                spawn_vboard(
+                    name,
+                    profile,
+                    slot=Path(workdir) / f"{name}.tflite",
+                    baud=baud,
+                    faults=(faults or {}).get(index),
+                )  # fmt: skip
+            )
+        for item in spawned:
+            virtual = wait_ready(item)
             fleet.processes.append(virtual)
             fleet.boards.append(
                 Board(
-                    name=name,
+                    name=virtual.name,
                     profile=get_profile(profile),
                     port=virtual.descriptor,
                     flash="none",
                     virtual=True,
-                    slot=slot,
+                    slot=Path(workdir) / f"{virtual.name}.tflite",
                 )  # fmt: skip
             )
         yield fleet
     finally:
+        started = {v.process for v in fleet.processes}
+        for _, process in spawned:
+            if process not in started:
+                stop_process(process)
         fleet.close()
