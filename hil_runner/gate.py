@@ -197,6 +197,8 @@ def write_verdict(
         "verdict": verdict.verdict,
         "exit_code": verdict.exit_code,
         "promotable": verdict.verdict == "pass",
+        "reasons": [f"{c.name}: {c.status}" + (f" ({c.detail})" if c.detail else "") for c in verdict.checks
+                    if c.status != PASS],  # fmt: skip
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "record": {"path": str(record), "sha256": sha256_file(record) if Path(record).exists() else None},
         "baseline": {"path": str(baseline) if baseline else None,

@@ -80,7 +80,10 @@ class LabgridFarm:
         blocks = re.split(r"^Acquired resource '[^']*' \((\S+)\):\s*$", out, flags=re.MULTILINE)
         for path, body in zip(blocks[1::2], blocks[2::2], strict=False):
             cls = path.split("/")[2]
-            params = ast.literal_eval(body.strip()).get("params", {})  # pformat of a plain dict: literal only
+            try:  # labgrid prints the resource as pformat(dict): literals only
+                params = ast.literal_eval(body.strip()).get("params", {})
+            except (ValueError, SyntaxError, AttributeError) as error:
+                raise LabgridError(f"place {place}: cannot read resource {path}: {error}") from None
             if cls == "NetworkSerialPort":
                 if params.get("protocol", "rfc2217") != "raw":
                     raise LabgridError(

@@ -134,6 +134,7 @@ def test_component_writes_verdict_and_table(record, tmp_path) -> None:
     assert result["passed"] and result["verdict"] == "pass"
     verdict = json.loads((tmp_path / "verdict.json").read_text())
     assert verdict["verdict"] == "pass" and verdict["baseline"]["sha256"] and verdict["checks"]
+    assert verdict["promotable"] and verdict["reasons"] == []
     table = (tmp_path / "table.md").read_text()
     assert "latency median ms" in table and "verdict: PASS (exit 0)" in table
 
