@@ -130,3 +130,22 @@ def test_fault_specs_are_validated() -> None:
         parse_faults(["explode=1"])
     with pytest.raises(ValueError, match="bad value 'x'"):
         parse_faults(["stop=x"])
+
+
+def test_board_is_usable_again_after_a_reset(vboard_factory, tiny_model) -> None:
+    from hil_runner.errors import ProtocolTimeout
+
+    board = vboard_factory(model=tiny_model, faults=["reset=1"])
+    quick = Timeouts(sync_byte=0.3, settle=0.05)
+    with open_transport(board.descriptor) as link:
+        client = ValidationClient(link, quick)
+        client.connect()
+        [model] = client.models()
+        [x] = _inputs(model.inputs[0], 1)
+        with pytest.raises(ProtocolTimeout, match="sync byte 0xAA"):
+            client.run(model, [x])
+    with open_transport(board.descriptor) as link:  # a new session after the reset
+        client = ValidationClient(link, Timeouts(settle=0.8))  # the board is silent for reset_pause (0.5 s)
+        client.connect()
+        [model] = client.models()
+        assert client.run(model, [x]).outputs[0].shape == (1, 10)
