@@ -19,7 +19,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402 - after the TF log level is set
+
+from hil_runner.transport import Transport  # noqa: E402
 
 TARGET_PER_S = 50.0
 ST_LATENCY_MS = 281.95
@@ -29,7 +31,7 @@ BAUD = 921600
 class CountingLink:
     """Counts the bytes a transport moves in each direction."""
 
-    def __init__(self, link) -> None:  # noqa: ANN001
+    def __init__(self, link: Transport) -> None:
         self.link, self.sent, self.received = link, 0, 0
 
     def write(self, data: bytes) -> None:

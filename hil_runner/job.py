@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ RECORD_KIND = "hil"
 
 
 class Farm(Protocol):
-    def lease(self, profile: str, exclude: set[str] = ...) -> AbstractContextManager[Lease]: ...
+    def lease(self, profile: str, exclude: AbstractSet[str] = ...) -> AbstractContextManager[Lease]: ...
 
 
 @dataclass(frozen=True)

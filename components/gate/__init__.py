@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aed.params import bounded, load_section
 from components.common import add_params_option
+from hil_runner.gate import GateThresholds
 
 SECTION = "gate"
 
@@ -41,9 +42,7 @@ class GateParams:
     # {model_name} and {profile} are filled in from the record
     baseline: str = "baselines/hil-{model_name}-{profile}.json"
 
-    def thresholds(self):  # noqa: ANN201 - GateThresholds
-        from hil_runner.gate import GateThresholds
-
+    def thresholds(self) -> GateThresholds:
         values = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "key_fields")}
         return GateThresholds(**values, key_fields=tuple(self.key_fields))
 

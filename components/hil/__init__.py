@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from aed.params import bounded, load_section
 from components.common import add_params_option
+from hil_runner.job import Farm
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def resolve_model(model_path: Path | None, quantized_dir: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def _farm(params: HilParams, profile: str):  # noqa: ANN202 - yields a Farm
+def _farm(params: HilParams, profile: str) -> Iterator[Farm]:
     from hil_runner.farm.local import LocalFarm
 
     if params.farm == "labgrid":

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from hil_runner.boards.inventory import Board
@@ -95,7 +96,7 @@ class LabgridFarm:
         raise LabgridError(f"place {place}: no NetworkSerialPort / RawSerialPort resource acquired")
 
     @contextlib.contextmanager
-    def lease(self, profile: str, exclude: set[str] = frozenset()) -> Iterator[Lease]:  # type: ignore[assignment]
+    def lease(self, profile: str, exclude: AbstractSet[str] = frozenset()) -> Iterator[Lease]:
         get_profile(profile)
         tokens: list[str] = []  # reservations of excluded places stay held so the next one lands elsewhere
         place = None

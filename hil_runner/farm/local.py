@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from hil_runner.boards.inventory import Board
@@ -19,12 +20,12 @@ class LocalFarm:
         self.lock_dir = Path(lock_dir)
         self.wait_timeout = wait_timeout
 
-    def candidates(self, profile: str, exclude: set[str]) -> list[Board]:
+    def candidates(self, profile: str, exclude: AbstractSet[str]) -> list[Board]:
         return [b for b in self.boards if b.profile.name == profile and b.name not in exclude]
 
     @contextlib.contextmanager
-    def lease(self, profile: str, exclude: set[str] = frozenset()) -> Iterator[Lease]:  # type: ignore[assignment]
-        boards = self.candidates(profile, set(exclude))
+    def lease(self, profile: str, exclude: AbstractSet[str] = frozenset()) -> Iterator[Lease]:
+        boards = self.candidates(profile, exclude)
         if not boards:
             raise HilError(
                 f"no board with profile {profile!r} left in the inventory (excluded: {sorted(exclude)})"

@@ -13,6 +13,7 @@ import numpy as np
 from aed.records import sha256_file
 from hil_runner.boards.profiles import BoardProfile
 from hil_runner.litert import LiteRTModel
+from hil_runner.protocol.tensors import TensorSpec
 
 Estimator = Callable[[Path, str], dict[str, Any]]
 
@@ -62,11 +63,11 @@ class VirtualModel:
         self.compile_datetime = mtime.strftime("%a %b %d %H:%M:%S %Y")
 
     @property
-    def inputs(self):  # noqa: ANN201 - TensorSpec tuple
+    def inputs(self) -> tuple[TensorSpec, ...]:
         return self.runtime.inputs
 
     @property
-    def outputs(self):  # noqa: ANN201
+    def outputs(self) -> tuple[TensorSpec, ...]:
         return self.runtime.outputs
 
     def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 from aed.records import atomic_write_text
@@ -163,7 +164,7 @@ class VirtualBoard:
             with conn:  # one client at a time, like a serial port
                 self.device.serve(_SocketLink(conn), self.stop_event)
 
-    def _start(self, target) -> None:  # noqa: ANN001
+    def _start(self, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"vboard-{self.profile.name}", daemon=True)
         thread.start()
         self.threads.append(thread)
