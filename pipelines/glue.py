@@ -102,17 +102,20 @@ def validate_params(
     return missing
 
 
+INT8_SUFFIXES = (".tflite", ".onnx")  # quantize writes model_int8.tflite or model_qdq.onnx per split
+
+
 def deployable_model(int8_dir: Path) -> Path:
     """The int8 model to convert, run on boards and promote, as the DVC stages pick it: the `final` split
     (trained on every clip) when there is one, else the first split (reduced runs without a final model)."""
-    from components.quantize import QUANTIZED_FILE
-
     int8_dir = Path(int8_dir)
     candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
     chosen = next((d for d in candidates if d.name == "final"), candidates[0] if candidates else None)
-    found = [chosen / f for f in QUANTIZED_FILE.values() if chosen and (chosen / f).is_file()]
+    found = sorted(f for f in chosen.iterdir() if f.suffix in INT8_SUFFIXES) if chosen else []
     if len(found) != 1:
-        raise FileNotFoundError(f"{chosen or int8_dir}: expected one of {sorted(QUANTIZED_FILE.values())}")
+        raise FileNotFoundError(
+            f"{chosen or int8_dir}: expected exactly one int8 model ({'/'.join(INT8_SUFFIXES)})"
+        )
     return found[0]
 
 

@@ -166,9 +166,17 @@ def _failure_message(run: LocalRun, kfp_message: str) -> str:
 
 
 def run_local(
-    pipeline_func: Any, arguments: dict[str, Any], pipeline_root: Path, task_timeout_s: float = 3600.0
+    pipeline_func: Any,
+    arguments: dict[str, Any],
+    pipeline_root: Path,
+    task_timeout_s: float = 3600.0,
+    cache: bool = False,
 ) -> LocalRun:
-    """Run `pipeline_func(**arguments)` with kfp.local; raise LocalRunError naming the failed task and its log."""
+    """Run `pipeline_func(**arguments)` with kfp.local; raise LocalRunError naming the failed task and its log.
+
+    With `cache`, tasks whose caching is enabled reuse the outputs of an earlier run under the same root when
+    their inputs are unchanged (kfp.local's file cache in <root>/.cache); hil, gate and promote always run.
+    """
     from kfp import local
 
     pipeline_root = Path(pipeline_root).resolve()
@@ -178,13 +186,19 @@ def run_local(
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+        enable_caching=cache,
+        cache_root=str(pipeline_root / ".cache") if cache else None,
     )
     run = LocalRun(run_dir=None)
     start = time.monotonic()
     with _patched_launcher(_Launcher(run, task_timeout_s)), warnings.catch_warnings():
         # Our images are not named "python*"; locally the image is ignored anyway.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+        # Resources and display names matter on a cluster only; kfp.local warns once per task.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         try:
             pipeline_func(**arguments)
         except RuntimeError as error:

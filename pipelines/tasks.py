@@ -134,6 +134,7 @@ def evaluate(
     report: Output[Markdown],
 ):
     import json
+    import shutil
     import tempfile
     from pathlib import Path
 
@@ -161,6 +162,8 @@ def evaluate(
     )  # the int8 model's matrix when there is one
     confusion.log_confusion_matrix(evaluation["class_names"], formats[shown]["confusion"])
     confusion.metadata["format"] = shown
+    # The matrix also as the artifact's content (KFP keeps log_confusion_matrix in metadata only).
+    shutil.copyfile(Path(details.path) / model_name / f"confusion_{shown}.json", confusion.path)
     Path(report.path).write_text(record_markdown(f"Evaluation: {model_name}", result[model_name]))
 
 
@@ -256,12 +259,14 @@ def promote(
         records.mkdir()
         for name, record in (("evaluate", evaluation), ("convert", footprint), ("hil", board)):
             shutil.copyfile(record.path, records / f"{name}.json")
+        gate_record = Path(scratch) / "gate.json"
+        shutil.copyfile(verdict.path, gate_record)
         int8 = deployable_model(Path(quantized.path))
         float_model = Path(model.path) / int8.parent.name / "model.keras"
         artifacts = {"model": int8, "float": float_model, "records": records}
         if any(Path(firmware.path).rglob("*")):  # convert leaves it empty when only the estimator ran
             artifacts["firmware"] = Path(firmware.path)
         step.run(
-            model=model_name, artifacts=artifacts, gate_record=Path(verdict.path), out=Path(promotion.path),
+            model=model_name, artifacts=artifacts, gate_record=gate_record, out=Path(promotion.path),
             **step_args(params, step),
         )  # fmt: skip

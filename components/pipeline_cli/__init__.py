@@ -103,7 +103,7 @@ def _run_local(args: argparse.Namespace) -> int:
     params, settings, models = load_checked(args.params, args.set)
     root = Path(args.root or settings.local_root)
     pipeline = build_pipeline(params, models, _images(settings, args), until=args.until, retries=False)
-    run = run_local(pipeline, {}, root, task_timeout_s=settings.task_timeout_s)
+    run = run_local(pipeline, {}, root, task_timeout_s=settings.task_timeout_s, cache=args.cache)
     summary = summarize(run, models)
     if run.run_dir is not None:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -118,13 +118,16 @@ def summarize(run: Any, models: list[str]) -> dict[str, Any]:
     for model in models:
         gate_dir = run.run_dir / f"gate-{task_suffix(model)}" if run.run_dir else None
         promoted = run.run_dir / f"promote-{task_suffix(model)}" / "promotion" if run.run_dir else None
-        verdict = None
+        verdict, verdict_name = None, None
         if gate_dir and (gate_dir / "executor_output.json").exists():
             output = json.loads((gate_dir / "executor_output.json").read_text())
             verdict = output.get("parameterValues", {}).get("Output")
+            if (gate_dir / "verdict").is_file():
+                verdict_name = json.loads((gate_dir / "verdict").read_text()).get("verdict")
         record = json.loads(promoted.read_text()) if promoted and promoted.exists() else None
         verdicts[model] = {
             "gate_passed": verdict,
+            "gate_verdict": verdict_name,
             "gate_table": str(gate_dir / "table") if gate_dir else None,
             "promoted_version": record.get("version") if record else None,
             "registry": record.get("manifest") if record else None,
@@ -141,7 +144,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"run: {summary['run_dir']} ({summary['seconds']} s)"]
     lines += [f"  {t['task']:<28} {t['seconds']:>7.1f} s" for t in summary["tasks"]]
     for model, verdict in summary["models"].items():
-        state = {True: "PASS", False: "FAIL", None: "no verdict"}[verdict["gate_passed"]]
+        if verdict["gate_passed"] is None:
+            lines.append(f"{model}: no gate (not run, or the model does not run on boards)")
+            continue
+        state = (verdict["gate_verdict"] or ("pass" if verdict["gate_passed"] else "fail")).upper()
         promoted = f", promoted {verdict['promoted_version']}" if verdict["promoted_version"] else ""
         lines.append(f"{model}: gate {state}{promoted} (table: {verdict['gate_table']})")
     return "\n".join(lines)
@@ -215,6 +221,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(local)
     local.add_argument("--root", type=Path, help="pipeline root (default: pipeline.local_root)")
     local.add_argument("--until", metavar="STEP", help="stop after this step (default: the whole DAG)")
+    local.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse unchanged task outputs of earlier runs under the same root",
+    )
     local.set_defaults(handler=_run_local)
 
     for name, handler, help_text in (

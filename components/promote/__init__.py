@@ -75,7 +75,7 @@ def run(
         timeout_s=params.timeout_s,
     )
     store = open_store(params.registry, settings)
-    gate_key = "gate_record"
+    gate_key = "gate"
     published = publish(
         store,
         model,

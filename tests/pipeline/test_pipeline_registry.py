@@ -82,7 +82,7 @@ def test_promote_to_s3_copies_model_and_records(s3_env: str, tmp_path: Path) -> 
     assert {
         f"aed/yamnet_256/{version}/model/model_int8.tflite",
         f"aed/yamnet_256/{version}/records/hil.json",
-        f"aed/yamnet_256/{version}/gate_record/gate.json",
+        f"aed/yamnet_256/{version}/gate/gate.json",
         f"aed/yamnet_256/{version}/manifest.json",
         "aed/yamnet_256/latest.json",
     } <= keys
