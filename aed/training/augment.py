@@ -73,3 +73,37 @@ def mixup(
     mixed_x = lam.reshape(shape) * x + (1.0 - lam.reshape(shape)) * x[partner]
     mixed_y = lam[:, None] * y + (1.0 - lam[:, None]) * y[partner]
     return mixed_x.astype(np.float32), mixed_y.astype(np.float32)
+
+
+class ClipFrames:
+    """The log-mel frames of each clip, rebuilt from its overlapping patches (patch i starts at frame step * i),
+    so that training patches can be cut at shifted offsets: a time-shift augmentation on real frames."""
+
+    def __init__(
+        self, patches: np.ndarray, clip_ids: np.ndarray, numbers: np.ndarray, step: int = 72
+    ) -> None:
+        self.step = step
+        self.width = patches.shape[2]
+        self.frames: dict[str, np.ndarray] = {}
+        order = np.lexsort((numbers, clip_ids))
+        for clip in np.unique(clip_ids):
+            rows = order[clip_ids[order] == clip]
+            count = len(rows)
+            total = step * (count - 1) + self.width
+            frames = np.empty((patches.shape[1], total, patches.shape[3]), np.float32)
+            for k, row in enumerate(rows):
+                frames[:, step * k : step * k + self.width] = patches[row]
+            self.frames[str(clip)] = frames
+        self.clip_ids, self.numbers = clip_ids, numbers
+
+    def shifted(self, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+        """Each patch re-cut at its own offset + U{-max_shift..max_shift}, clamped inside its clip."""
+        out = np.empty(
+            (len(self.clip_ids), *next(iter(self.frames.values())).shape[:1], self.width, 1), np.float32
+        )
+        shifts = rng.integers(-max_shift, max_shift + 1, size=len(self.clip_ids))
+        for i, (clip, number) in enumerate(zip(self.clip_ids, self.numbers, strict=True)):
+            frames = self.frames[str(clip)]
+            start = int(np.clip(self.step * int(number) + shifts[i], 0, frames.shape[1] - self.width))
+            out[i] = frames[:, start : start + self.width]
+        return out

@@ -75,8 +75,10 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndar
     """Inference-mode forward pass: eager calls for small arrays (no tracing cost), compiled predict otherwise."""
     if len(x) == 0:
         return np.zeros((0, *model.output_shape[1:]), np.float32)
-    if len(x) <= batch_size:
-        return np.asarray(model(x, training=False))
+    if len(x) <= 4 * batch_size:  # validation sets: eager calls avoid re-tracing predict after every fit
+        return np.concatenate(
+            [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+        )
     return model.predict(x, batch_size=batch_size, verbose=0)
 
 

@@ -64,7 +64,8 @@ def build_split_network(
     layers = backbone.layers[1:]  # a plain chain after the input layer
     cut_block = spec.n_blocks - fine_tune_blocks
     if fine_tune_blocks:
-        split_at = max(i for i, layer in enumerate(layers) if (block_of(layer.name) or 0) <= cut_block) + 1
+        blocks = [block_of(layer.name) for layer in layers]
+        split_at = max(i for i, block in enumerate(blocks) if block is not None and block <= cut_block) + 1
     else:
         split_at = len(layers)  # after GAP
     prefix_layers, tail_layers = layers[:split_at], layers[split_at:]

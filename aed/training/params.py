@@ -28,6 +28,7 @@ class TrainParams:
     # augmentation on log-mel patches (before the backbone)
     augment: bool = True
     augment_copies: int = bounded(4, 1, 64)  # augmented copies cached; epoch e trains on copy e mod K
+    time_shift: int = bounded(0, 0, 72)  # frames; patches re-cut at a random offset (0 = off, the reference)
     gaussian_noise: float = bounded(0.1, 0.0, 5.0)
     volume_min: float = bounded(0.8, 0.0, 10.0)
     volume_max: float = bounded(1.2, 0.0, 10.0)

@@ -12,7 +12,7 @@ import numpy as np
 
 from aed.patchstore import PatchStore
 from aed.splits import Split
-from aed.training.augment import augment_patches
+from aed.training.augment import ClipFrames, augment_patches
 from aed.training.fit import Selection, evaluate_split, predict, train_on_cache
 from aed.training.network import SplitNetwork, build_split_network
 from aed.training.params import TrainParams
@@ -80,9 +80,13 @@ def train_split(
 
     started = time.perf_counter()
     n_copies = params.augment_copies if params.augment else 1
+    frames = None
+    if params.augment and params.time_shift:
+        frames = ClipFrames(train_patches, train_rows["clip_id"].to_numpy(), train_rows["patch"].to_numpy())
     features = []
     for copy in range(n_copies):
-        patches = augment_patches(train_patches, params, rng) if params.augment else train_patches
+        patches = frames.shifted(params.time_shift, rng) if frames is not None else train_patches
+        patches = augment_patches(patches, params, rng) if params.augment else patches
         features.append(predict(net.prefix, patches, 128))
         log.debug("%s %s: cached copy %d/%d", model_name, split.name, copy + 1, n_copies)
     val_features = predict(net.prefix, val_patches, 128)

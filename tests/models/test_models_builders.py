@@ -66,3 +66,27 @@ def test_not_hdf5_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not an hdf5 file")
     with pytest.raises(WeightsError, match="junk.h5"):
         load_h5_weights(build_backbone(1), path)
+
+
+def test_split_network_is_the_same_model(yamnet_dir: Path) -> None:
+    """prefix -> tail equals the full network, and fine-tuning unfreezes exactly the last blocks' convs."""
+    from aed.training.network import build_split_network
+
+    net = build_split_network("yamnet_256", 5, fine_tune_blocks=2)
+    assert net.trainable_blocks == (5, 6)
+    assert net.prefix.output_shape == (None, 24, 16, 128)  # output of block 4
+    x = np.random.default_rng(2).normal(-4, 2, size=(3, 64, 96, 1)).astype(np.float32)
+    np.testing.assert_allclose(net.tail(net.prefix(x)).numpy(), net.full(x).numpy(), rtol=1e-5, atol=1e-6)
+    net.set_fine_tuning(True)
+    trainable = sorted(w.path for w in net.tail.trainable_weights)
+    assert trainable == [
+        "layer5_depthwise_conv/kernel",
+        "layer5_pointwise_conv/kernel",
+        "layer6_depthwise_conv/kernel",
+        "layer6_pointwise_conv/kernel",
+        "new_head/bias",
+        "new_head/kernel",
+    ]
+    assert net.prefix.trainable_weights == []
+    frozen = build_split_network("yamnet_256", 5, fine_tune_blocks=0)
+    assert frozen.prefix.output_shape == (None, 256)  # the embedding: only the head trains
