@@ -1,5 +1,6 @@
 """Farm scale: boards are labgrid places tagged `board=<profile>`. A job reserves a matching place, acquires it,
-opens its serial resource (NetworkSerialPort -> socket:, RawSerialPort/USBSerialPort -> serial:) and always releases
+opens its serial resource (NetworkSerialPort raw -> socket:, rfc2217 -> rfc2217: (how an exporter's ser2net shares
+a USBSerialPort / RawSerialPort), local RawSerialPort / USBSerialPort -> serial:) and always releases
 the place and cancels the reservation, also when the job fails.
 
 labgrid-client is driven as a subprocess (each call with a timeout) so that a wedged coordinator cannot hang a job.
@@ -85,12 +86,15 @@ class LabgridFarm:
                 params = ast.literal_eval(body.strip()).get("params", {})
             except (ValueError, SyntaxError, AttributeError) as error:
                 raise LabgridError(f"place {place}: cannot read resource {path}: {error}") from None
-            if cls == "NetworkSerialPort":
-                if params.get("protocol", "rfc2217") != "raw":
-                    raise LabgridError(
-                        f"place {place}: NetworkSerialPort must use protocol 'raw' (ser2net raw)"
-                    )
-                return f"socket:{params['host']}:{params['port']}"
+            if cls == "NetworkSerialPort":  # exported USB/raw serial ports arrive as ser2net rfc2217
+                protocol = params.get("protocol", "rfc2217")
+                if protocol == "raw":
+                    return f"socket:{params['host']}:{params['port']}"
+                if protocol == "rfc2217":
+                    return f"rfc2217:{params['host']}:{params['port']}:{params.get('speed', 115200)}"
+                raise LabgridError(
+                    f"place {place}: NetworkSerialPort protocol {protocol!r} is not raw or rfc2217"
+                )
             if cls in ("RawSerialPort", "USBSerialPort") and params.get("port"):
                 return f"serial:{params['port']}:{params.get('speed', 115200)}"
         raise LabgridError(f"place {place}: no NetworkSerialPort / RawSerialPort resource acquired")

@@ -1,7 +1,9 @@
 """Transports for the validation protocol, selected by ST's descriptor syntax `<domain>[:<opt1>[:<opt2>]]`.
 
 `serial:/dev/ttyACM0:115200`, `serial:921600`, `socket:127.0.0.1:10000`, `socket:10000`. The domain is mandatory
-(ST's own resolver mistakes a bare device path for a library).
+(ST's own resolver mistakes a bare device path for a library). One extension of ours, not ST's:
+`rfc2217:<host>:<port>[:<baud>]`, a serial port shared over the network by ser2net (how a labgrid exporter publishes
+a board's USB serial port).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class Descriptor:
     tcp_port: int = DEFAULT_PORT
 
     def __str__(self) -> str:
+        if self.domain == "rfc2217":
+            return f"rfc2217:{self.port}:{self.tcp_port}:{self.baud}"
         if self.domain == "socket":
             return f"socket:{self.port}:{self.tcp_port}"
         return f"serial:{self.port}:{self.baud}" if self.port else f"serial:{self.baud}"
@@ -51,8 +55,18 @@ def parse_descriptor(text: str) -> Descriptor:
             elif option:
                 host = option
         return Descriptor("socket", port=host, tcp_port=port)
+    if domain == "rfc2217":
+        if (
+            len(options) not in (2, 3)
+            or not options[1].isdigit()
+            or (len(options) == 3 and not options[2].isdigit())
+        ):
+            raise TransportError(f"descriptor {text!r}: expected rfc2217:<host>:<port>[:<baud>]")
+        baud = int(options[2]) if len(options) == 3 else DEFAULT_BAUD
+        return Descriptor("rfc2217", port=options[0], tcp_port=int(options[1]), baud=baud)
     raise TransportError(
-        f"descriptor {text!r}: unknown domain {domain!r}; expected 'serial:<port>:<baud>' or 'socket:<host>:<port>'"
+        f"descriptor {text!r}: unknown domain {domain!r}; expected 'serial:<port>:<baud>', 'socket:<host>:<port>' "
+        f"or 'rfc2217:<host>:<port>[:<baud>]'"
     )
 
 
@@ -62,6 +76,12 @@ def open_transport(text: str | Descriptor) -> Transport:
         from hil_runner.transport.tcp import SocketTransport
 
         return SocketTransport(descriptor.port or DEFAULT_HOST, descriptor.tcp_port)
+    if descriptor.domain == "rfc2217":
+        from hil_runner.transport.serialport import UrlSerialTransport
+
+        return UrlSerialTransport(
+            f"rfc2217://{descriptor.port}:{descriptor.tcp_port}", descriptor.baud, str(descriptor)
+        )
     from hil_runner.transport.serialport import SerialTransport
 
     return SerialTransport(descriptor.port, descriptor.baud)

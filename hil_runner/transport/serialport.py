@@ -103,3 +103,50 @@ class SerialTransport(Transport):
 
     def close(self) -> None:
         self.port.close()
+
+
+class UrlSerialTransport(Transport):
+    """A pyserial URL port (`rfc2217://host:port`, `loop://`): pyserial's own I/O, because these ports have no
+    file descriptor. The read timeout stays fixed (changing it renegotiates an RFC 2217 port over the network) and
+    reads loop until the caller's deadline."""
+
+    GRANULARITY = 0.05
+
+    def __init__(self, url: str, baud: int, descriptor: str | None = None) -> None:
+        self.descriptor = descriptor or url
+        last_error: Exception | None = None
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                # no write_timeout: pyserial's RFC 2217 client does not support one (writes go to a socket)
+                self.port = serial.serial_for_url(url, baudrate=baud, timeout=self.GRANULARITY)
+                break
+            except (serial.SerialException, OSError, ValueError) as error:
+                last_error = error
+                if attempt < OPEN_ATTEMPTS - 1:
+                    time.sleep(OPEN_PAUSE)
+        else:
+            raise TransportError(
+                f"{self.descriptor}: cannot open after {OPEN_ATTEMPTS} attempts: {last_error}"
+            )
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.port.write(data)
+        except (serial.SerialException, OSError) as error:
+            raise TransportError(f"{self.descriptor}: write failed: {error}") from error
+
+    def read_some(self, n: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        try:
+            while True:
+                data = self.port.read(n)
+                if data or time.monotonic() >= deadline:
+                    return data
+        except (serial.SerialException, OSError) as error:
+            raise TransportError(f"{self.descriptor}: read failed: {error}") from error
+
+    def reset_input(self) -> None:
+        self.port.reset_input_buffer()
+
+    def close(self) -> None:
+        self.port.close()

@@ -75,8 +75,14 @@ def test_excluded_place_keeps_its_reservation_until_another_is_found() -> None:
     assert not farm.reserved
 
 
-def test_rfc2217_ports_are_refused() -> None:
+def test_ser2net_rfc2217_ports_and_unknown_protocols() -> None:
     farm = ScriptedFarm(["u585-a"], protocol="rfc2217")
-    with pytest.raises(LabgridError, match="protocol 'raw'"), farm.lease("b-u585i-iot02a"):
+    with farm.lease("b-u585i-iot02a") as lease:
+        assert lease.descriptor == "rfc2217:127.0.0.1:40000:921600"
+    farm = ScriptedFarm(["u585-a"], protocol="telnet")
+    with (
+        pytest.raises(LabgridError, match="protocol 'telnet' is not raw or rfc2217"),
+        farm.lease("b-u585i-iot02a"),
+    ):
         pass
     assert not farm.reserved and not farm.acquired
