@@ -120,6 +120,7 @@ def rfc2217_board(vboard_factory, tiny_model):
     port.close()
 
 
+@pytest.mark.slow
 def test_protocol_over_rfc2217(rfc2217_board, tiny_model) -> None:
     import numpy as np
 
