@@ -33,21 +33,25 @@ def main() -> int:
 
     store = load_patch_store(args.patches)
     (split,) = make_splits(store.index, store.class_names, "folds", [args.fold])
-    base = TrainParams(epochs=args.epochs, augment_copies=args.copies, final_model=False)
+    # The reference recipe (frozen backbone, noise + volume augmentation), not the fine-tuning defaults.
+    base = TrainParams(epochs=args.epochs, augment_copies=args.copies, final_model=False, fine_tune_blocks=0)
     print(
         f"fold {args.fold}: {len(split.train_clips)} train / {len(split.val_clips)} validation clips, "
         f"{args.epochs} epochs, os.cpu_count()={os.cpu_count()}"
     )
-    print(f"{'model':<12} {'cache (s)':>10} {'no cache (s)':>13} {'ratio':>7}  val acc cache / no cache")
+    print(
+        f"{'model':<12} {'cache (s)':>10} {'no cache (s)':>13} {'ratio':>7}  {'s/epoch cache':>13} "
+        f"{'s/epoch no cache':>16}  val acc cache / no cache"
+    )
     for model_name in args.models:
-        timings = {}
-        accuracy = {}
+        timings, accuracy, per_epoch = {}, {}, {}
         for cached in (True, False):
             params = dataclasses.replace(base, embedding_cache=cached)
             started = time.perf_counter()
             result = train_split(store, split, model_name, params)
             timings[cached] = time.perf_counter() - started
             accuracy[cached] = result.val_accuracy
+            per_epoch[cached] = sum(row["seconds"] for row in result.history) / max(1, len(result.history))
         ratio = timings[False] / timings[True]
         print(
             f"{model_name:<12} {timings[True]:>10.1f} {timings[False]:>13.1f} {ratio:>6.1f}x  "

@@ -97,13 +97,15 @@ def train_on_cache(
     rng: np.random.Generator,
     selection: Selection,
     epoch_offset: int = 0,
+    soft_targets: np.ndarray | None = None,
 ) -> Selection:
-    """Fit `model` epoch by epoch on cached inputs (copy e mod n_copies), keeping the best validation epoch."""
+    """Fit `model` epoch by epoch on cached inputs (copy e mod n_copies), keeping the best validation epoch.
+    `soft_targets` (distillation) replace the one-hot labels as training targets; selection still uses labels."""
     n_classes = int(model.output_shape[-1])
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy", metrics=["accuracy"]
     )
-    targets = one_hot(train_labels, n_classes)
+    targets = one_hot(train_labels, n_classes) if soft_targets is None else soft_targets
     weights = class_weight_vector(train_labels, n_classes)[train_labels] if params.class_weights else None
     bar = tqdm(range(epochs), desc=phase, unit="epoch", leave=False, disable=None)
     for epoch in bar:

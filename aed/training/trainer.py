@@ -97,6 +97,12 @@ def train_split(
         features = []  # the embeddings are the features; nothing else to keep
     timings["cache_s"] = time.perf_counter() - started
 
+    soft_targets = None
+    if params.teacher_dir:
+        teacher = teacher_probabilities(Path(params.teacher_dir), split, train_patches)
+        soft_targets = (1.0 - params.teacher_weight) * np.eye(len(store.class_names), dtype=np.float32)[
+            train_labels
+        ] + params.teacher_weight * teacher
     started = time.perf_counter()
     head_selection = train_on_cache(
         net.head,
@@ -112,6 +118,7 @@ def train_split(
         "head",
         rng,
         Selection(),
+        soft_targets=soft_targets,
     )
     net.head.set_weights(head_selection.weights)
     history, best = head_selection.history, head_selection
@@ -151,6 +158,7 @@ def train_split(
             rng,
             tail_selection,
             epoch_offset=len(history),
+            soft_targets=soft_targets,
         )
         net.tail.set_weights(tail_selection.weights)
         net.set_fine_tuning(False)
@@ -168,6 +176,28 @@ def train_split(
         history,
         timings,
     )
+
+
+def teacher_probabilities(teacher_dir: Path, split: Split, train_patches: np.ndarray) -> np.ndarray:
+    """The teacher's softmax on the training patches, from its model of the same split. Its splits.json must list
+    the same train / validation / test clips: a teacher that saw this split's test clips would leak them."""
+    import json
+
+    from aed.models.runners import load_keras
+
+    layout_path = teacher_dir / "splits.json"
+    if not layout_path.is_file():
+        raise FileNotFoundError(f"{layout_path}: missing; train the teacher model first")
+    layout = json.loads(layout_path.read_text())["splits"].get(split.name)
+    if layout is None:
+        raise ValueError(f"{layout_path}: the teacher has no split {split.name!r}")
+    for part, clips in (("train", split.train_clips), ("val", split.val_clips), ("test", split.test_clips)):
+        if sorted(layout[part]) != sorted(clips):
+            raise ValueError(
+                f"{layout_path}: the teacher's {split.name} {part} clips differ from this split's"
+            )
+    teacher = load_keras(teacher_dir / split.name / "model.keras")
+    return predict(teacher, train_patches, 128).astype(np.float32)
 
 
 def _best_row(history: list[dict], epoch: int) -> dict:
