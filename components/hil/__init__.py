@@ -45,6 +45,7 @@ class HilParams:
     verify_signature: bool = True
     firmware: Path | None = None  # validation firmware image for real boards
     baud: int = bounded(921600, 9600)
+    virtual_link: Literal["pty", "tcp"] = "pty"  # farm virtual: tcp where the container has no /dev/pts
     workdir: Path = Path("work/hil")
 
 
@@ -109,7 +110,9 @@ def _farm(params: HilParams, profile: str) -> Iterator[Farm]:
         from hil_runner.farm.virtual import virtual_fleet
 
         slots = params.workdir / "slots"
-        with virtual_fleet(profile, params.virtual_boards, slots, baud=params.baud) as fleet:
+        with virtual_fleet(
+            profile, params.virtual_boards, slots, baud=params.baud, link=params.virtual_link
+        ) as fleet:
             yield LocalFarm(fleet.boards, params.lock_dir, params.lease_timeout_s)
 
 

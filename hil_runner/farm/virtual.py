@@ -112,8 +112,12 @@ def virtual_fleet(
     baud: int | None = None,
     faults: dict[int, list[str]] | None = None,
     prefix: str = "vboard",
+    link: str = "pty",
 ) -> Iterator[VirtualFleet]:
-    """`count` virtual boards of one profile, each with a flash slot under workdir; faults per board index."""
+    """`count` virtual boards of one profile, each with a flash slot under workdir; faults per board index.
+    link: "pty" (serial: descriptors, the default) or "tcp" (socket: on 127.0.0.1, e.g. where no /dev/pts exists)."""
+    if link not in ("pty", "tcp"):
+        raise ValueError(f"virtual board link {link!r}: expected 'pty' or 'tcp'")
     fleet = VirtualFleet()
     spawned: list[tuple[str, subprocess.Popen]] = []
     try:
@@ -126,7 +130,8 @@ def virtual_fleet(
                     slot=Path(workdir) / f"{name}.tflite",
                     baud=baud,
                     faults=(faults or {}).get(index),
-                )  # fmt: skip
+                    tcp="127.0.0.1:0" if link == "tcp" else None,
+                )
             )
         for item in spawned:
             virtual = wait_ready(item)
