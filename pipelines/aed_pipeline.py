@@ -1,5 +1,5 @@
-"""The Kubeflow pipeline: ingest -> validate -> patch, then per model train -> quantize -> evaluate -> convert ->
-hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in parallel branches.
+"""The Kubeflow pipeline: ingest -> validate -> patch, then per model train -> quantize -> evaluate, convert,
+export_firmware -> hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in parallel branches.
 
 Every task is a lightweight component over `pipelines.tasks`, which calls `components.<step>.run`: the same entry
 point as `aed <step>` and the dvc.yaml stages. The only pipeline parameter is `params`, the whole params.yaml as
@@ -24,7 +24,7 @@ from pipelines.images import Images
 
 PIPELINE_NAME = "aed-pipeline"
 SHARED_STEPS = ("ingest", "validate", "patch")
-MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "hil", "gate", "promote")
+MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "export_firmware", "hil", "gate", "promote")
 STEPS = SHARED_STEPS + MODEL_STEPS
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -51,6 +51,7 @@ SETTINGS: dict[str, TaskSettings] = {
     "quantize": TaskSettings("train", "2", "4G"),
     "evaluate": TaskSettings("train", "2", "4G"),
     "convert": TaskSettings("train", "1", "2G", retries=1),
+    "export_firmware": TaskSettings("base", "500m", "1G"),
     "hil": TaskSettings("hil", "1", "2G", retries=2, cache=False),
     "gate": TaskSettings("base", "500m", "1G", cache=False),
     "promote": TaskSettings("base", "500m", "1G", retries=2, cache=False),
@@ -82,7 +83,7 @@ def build_components(images: Images, models: list[str]) -> dict[str, Any]:
         for model in models:
             named = copy.copy(component)
             named.component_spec = copy.deepcopy(component.component_spec)
-            named.component_spec.name = f"{step}-{task_suffix(model)}"
+            named.component_spec.name = f"{task_suffix(step)}-{task_suffix(model)}"
             named.name = named.component_spec.name
             built[f"{step}/{model}"] = named
     return built
@@ -108,7 +109,8 @@ def _model_branch(
     retries: bool,
     on_boards: bool,
 ) -> dict[str, Any]:
-    """train -> quantize -> evaluate / convert / hil -> gate for one model (as far as `included` goes).
+    """train -> quantize -> evaluate / convert / export_firmware / hil -> gate for one model (as far as `included`
+    goes).
 
     Without `on_boards` the branch ends after evaluate and convert: no board run, hence no gate and no promotion.
     """
@@ -131,6 +133,7 @@ def _model_branch(
     add("convert", quantized=quantized)
     if not on_boards:
         return step
+    add("export_firmware", quantized=quantized)
     add("hil", patches=patches, quantized=quantized)
     if {"evaluate", "convert", "hil"} <= step.keys():
         add(
@@ -210,7 +213,8 @@ def build_pipeline(
                     model_name=model,
                     model=step["train"].outputs["model"],
                     quantized=step["quantize"].outputs["quantized"],
-                    firmware=step["convert"].outputs["firmware"],
+                    generated=step["convert"].outputs["generated"],
+                    tables=step["export_firmware"].outputs["tables"],
                     evaluation=step["evaluate"].outputs["metrics"],
                     footprint=step["convert"].outputs["metrics"],
                     board=step["hil"].outputs["metrics"],

@@ -74,8 +74,30 @@ def section(params: str | dict[str, Any], name: str, cls: type) -> Any:
 
 
 def step_args(params: str | dict[str, Any], step: ModuleType) -> dict[str, Any]:
-    """The params dataclasses `step.run` takes, by argument name (`params=`, and e.g. `models=`)."""
-    return {arg: section(params, name, cls) for arg, (name, cls) in params_sections(step).items()}
+    """The params dataclasses `step.run` takes, by argument name (`params=`, and e.g. `models=`).
+
+    An argument other than `params` is filled only when params.yaml has a section of that name; otherwise the
+    step's own default applies (train's `models=None`), and non-params dataclasses (a FeatureConfig) are left
+    to the caller."""
+    data = params_dict(params)
+    return {
+        arg: section(data, name, cls)
+        for arg, (name, cls) in params_sections(step).items()
+        if arg == "params" or name in data
+    }
+
+
+def feature_config(params: str | dict[str, Any]) -> Any:
+    """The front end's FeatureConfig from the `patch` section, as `aed export-firmware` builds it."""
+    from components.patch import PatchParams
+
+    return section(params, "patch", PatchParams).feature_config()
+
+
+def class_names(params: str | dict[str, Any]) -> list[str] | None:
+    """`validate.classes`: the model's output order, as `aed patch` and `aed export-firmware` read it."""
+    classes = (params_dict(params).get("validate") or {}).get("classes")
+    return list(classes) if classes else None
 
 
 def validate_params(

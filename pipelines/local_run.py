@@ -29,6 +29,10 @@ TAIL_LINES = 15
 class LocalRunError(RuntimeError):
     """The local run failed; the message names the failed task and its log."""
 
+    def __init__(self, message: str, run: LocalRun | None = None) -> None:
+        super().__init__(message)
+        self.run = run
+
 
 @dataclass
 class TaskRecord:
@@ -204,7 +208,7 @@ def run_local(
         except RuntimeError as error:
             run.seconds = time.monotonic() - start
             run.run_dir = _run_dir(run, pipeline_root)
-            raise LocalRunError(_failure_message(run, _plain(str(error)))) from None
+            raise LocalRunError(_failure_message(run, _plain(str(error))), run) from None
     run.seconds = time.monotonic() - start
     run.run_dir = _run_dir(run, pipeline_root)
     return run

@@ -71,9 +71,10 @@ def check_host(host: str, timeout_s: float) -> None:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (scheme checked above)
             response.read(1 << 16)
     except urllib.error.HTTPError as error:
-        # Any HTTP answer means the host is up; auth proxies may answer healthz with 401/403.
-        if error.code >= 500:
-            raise SubmitError(f"KFP host {host} answered {error.code} on {HEALTHZ}") from None
+        # The host is up but is not a usable KFP API (wrong path, UI address, auth proxy): kfp.Client would
+        # retry healthz 5 x 5 s and log a traceback each time, so stop here with the status.
+        hint = " (authentication required)" if error.code in (401, 403) else ""
+        raise SubmitError(f"KFP host {host} answered HTTP {error.code} on {HEALTHZ}{hint}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise SubmitError(

@@ -67,13 +67,12 @@ def patch(
     from pathlib import Path
 
     from components import patch as step
-    from pipelines.glue import log_scalars, params_dict, step_args
+    from pipelines.glue import class_names, log_scalars, step_args
 
     # As `aed patch` does: the validated class list fixes the model's output order.
-    classes = (params_dict(params).get("validate") or {}).get("classes")
     result = step.run(
         manifest_path=Path(validated.path), raw_dir=Path(raw.path), patches_dir=Path(patches.path),
-        metrics_path=Path(metrics.path), class_names=classes, **step_args(params, step),
+        metrics_path=Path(metrics.path), class_names=class_names(params), **step_args(params, step),
     )  # fmt: skip
     log_scalars(metrics, result)
 
@@ -171,7 +170,7 @@ def convert(
     params: str,
     model_name: str,
     quantized: Input[Model],
-    firmware: Output[Artifact],
+    generated: Output[Artifact],
     metrics: Output[Metrics],
 ):
     from pathlib import Path
@@ -184,8 +183,28 @@ def convert(
     if target is None:
         raise ValueError(f"convert.targets: no target for model '{model_name}'")
     result = step.run(
-        model=deployable_model(Path(quantized.path)), target=target, out_dir=Path(firmware.path),
+        model=deployable_model(Path(quantized.path)), target=target, out_dir=Path(generated.path),
         record_path=Path(metrics.path), **args,
+    )  # fmt: skip
+    log_scalars(metrics, result)
+
+
+def export_firmware(
+    params: str,
+    model_name: str,
+    quantized: Input[Model],
+    tables: Output[Artifact],
+    metrics: Output[Metrics],
+):
+    from pathlib import Path
+
+    from components import export_firmware as step
+    from pipelines.glue import class_names, deployable_model, feature_config, log_scalars, step_args
+
+    result = step.run(
+        config=feature_config(params), class_names=class_names(params) or [],
+        model=deployable_model(Path(quantized.path)), out_dir=Path(tables.path), record_path=Path(metrics.path),
+        **step_args(params, step),
     )  # fmt: skip
     log_scalars(metrics, result)
 
@@ -239,7 +258,8 @@ def promote(
     model_name: str,
     model: Input[Model],
     quantized: Input[Model],
-    firmware: Input[Artifact],
+    generated: Input[Artifact],
+    tables: Input[Artifact],
     evaluation: Input[Metrics],
     footprint: Input[Metrics],
     board: Input[Metrics],
@@ -263,9 +283,11 @@ def promote(
         shutil.copyfile(verdict.path, gate_record)
         int8 = deployable_model(Path(quantized.path))
         float_model = Path(model.path) / int8.parent.name / "model.keras"
-        artifacts = {"model": int8, "float": float_model, "records": records}
-        if any(Path(firmware.path).rglob("*")):  # convert leaves it empty when only the estimator ran
-            artifacts["firmware"] = Path(firmware.path)
+        artifacts = {"model": int8, "float": float_model, "records": records, "firmware": Path(tables.path)}
+        if any(
+            Path(generated.path).rglob("*")
+        ):  # convert's stedgeai C code; empty when only the estimator ran
+            artifacts["generated"] = Path(generated.path)
         step.run(
             model=model_name, artifacts=artifacts, gate_record=gate_record, out=Path(promotion.path),
             **step_args(params, step),

@@ -31,10 +31,11 @@ def failing_pipeline():
 
     @dsl.pipeline(name="synthetic")
     def synthetic():
-        # kfp.local launches ready tasks last-declared first: boom runs before the independent task
-        independent = ok(marker="independent")
+        # kfp.local picks ready tasks in no fixed order: with three independent tasks, some usually come after
+        # the failure, and the launcher must refuse them
+        independent = [ok(marker=f"independent-{i}") for i in range(3)]
         first = boom(marker="first")
-        with dsl.If(independent.output == "independent"):
+        with dsl.If(independent[0].output == "independent-0"):
             ok(marker="after-first").after(first)
 
     return synthetic

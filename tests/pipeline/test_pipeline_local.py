@@ -22,15 +22,21 @@ REPO = Path(__file__).resolve().parents[2]
 def test_failed_task_stops_the_run_and_names_its_log(tmp_path: Path) -> None:
     with pytest.raises(LocalRunError) as caught:
         run_local(kfp_synthetic.failing_pipeline(), {}, tmp_path / "root", task_timeout_s=120)
-    message = str(caught.value)
+    message, run = str(caught.value), caught.value.run
     assert message.startswith("task 'boom' failed (exit code 1); log: ")
     log = Path(message.split("log: ")[1].split("\n")[0])
     assert log.is_file() and log.name == "task.log"
     assert "synthetic failure in first" in log.read_text()
     assert "synthetic failure in first" in message  # the log's tail is in the error
-    # nothing ran after the failure: neither the dependent task nor the independent one
-    assert not list((tmp_path / "root").rglob("ok*/executor_output.json"))
-    assert "not started after the failure: ok" in message
+    # nothing started after the failure: every task the orchestrator offered afterwards was refused
+    failed_at = next(i for i, t in enumerate(run.tasks) if t.returncode != 0)
+    assert run.tasks[failed_at].name == "boom"
+    later = run.tasks[failed_at + 1 :]
+    assert all(t.skipped for t in later), [(t.name, t.skipped) for t in later]
+    started = [t for t in run.tasks if not t.skipped]
+    assert len(list((tmp_path / "root").rglob("executor_output.json"))) <= len(started)
+    if later:
+        assert "not started after the failure: " in message
 
 
 def test_task_timeout_kills_the_task(tmp_path: Path) -> None:
@@ -151,7 +157,20 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
         f"gate.baseline={tmp_path / 'baselines' / 'hil-{model_name}-{profile}.json'}",
         *REDUCED,
     ]
-    args = ["pipeline", "run-local", "--root", str(root), "--until", steps[-1], "--cache"]
+    # a snapshot of params.yaml: both runs must see the same params for the second one to reuse the first's tasks
+    params = tmp_path / "params.yaml"
+    shutil.copyfile(REPO / "params.yaml", params)
+    args = [
+        "pipeline",
+        "run-local",
+        "--params",
+        str(params),
+        "--root",
+        str(root),
+        "--until",
+        steps[-1],
+        "--cache",
+    ]
     for item in overrides:
         if item.split(".")[0] in {*steps, "pipeline", "models"}:
             args += ["--set", item]
@@ -164,7 +183,7 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
     assert summary["run_dir"] == str(run_dir) and f"run: {run_dir}" in out
     # every task ran, succeeded, left its log, and every output it declared exists
     ran = {t["task"] for t in summary["tasks"]}
-    expected = set(steps[:3]) | {f"{s}-yamnet-256" for s in steps[3:] if s != "promote"}
+    expected = set(steps[:3]) | {f"{s.replace('_', '-')}-yamnet-256" for s in steps[3:] if s != "promote"}
     assert ran == expected and all(t["exit"] == 0 for t in summary["tasks"])
     for executor_output in run_dir.rglob("executor_output.json"):
         task_dir = executor_output.parent
@@ -174,6 +193,7 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
                 assert Path(artifact["uri"]).exists(), f"{task_dir.name}: output {name} missing"
     assert (run_dir / "patch" / "patches" / "index.csv").is_file()
     assert "50 of 50 clips passed" in (run_dir / "validate" / "report").read_text()
+    assert len(list((root / ".cache").glob("*.json"))) >= 3  # kfp.local's cache entries for the next run
     if "gate" not in steps:
         return
     verdict = summary["models"]["yamnet_256"]
@@ -203,7 +223,10 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
     latest = json.loads((registry / "yamnet_256" / "latest.json").read_text())
     assert latest["version"] == verdict["promoted_version"]
     version_dir = registry / "yamnet_256" / latest["version"]
-    for key in ("model/model_int8.tflite", "float/model.keras", "records/hil.json", "gate/gate.json"):
+    for key in ("model/model_int8.tflite", "float/model.keras", "records/hil.json", "gate/gate.json") + (
+        "firmware/user_mel_tables.c",
+        "firmware/golden_vectors.h",
+    ):
         assert (version_dir / key).is_file(), key
     manifest = json.loads((version_dir / "manifest.json").read_text())
     assert json.loads((version_dir / "gate" / "gate.json").read_text())["verdict"] == "pass"

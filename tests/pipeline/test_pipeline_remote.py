@@ -124,6 +124,16 @@ def test_unreachable_host_is_one_clear_line(params_file: Path, capsys) -> None:
     assert time.monotonic() - start < 30  # no kfp.Client retry loop (5 x 5 s)
 
 
+def test_host_without_kfp_api_is_one_clear_line(kfp_server, params_file: Path, capsys) -> None:
+    original = kfp_server.handle
+    kfp_server.handle = lambda request: (404, {}) if request.path.endswith("/healthz") else original(request)
+    start = time.monotonic()
+    assert _aed("submit", "--params", str(params_file), "--host", kfp_server.url) == 2
+    err = capsys.readouterr().err
+    assert f"KFP host {kfp_server.url} answered HTTP 404 on /apis/v2beta1/healthz" in err
+    assert "Traceback" not in err and time.monotonic() - start < 20
+
+
 def test_server_error_is_reported_without_traceback(kfp_server, params_file: Path, capsys) -> None:
     original = kfp_server.handle
 

@@ -84,8 +84,9 @@ def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
         assert names >= {f"{s}-{model}" for s in ("train", "quantize", "evaluate", "convert")}
     # the boards run int8 TFLite: YAMNet-256 gets hil, gate and promote; YAMNet-1024 (ONNX QDQ) stops after
     # evaluate and convert, as in dvc.yaml
-    assert names >= {"hil-yamnet-256", "gate-yamnet-256", "promote-yamnet-256"}
-    assert not names & {"hil-yamnet-1024", "gate-yamnet-1024", "promote-yamnet-1024"}
+    board_steps = ("export-firmware", "hil", "gate", "promote")
+    assert names >= {f"{s}-yamnet-256" for s in board_steps}
+    assert not names & {f"{s}-yamnet-1024" for s in board_steps}
     deps = {name: set(task.get("dependentTasks", [])) for name, task in _all_tasks(compiled).items()}
     assert deps["validate"] == {"ingest"} and deps["patch"] == {"ingest", "validate"}
     for model in ("yamnet-256", "yamnet-1024"):
@@ -143,7 +144,7 @@ def test_typed_artifacts(compiled: dict) -> None:
 def test_images_resources_retries_and_caching(compiled: dict) -> None:
     executors = compiled["deploymentSpec"]["executors"]
     for name, executor in executors.items():
-        step = name.removeprefix("exec-").split("-")[0]
+        step = _step_of(name.removeprefix("exec-"))
         container = executor["container"]
         image_kind = SETTINGS[step].image
         assert container["image"] == f"registry.example/team/aed-{image_kind}:9.9.9"
@@ -151,13 +152,19 @@ def test_images_resources_retries_and_caching(compiled: dict) -> None:
         assert "pip install" not in " ".join(container["command"]), "the images carry kfp and the project"
     tasks_by_name = _all_tasks(compiled)
     for name, task in tasks_by_name.items():
-        step = name.split("-")[0]
-        if step not in SETTINGS:
+        step = _step_of(name)
+        if step is None:
             continue
         assert bool(task.get("cachingOptions", {}).get("enableCache")) == SETTINGS[step].cache, name
         assert task.get("retryPolicy", {}).get("maxRetryCount", 0) == SETTINGS[step].retries, name
     assert SETTINGS["hil"].image == "hil" and SETTINGS["train"].image == "train"
     assert not SETTINGS["promote"].cache and not SETTINGS["hil"].cache
+
+
+def _step_of(name: str) -> str | None:
+    """The step of a task or component name like `export-firmware-yamnet-256` (None for condition groups)."""
+    matches = [s for s in STEPS if name == s.replace("_", "-") or name.startswith(s.replace("_", "-") + "-")]
+    return max(matches, key=len) if matches else None
 
 
 def _body_calls(function) -> tuple[set[str], list[str]]:
@@ -220,7 +227,7 @@ def test_one_implementation_reached_by_dvc_cli_and_kfp(step: str) -> None:
     assert imported == {f"components.{step}"}
     assert calls.count("step.run") == 1
     # CLI: `aed <step>` dispatches to a handler in the same module, which calls run()
-    handlers = _cli_handlers(build_parser(), step)
+    handlers = _cli_handlers(build_parser(), step.replace("_", "-"))
     assert handlers, f"`aed {step}` has no handler"
     assert any(h.__module__ == f"components.{step}" and "run(" in inspect.getsource(h) for h in handlers)
     # DVC: every stage for this step runs `aed <step>` (stage names: step, step@model or step_model)
@@ -233,7 +240,7 @@ def test_one_implementation_reached_by_dvc_cli_and_kfp(step: str) -> None:
     if not stages and not os.environ.get("CI"):
         pytest.skip(f"dvc.yaml has no {step} stage yet")
     assert stages, f"dvc.yaml has no stage for {step}"
-    assert all(cmd.strip().startswith(f"aed {step}") for cmd in stages), stages
+    assert all(cmd.strip().startswith(f"aed {step.replace('_', '-')}") for cmd in stages), stages
 
 
 def test_pipelines_package_holds_no_step_logic() -> None:
