@@ -23,7 +23,7 @@ from hil_runner.boards.flash import NoFlash, get_strategy
 from hil_runner.errors import BoardFailure, DeviceError, HilError
 from hil_runner.farm import Lease
 from hil_runner.fidelity import clip_accuracy, fidelity, latency_stats
-from hil_runner.litert import LiteRTModel
+from hil_runner.litert import ReferenceModel, load_reference
 from hil_runner.protocol import constants as c
 from hil_runner.protocol.host import Timeouts, ValidationClient
 from hil_runner.protocol.tensors import dequantize, quantize
@@ -104,13 +104,13 @@ def load_eval_set(
 
 @dataclass
 class HostReference:
-    model: LiteRTModel
+    model: ReferenceModel
     inputs: np.ndarray  # quantized inputs, (n, *input_shape)
     outputs: np.ndarray  # float outputs, (n, n_out)
 
 
 def host_reference(model_path: Path, evalset: EvalSet) -> HostReference:
-    model = LiteRTModel(model_path)
+    model = load_reference(model_path)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
             f"{model_path}: expected one input and one output, got {len(model.inputs)}/{len(model.outputs)}"

@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -97,3 +98,23 @@ def _spec(detail: dict) -> TensorSpec:
         scale=float(scale),
         zero_point=int(zero_point),
     )
+
+
+class ReferenceModel(Protocol):
+    """What the job and the virtual board need from a runtime."""
+
+    path: Path
+    kernels: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+def load_reference(model_path: Path) -> ReferenceModel:
+    """The reference runtime for a model file: LiteRT for .tflite, onnxruntime for (QDQ) .onnx."""
+    if Path(model_path).suffix.lower() == ".onnx":
+        from hil_runner.onnxrt import OnnxModel
+
+        return OnnxModel(model_path)
+    return LiteRTModel(model_path)

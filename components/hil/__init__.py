@@ -85,11 +85,14 @@ def resolve_model(model_path: Path | None, quantized_dir: Path | None) -> Path:
         return Path(model_path)
     if quantized_dir is None:
         raise ValueError("hil: give a model file or the quantize step's output directory")
-    candidates = sorted(Path(quantized_dir).glob("*.tflite"))
+    directory = Path(quantized_dir)
+    candidates = sorted(directory.glob("*.tflite")) or sorted(
+        p for p in directory.glob("*.onnx") if not p.stem.endswith(("_float", "_prep"))
+    )
     if len(candidates) != 1:
         raise ValueError(
-            f"{quantized_dir}: expected exactly one int8 .tflite for the (virtual) board, found "
-            f"{[c.name for c in candidates]} (the virtual board runs TFLite models only)"
+            f"{quantized_dir}: expected exactly one int8 .tflite (or QDQ .onnx) for the (virtual) board, found "
+            f"{[c.name for c in candidates]}"
         )
     return candidates[0]
 

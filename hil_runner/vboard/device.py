@@ -259,7 +259,7 @@ class VirtualDevice:
             activations=[pool_desc("activations", model.activations_bytes)],
             n_params=1,
             params=[pool_desc("weights", model.weights_bytes)],
-            runtime_desc=f"virtual board ({self.profile.name}, LiteRT {model.runtime.kernels})"[:64],
+            runtime_desc=f"virtual board ({self.profile.name}, {model.runtime.kernels})"[:64],
         )
         self._send(link, pb.respMsg(reqid=req.reqid, state=pb.S_IDLE, minfo=minfo))
 

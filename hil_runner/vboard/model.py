@@ -12,7 +12,7 @@ import numpy as np
 
 from aed.records import sha256_file
 from hil_runner.boards.profiles import BoardProfile
-from hil_runner.litert import LiteRTModel
+from hil_runner.litert import load_reference
 from hil_runner.protocol.tensors import TensorSpec
 
 Estimator = Callable[[Path, str], dict[str, Any]]
@@ -37,7 +37,7 @@ class LayerTiming:
 class VirtualModel:
     def __init__(self, model_path: Path, profile: BoardProfile, estimator: Estimator | None = None) -> None:
         self.path = Path(model_path)
-        self.runtime = LiteRTModel(self.path)
+        self.runtime = load_reference(self.path)
         self.sha256 = sha256_file(self.path)
         estimate = (estimator or default_estimator)(self.path, profile.estimator_target)
         self.estimate = estimate

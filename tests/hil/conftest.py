@@ -85,3 +85,25 @@ def vboard_factory():
     yield start
     for board in boards:
         board.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_qdq_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny architecture as a QDQ ONNX model (the YAMNet-1024 / N6 format), via aed.quantize.to_qdq_onnx."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from aed.quantize import to_qdq_onnx
+
+    keras.utils.set_random_seed(2)
+    layers = keras.layers
+    inputs = layers.Input((64, 96, 1))
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(16, 1, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax")(x)
+    calibration = np.random.default_rng(2).normal(size=(16, 64, 96, 1)).astype(np.float32)
+    path = tmp_path_factory.mktemp("onnx") / "tiny_qdq.onnx"
+    to_qdq_onnx(keras.Model(inputs, outputs), calibration, path)
+    return path
