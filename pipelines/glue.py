@@ -124,7 +124,9 @@ def validate_params(
     return missing
 
 
-INT8_SUFFIXES = (".tflite", ".onnx")  # quantize writes model_int8.tflite or model_qdq.onnx per split
+# components.quantize.QUANTIZED_FILE's names (a test keeps them equal); importing it here would load TensorFlow
+# in tasks that do not need it.
+INT8_FILES = ("model_int8.tflite", "model_qdq.onnx")
 
 
 def deployable_model(int8_dir: Path) -> Path:
@@ -133,11 +135,9 @@ def deployable_model(int8_dir: Path) -> Path:
     int8_dir = Path(int8_dir)
     candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
     chosen = next((d for d in candidates if d.name == "final"), candidates[0] if candidates else None)
-    found = sorted(f for f in chosen.iterdir() if f.suffix in INT8_SUFFIXES) if chosen else []
+    found = [chosen / name for name in INT8_FILES if (chosen / name).is_file()] if chosen else []
     if len(found) != 1:
-        raise FileNotFoundError(
-            f"{chosen or int8_dir}: expected exactly one int8 model ({'/'.join(INT8_SUFFIXES)})"
-        )
+        raise FileNotFoundError(f"{chosen or int8_dir}: expected exactly one of {', '.join(INT8_FILES)}")
     return found[0]
 
 

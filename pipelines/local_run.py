@@ -128,6 +128,11 @@ class _Launcher:
                     print(line, end="")
                     log.write(line)
                 returncode = process.wait()
+            except BaseException:
+                # Ctrl-C reaches only our process group: take the task's group down with us.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                raise
             finally:
                 timer.cancel()
             if killed.is_set():

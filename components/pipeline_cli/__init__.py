@@ -54,7 +54,12 @@ def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, A
             if not isinstance(node, dict):
                 raise ParamsError(f"--set {item!r}: {key} is not a mapping")
             target = node
-        target[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            target[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ParamsError(
+                f"--set {item!r}: the value is not valid YAML ({error.__class__.__name__})"
+            ) from None
     return result
 
 

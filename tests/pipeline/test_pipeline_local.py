@@ -61,6 +61,8 @@ def test_bad_params_fail_before_any_task_starts(tmp_path: Path, capsys) -> None:
         ("pipeline.task_timeout_s=1", "pipeline.task_timeout_s: 1.0 is out of range"),
         ("promote.timeout_s=slow", "promote.timeout_s: expected a number, got 'slow'"),
         ("patch.no_such_key=1", "patch: unknown key(s) ['no_such_key']"),
+        ("patch.n_mels=[1", "--set 'patch.n_mels=[1': the value is not valid YAML"),
+        ("n_mels=1", "--set 'n_mels=1': expected section.key=value"),
     ]:
         code = aed_main(
             ["pipeline", "run-local", "--params", str(REPO / "params.yaml"), "--root", str(root)]
