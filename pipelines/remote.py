@@ -94,6 +94,7 @@ def _client(host: str, namespace: str | None, timeout_s: float) -> Any:
     pool = client._run_api.api_client.rest_client.pool_manager
     pool.connection_pool_kw["timeout"] = urllib3.Timeout(connect=timeout_s, read=max(timeout_s, 60.0))
     pool.connection_pool_kw["retries"] = urllib3.Retry(total=2, connect=2, read=0, redirect=2)
+    pool.clear()  # the pool kfp.Client opened for its health check was built without them
     return client
 
 

@@ -124,6 +124,20 @@ def test_unreachable_host_is_one_clear_line(params_file: Path, capsys) -> None:
     assert time.monotonic() - start < 30  # no kfp.Client retry loop (5 x 5 s)
 
 
+def test_stalled_host_times_out(params_file: Path, capsys) -> None:
+    """A host that accepts the connection but never answers: the request timeout applies, no hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        start = time.monotonic()
+        args = ["--params", str(params_file), "--host", f"http://127.0.0.1:{port}"]
+        assert _aed("submit", *args, "--set", "pipeline.request_timeout_s=1") == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach KFP host http://127.0.0.1:{port}" in err and "timed out" in err
+    assert time.monotonic() - start < 30
+
+
 def test_host_without_kfp_api_is_one_clear_line(kfp_server, params_file: Path, capsys) -> None:
     original = kfp_server.handle
     kfp_server.handle = lambda request: (404, {}) if request.path.endswith("/healthz") else original(request)
