@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install data demo test test-fast lint format lock images bench clean
+.PHONY: install data demo test test-fast lint format lock images push-images pipeline-yaml bench clean
 
 # The venv is rebuilt from the lock whenever the lock or the project metadata changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -51,6 +51,25 @@ format: install
 # Re-resolve the pins (needs the registry); commit the new requirements.lock.
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+# Container images for a Kubeflow cluster (docs/pipeline.md). Needs Docker with BuildKit (default since 23.0).
+# REGISTRY/TAG must match params.yaml pipeline.image_registry / pipeline.image_tag (empty tag = project version).
+REGISTRY ?= ghcr.io/aed-mlops
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+images:
+	docker build -f docker/base.Dockerfile -t $(REGISTRY)/aed-base:$(TAG) .
+	docker build -f docker/train.Dockerfile --build-arg BASE=$(REGISTRY)/aed-base:$(TAG) -t $(REGISTRY)/aed-train:$(TAG) .
+	docker build -f docker/hil.Dockerfile --build-arg BASE=$(REGISTRY)/aed-base:$(TAG) -t $(REGISTRY)/aed-hil:$(TAG) .
+
+push-images: images
+	docker push $(REGISTRY)/aed-base:$(TAG)
+	docker push $(REGISTRY)/aed-train:$(TAG)
+	docker push $(REGISTRY)/aed-hil:$(TAG)
+
+# Recompile pipelines/aed_pipeline.yaml after changing pipelines/ or params.yaml (a test checks it is current).
+pipeline-yaml: install
+	aed pipeline compile
 
 bench: install
 	$(BIN)/python bench/patching.py
