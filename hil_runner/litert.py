@@ -111,9 +111,19 @@ class ReferenceModel(Protocol):
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
 
 
+def model_format(model_path: Path) -> str:
+    """ "tflite" for a TFLite flatbuffer (identifier "TFL3" at offset 4), else "onnx"."""
+    path = Path(model_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model file not found")
+    with open(path, "rb") as handle:
+        return "tflite" if handle.read(8)[4:8] == b"TFL3" else "onnx"
+
+
 def load_reference(model_path: Path) -> ReferenceModel:
-    """The reference runtime for a model file: LiteRT for .tflite, onnxruntime for (QDQ) .onnx."""
-    if Path(model_path).suffix.lower() == ".onnx":
+    """The reference runtime for a model file, chosen by content (a flash slot keeps one file name whatever it
+    holds): LiteRT for a TFLite flatbuffer (identifier "TFL3"), onnxruntime for anything else (QDQ ONNX)."""
+    if model_format(model_path) == "onnx":
         from hil_runner.onnxrt import OnnxModel
 
         return OnnxModel(model_path)

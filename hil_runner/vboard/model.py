@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +15,7 @@ import numpy as np
 
 from aed.records import sha256_file
 from hil_runner.boards.profiles import BoardProfile
-from hil_runner.litert import load_reference
+from hil_runner.litert import load_reference, model_format
 from hil_runner.protocol.tensors import TensorSpec
 
 Estimator = Callable[[Path, str], dict[str, Any]]
@@ -22,6 +25,21 @@ def default_estimator(model_path: Path, target: str) -> dict[str, Any]:
     from aed.footprint import estimate  # the issue-4 estimator: the one source of simulated figures
 
     return estimate(model_path, target)
+
+
+def _estimate_by_content(path: Path, target: str, estimator: Estimator) -> dict[str, Any]:
+    """The estimator picks the format by file suffix, a flash slot has one fixed name: give it a correctly named
+    link when the two disagree."""
+    suffix = "." + model_format(path)
+    if path.suffix.lower() == suffix:
+        return estimator(path, target)
+    with tempfile.TemporaryDirectory() as scratch:
+        alias = Path(scratch) / f"model{suffix}"
+        try:
+            os.link(path, alias)
+        except OSError:
+            shutil.copyfile(path, alias)
+        return estimator(alias, target)
 
 
 @dataclass
@@ -39,7 +57,7 @@ class VirtualModel:
         self.path = Path(model_path)
         self.runtime = load_reference(self.path)
         self.sha256 = sha256_file(self.path)
-        estimate = (estimator or default_estimator)(self.path, profile.estimator_target)
+        estimate = _estimate_by_content(self.path, profile.estimator_target, estimator or default_estimator)
         self.estimate = estimate
         self.macs = int(estimate["macs_total"])
         self.weights_bytes = int(estimate["weights_bytes"])

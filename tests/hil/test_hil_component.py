@@ -45,12 +45,12 @@ def test_local_farm_from_inventory_on_an_n6(vboard_factory, tiny_model, patch_st
 
 def test_qdq_onnx_model_on_a_virtual_n6(vboard_factory, tiny_qdq_onnx, patch_store, tmp_path) -> None:
     """The YAMNet-1024 format: float32 I/O around QDQ int8, onnxruntime on both sides (bit-exact)."""
-    slot = tmp_path / "slots" / "n6.onnx"
+    slot = tmp_path / "slots" / "n6.tflite"  # a slot keeps its name whatever it holds: formats go by content
     board = vboard_factory("stm32n6570-dk", slot=slot)
     inventory = tmp_path / "boards.yaml"
     inventory.write_text(
         f"boards:\n  - {{name: n6-virtual, profile: stm32n6570-dk, port: '{board.descriptor}', flash: none,"
-        f" virtual: true, slot: slots/n6.onnx}}\n"
+        f" virtual: true, slot: slots/n6.tflite}}\n"
     )
     params = HilParams(profile="stm32n6570-dk", farm="local", inventory=inventory, lock_dir=tmp_path / "locks",
                        latency_repeats=2, settle_s=0.05)  # fmt: skip
