@@ -6,7 +6,9 @@ estimator, firmware tables, virtual board) quantizes its input exactly like the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,7 +86,9 @@ def to_int8_tflite(
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8 if output_type == "int8" else tf.float32
     converter._experimental_disable_per_channel = not per_channel  # noqa: SLF001 - no public switch
-    flatbuffer = converter.convert()
+    # The converter exports a SavedModel first and prints its whole signature to stdout: keep the CLI readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        flatbuffer = converter.convert()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(flatbuffer)
@@ -147,7 +151,8 @@ def to_onnx(keras_model, path: Path, opset: int = 17) -> Path:
     # tf2onnx reads `output_names` from the model; Keras 3 functional models do not always set it.
     if not hasattr(keras_model, "output_names") or not keras_model.output_names:
         keras_model.output_names = ["probabilities"]
-    model_proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=opset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model_proto, _ = tf2onnx.convert.from_keras(keras_model, input_signature=signature, opset=opset)
     if model_proto.opset_import[0].version < opset:
         model_proto = onnx.version_converter.convert_version(model_proto, opset)
     path = Path(path)
@@ -174,7 +179,12 @@ class _Reader:
 
 
 def to_qdq_onnx(
-    keras_model, calibration: np.ndarray, path: Path, opset: int = 17, per_channel: bool = True
+    keras_model,
+    calibration: np.ndarray,
+    path: Path,
+    opset: int = 17,
+    per_channel: bool = True,
+    moving_average: bool = True,
 ) -> QuantizationInfo:
     """Keras -> float ONNX -> pre-processing -> static QDQ int8 (MinMax, per-channel, symmetric weights).
 
@@ -201,7 +211,13 @@ def to_qdq_onnx(
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QInt8,
         op_types_to_quantize=QDQ_OP_TYPES,
-        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "CalibMovingAverage": True},
+        extra_options={
+            "WeightSymmetric": True,
+            "ActivationSymmetric": False,
+            # The reference averages per-sample min / max (one sample per calibration batch), which narrows
+            # activation ranges; False keeps the true extremes.
+            "CalibMovingAverage": moving_average,
+        },
     )
     prepared_path.unlink(missing_ok=True)
     scale, zero_point = _onnx_input_quantization(path, input_name)

@@ -30,6 +30,7 @@ class SplitResult:
     val_clip_accuracy: float
     history: list[dict]
     timings: dict[str, float] = field(default_factory=dict)
+    distilled: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,15 @@ def train_split(
     timings["cache_s"] = time.perf_counter() - started
 
     soft_targets = None
-    if params.teacher_dir:
+    teacher_missing = params.teacher_dir and not (Path(params.teacher_dir) / "splits.json").is_file()
+    if teacher_missing:
+        # A run without the teacher's output (e.g. a pipeline branch of its own) trains without distillation;
+        # the record says so (distilled: false) rather than failing the whole run.
+        log.warning(
+            "%s: teacher %s not trained; training without distillation", split.name, params.teacher_dir
+        )
+    distilled = bool(params.teacher_dir) and not teacher_missing
+    if params.teacher_dir and not teacher_missing:
         teacher = teacher_probabilities(Path(params.teacher_dir), split, train_patches)
         soft_targets = (1.0 - params.teacher_weight) * np.eye(len(store.class_names), dtype=np.float32)[
             train_labels
@@ -175,6 +184,7 @@ def train_split(
         _best_row(history, best.epoch)["val_clip_accuracy"],
         history,
         timings,
+        distilled,
     )
 
 

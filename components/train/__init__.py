@@ -1,6 +1,6 @@
 """Step `train`: patch store -> one Keras model per split (5-fold CV) + the deployable model, histories, record.
 
-Outputs (out_dir = models/<model>):
+Outputs (out_dir = models/<model>/float):
     <split>/model.keras      split = fold-1 ... fold-5 (or random / predefined), and final (all clips)
     splits.json              the clips of every split's train / validation / test parts (quantize and
                              evaluate read it, so calibration and testing use exactly these clips)
@@ -71,6 +71,7 @@ def run(
         per_split[split.name] = {
             "best_epoch": result.best_epoch,
             "best_phase": result.best_phase,
+            "distilled": result.distilled,
             "val_accuracy": result.val_accuracy,
             "val_clip_accuracy": result.val_clip_accuracy,
             "n_train_clips": len(split.train_clips),
@@ -116,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_params_option(parser)
     parser.add_argument("--model", required=True, help="yamnet_256 | yamnet_1024")
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
-    parser.add_argument("--out", type=Path, default=None, help="default: models/<model>")
+    parser.add_argument("--out", type=Path, default=None, help="default: models/<model>/float")
     parser.add_argument("--reports", type=Path, default=None, help="default: reports/<model>")
     parser.set_defaults(handler=_main)
 
@@ -124,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "train", TrainParams)
     models = load_section(args.params, "models", ModelsParams)
-    out = args.out or Path("models") / args.model
+    out = args.out or Path("models") / args.model / "float"
     metrics = run(args.patches, out, params, args.model, args.reports, models)
     summary = {
         name: (row["best_epoch"], round(row["val_accuracy"], 4)) for name, row in metrics["splits"].items()
