@@ -71,8 +71,13 @@ push-images: images
 pipeline-yaml: install
 	aed pipeline compile
 
-bench: install
+# Benchmarks print figures beside a reference measured in the same run; they need the dataset and its patches.
+bench: data
+	dvc repro patch
 	$(BIN)/python bench/patching.py
+	$(BIN)/python bench/estimator.py
+	$(BIN)/python bench/hil.py
+	$(BIN)/python bench/training.py
 
 clean:
 	rm -rf artifacts reports models .cache/aed/extracted
