@@ -55,7 +55,7 @@ def main() -> int:
         ratio = timings[False] / timings[True]
         print(
             f"{model_name:<12} {timings[True]:>10.1f} {timings[False]:>13.1f} {ratio:>6.1f}x  "
-            f"{accuracy[True]:.3f} / {accuracy[False]:.3f}"
+            f"{per_epoch[True]:>13.2f} {per_epoch[False]:>16.2f}  {accuracy[True]:.3f} / {accuracy[False]:.3f}"
         )
     return 0
 
