@@ -48,7 +48,9 @@ def _int8_file(split_dir: Path) -> tuple[str, Path] | None:
 def evaluate_model(
     store, model_dir: Path, model_name: str, params: EvaluateParams, reports_dir: Path
 ) -> dict:
-    splits_file = model_dir / "splits.json"
+    """model_dir = models/<model>, holding float/ (train's output) and int8/ (quantize's)."""
+    float_dir, int8_dir = Path(model_dir) / "float", Path(model_dir) / "int8"
+    splits_file = float_dir / "splits.json"
     if not splits_file.is_file():
         raise FileNotFoundError(f"{splits_file}: missing; run `aed train --model {model_name}` first")
     layout = json.loads(splits_file.read_text())
@@ -61,11 +63,11 @@ def evaluate_model(
     for split_name, split in tested.items():
         rows = store.index[store.index["clip_id"].isin(set(split["test"]))]
         patches, labels, clips = store.patches(rows), store.labels(rows), rows["clip_id"].to_numpy()
-        float_probs = predict_keras(load_keras(model_dir / split_name / "model.keras"), patches)
+        float_probs = predict_keras(load_keras(float_dir / split_name / "model.keras"), patches)
         outputs = {"float32": float_probs}
-        found = _int8_file(model_dir / split_name) if params.int8 else None
+        found = _int8_file(int8_dir / split_name) if params.int8 else None
         if params.int8 and found is None:
-            raise FileNotFoundError(f"{model_dir / split_name}: no quantized model; run `aed quantize` first")
+            raise FileNotFoundError(f"{int8_dir / split_name}: no quantized model; run `aed quantize` first")
         if found:
             fmt, path = found
             if fmt == "tflite":
@@ -132,7 +134,7 @@ def run(
         )
     metrics_path = Path(metrics_path or Path(reports_root) / "metrics.json")
     write_json(metrics_path, metrics)
-    inputs = {f"{m}_splits": Path(models_root) / m / "splits.json" for m in model_names}
+    inputs = {f"{m}_splits": Path(models_root) / m / "float" / "splits.json" for m in model_names}
     write_record(
         Path(reports_root) / "evaluate.json",
         "evaluate",
