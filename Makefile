@@ -7,6 +7,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 UV_VERSION := 0.13.8
 
 export PATH := $(BIN):$(PATH)
+# Pretrained YAMNet assets: the mirror beside the clone when there is one; otherwise set AED_MODELS_MIRROR.
+AED_MODELS_MIRROR ?= $(wildcard $(CURDIR)/../shared/models/yamnet)
+export AED_MODELS_MIRROR
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
