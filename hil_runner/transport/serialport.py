@@ -6,6 +6,7 @@ import errno
 import os
 import select
 import time
+from collections.abc import Callable
 
 import serial  # provided by pyserial-labgrid (labgrid's fork, same API)
 from serial.tools import list_ports
@@ -27,26 +28,30 @@ def discover_port() -> str:
     return ports[0].device
 
 
+def open_with_retries(descriptor: str, opener: Callable[[], serial.SerialBase]) -> serial.SerialBase:
+    """A port that is briefly busy (re-enumerating, another process closing it) usually opens on a retry."""
+    last_error: Exception | None = None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return opener()
+        except (serial.SerialException, OSError, ValueError) as error:
+            last_error = error
+            if attempt < OPEN_ATTEMPTS - 1:
+                time.sleep(OPEN_PAUSE)
+    raise TransportError(f"{descriptor}: cannot open after {OPEN_ATTEMPTS} attempts: {last_error}")
+
+
 class SerialTransport(Transport):
     def __init__(self, port: str | None, baud: int) -> None:
         port = port or discover_port()
         self.descriptor = f"serial:{port}:{baud}"
-        last_error: Exception | None = None
-        for attempt in range(OPEN_ATTEMPTS):
-            try:
-                self.port = serial.Serial(
-                    port, baud, bytesize=8, parity="N", stopbits=1, timeout=0.1, write_timeout=5.0,
-                    rtscts=False, xonxoff=False, exclusive=True,
-                )  # fmt: skip
-                break
-            except (serial.SerialException, OSError, ValueError) as error:
-                last_error = error
-                if attempt < OPEN_ATTEMPTS - 1:
-                    time.sleep(OPEN_PAUSE)
-        else:
-            raise TransportError(
-                f"{self.descriptor}: cannot open after {OPEN_ATTEMPTS} attempts: {last_error}"
-            )
+        self.port = open_with_retries(
+            self.descriptor,
+            lambda: serial.Serial(
+                port, baud, bytesize=8, parity="N", stopbits=1, timeout=0.1, write_timeout=5.0,
+                rtscts=False, xonxoff=False, exclusive=True,
+            ),
+        )  # fmt: skip
 
         # I/O goes straight to the descriptor: pyserial reconfigures the port (tcsetattr) whenever its timeout
         # changes, which would cost a syscall storm per packet at 193 packets per patch.
@@ -114,20 +119,10 @@ class UrlSerialTransport(Transport):
 
     def __init__(self, url: str, baud: int, descriptor: str | None = None) -> None:
         self.descriptor = descriptor or url
-        last_error: Exception | None = None
-        for attempt in range(OPEN_ATTEMPTS):
-            try:
-                # no write_timeout: pyserial's RFC 2217 client does not support one (writes go to a socket)
-                self.port = serial.serial_for_url(url, baudrate=baud, timeout=self.GRANULARITY)
-                break
-            except (serial.SerialException, OSError, ValueError) as error:
-                last_error = error
-                if attempt < OPEN_ATTEMPTS - 1:
-                    time.sleep(OPEN_PAUSE)
-        else:
-            raise TransportError(
-                f"{self.descriptor}: cannot open after {OPEN_ATTEMPTS} attempts: {last_error}"
-            )
+        # no write_timeout: pyserial's RFC 2217 client does not support one (writes go to a socket)
+        self.port = open_with_retries(
+            self.descriptor, lambda: serial.serial_for_url(url, baudrate=baud, timeout=self.GRANULARITY)
+        )
 
     def write(self, data: bytes) -> None:
         try:
