@@ -62,9 +62,7 @@ class SparseMel:
 
     start: np.ndarray  # first non-zero FFT bin of each band
     stop: np.ndarray  # last non-zero FFT bin of each band (inclusive)
-    weights: np.ndarray  # concatenated non-zero weights, band by band
-    bins: np.ndarray  # FFT bin of each weight
-    offsets: np.ndarray  # index of each band's first weight in `weights`
+    weights: np.ndarray  # concatenated non-zero weights, band by band (float32, as mel_matrix)
 
 
 @lru_cache(maxsize=8)
@@ -72,24 +70,17 @@ def sparse_mel(
     sample_rate: int = 16000, n_fft: int = 512, n_mels: int = 64, fmin: float = 125.0, fmax: float = 7500.0
 ) -> SparseMel:
     dense = mel_matrix(sample_rate, n_fft, n_mels, fmin, fmax)
-    starts, stops, weights, bins = [], [], [], []
+    starts, stops, weights = [], [], []
     for band, row in enumerate(dense):
         nonzero = np.flatnonzero(row)
-        if nonzero.size == 0 or nonzero[-1] - nonzero[0] + 1 != nonzero.size:
-            raise ValueError(f"mel band {band} is empty or not contiguous; check fmin/fmax/n_mels/n_fft")
-        starts.append(nonzero[0])
-        stops.append(nonzero[-1])
+        if nonzero.size == 0:
+            raise ValueError(f"mel band {band} is empty (fmin/fmax/n_mels too tight for n_fft)")
+        if nonzero[-1] - nonzero[0] + 1 != nonzero.size:
+            raise ValueError(f"mel band {band}: non-zero weights are not contiguous")
+        starts.append(int(nonzero[0]))
+        stops.append(int(nonzero[-1]))
         weights.append(row[nonzero])
-        bins.append(nonzero)
-    lengths = np.array(stops) - np.array(starts) + 1
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return SparseMel(
-        start=np.array(starts),
-        stop=np.array(stops),
-        weights=np.concatenate(weights).astype(np.float64),
-        bins=np.concatenate(bins),
-        offsets=offsets,
-    )
+    return SparseMel(start=np.array(starts), stop=np.array(stops), weights=np.concatenate(weights))
 
 
 @lru_cache(maxsize=8)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aed.features import FeatureConfig, hann_window, log_mel, mel_matrix
+from aed.features import FeatureConfig, hann_window, log_mel, sparse_mel
 from aed.records import atomic_write_text
 
 SILENCE_THRESHOLD = 100.0  # sum of magnitude bins over a patch (firmware silence gate, to_db False)
@@ -49,23 +49,15 @@ def check_config(config: FeatureConfig) -> None:
 
 def mel_tables(config: FeatureConfig = FeatureConfig()) -> MelTables:
     check_config(config)
-    matrix = mel_matrix(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
-    starts, stops, values = [], [], []
-    for row_index, row in enumerate(matrix):
-        nonzero = np.flatnonzero(row)
-        if nonzero.size == 0:
-            raise FirmwareExportError(f"mel row {row_index} is empty (fmin/fmax/n_mels too tight for n_fft)")
-        first, last = int(nonzero[0]), int(nonzero[-1])
-        if nonzero.size != last - first + 1:
-            raise FirmwareExportError(f"mel row {row_index}: non-zero weights are not contiguous")
-        starts.append(first)
-        stops.append(last)
-        values.append(row[first : last + 1])
+    try:
+        table = sparse_mel(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    except ValueError as error:  # the firmware needs every band non-empty and contiguous
+        raise FirmwareExportError(str(error)) from error
     return MelTables(
         window=hann_window(config.win_length).astype(np.float32),
-        lut=np.concatenate(values).astype(np.float32),
-        start=np.asarray(starts, dtype=np.int32),
-        stop=np.asarray(stops, dtype=np.int32),
+        lut=table.weights.astype(np.float32),
+        start=table.start.astype(np.int32),
+        stop=table.stop.astype(np.int32),
     )
 
 
