@@ -28,6 +28,8 @@ COPY aed ./aed
 COPY components ./components
 COPY hil_runner ./hil_runner
 COPY pipelines ./pipelines
+# Approved gate baselines (gate.baseline in params.yaml), so a containerised gate compares with the same records.
+COPY baselines ./baselines
 RUN python -m pip install --no-deps --no-build-isolation . \
     # numba compiles librosa's kernels on first use (~20 s): once here, not in every task.
     && mkdir -p "$NUMBA_CACHE_DIR" && python -c "import librosa.feature" \
