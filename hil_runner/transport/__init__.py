@@ -32,28 +32,28 @@ class Descriptor:
         return f"serial:{self.port}:{self.baud}" if self.port else f"serial:{self.baud}"
 
 
+def _name_and_number(
+    text: str, options: list[str], name: str | None, number: int, expected: str
+) -> tuple[str | None, int]:
+    """ST's `<domain>[:<name>][:<number>]` options, in either order: digits are the number, the rest the name."""
+    if len(options) > 2:
+        raise TransportError(f"descriptor {text!r}: expected {expected}")
+    for option in options:
+        if option.isdigit():
+            number = int(option)
+        elif option:
+            name = option
+    return name, number
+
+
 def parse_descriptor(text: str) -> Descriptor:
     tokens = text.split(":")
     domain, options = tokens[0], tokens[1:]
     if domain == "serial":
-        if len(options) > 2:
-            raise TransportError(f"descriptor {text!r}: expected serial[:<port>][:<baud>]")
-        port, baud = None, DEFAULT_BAUD
-        for option in options:
-            if option.isdigit():
-                baud = int(option)
-            elif option:
-                port = option
+        port, baud = _name_and_number(text, options, None, DEFAULT_BAUD, "serial[:<port>][:<baud>]")
         return Descriptor("serial", port=port, baud=baud)
     if domain == "socket":
-        if len(options) > 2:
-            raise TransportError(f"descriptor {text!r}: expected socket[:<host>][:<port>]")
-        host, port = DEFAULT_HOST, DEFAULT_PORT
-        for option in options:
-            if option.isdigit():
-                port = int(option)
-            elif option:
-                host = option
+        host, port = _name_and_number(text, options, DEFAULT_HOST, DEFAULT_PORT, "socket[:<host>][:<port>]")
         return Descriptor("socket", port=host, tcp_port=port)
     if domain == "rfc2217":
         if (
