@@ -97,20 +97,22 @@ def train_on_cache(
     rng: np.random.Generator,
     selection: Selection,
     epoch_offset: int = 0,
-    soft_targets: np.ndarray | None = None,
+    soft_targets: Callable[[int], np.ndarray] | None = None,
 ) -> Selection:
     """Fit `model` epoch by epoch on cached inputs (copy e mod n_copies), keeping the best validation epoch.
-    `soft_targets` (distillation) replace the one-hot labels as training targets; selection still uses labels."""
+    `soft_targets(k)` (input mixup, distillation) are copy k's training targets in place of the one-hot labels;
+    selection still uses the labels."""
     n_classes = int(model.output_shape[-1])
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy", metrics=["accuracy"]
     )
-    targets = one_hot(train_labels, n_classes) if soft_targets is None else soft_targets
+    hard_targets = one_hot(train_labels, n_classes)
     weights = class_weight_vector(train_labels, n_classes)[train_labels] if params.class_weights else None
     bar = tqdm(range(epochs), desc=phase, unit="epoch", leave=False, disable=None)
     for epoch in bar:
         started = time.perf_counter()
-        x, y = train_copy(epoch % n_copies), targets
+        copy = epoch % n_copies
+        x, y = train_copy(copy), hard_targets if soft_targets is None else soft_targets(copy)
         if params.mixup_alpha > 0:
             x, y = mixup(x, y, params.mixup_alpha, rng)
         fitted = model.fit(

@@ -65,7 +65,8 @@ def build_split_network(
     cut_block = spec.n_blocks - fine_tune_blocks
     if fine_tune_blocks:
         blocks = [block_of(layer.name) for layer in layers]
-        split_at = max(i for i, block in enumerate(blocks) if block is not None and block <= cut_block) + 1
+        kept = [i for i, block in enumerate(blocks) if block is not None and block <= cut_block]
+        split_at = max(kept) + 1 if kept else 0  # every block trainable: the prefix is the Permute alone
     else:
         split_at = len(layers)  # after GAP
     prefix_layers, tail_layers = layers[:split_at], layers[split_at:]

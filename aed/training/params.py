@@ -37,6 +37,7 @@ class TrainParams:
     spec_freq_masks: int = bounded(0, 0, 10)
     spec_freq_width: int = bounded(0, 0, 64)
     mixup_alpha: float = bounded(0.0, 0.0, 10.0)  # on cached features (manifold mixup); 0 = off
+    input_mixup_alpha: float = bounded(0.0, 0.0, 10.0)  # on log-mel patches, before the cache; 0 = off
     class_weights: bool = False
     early_stopping_patience: int = bounded(0, 0, 1000)  # 0 = off
     # fine-tuning the last K backbone blocks after the head (lower learning rate)
@@ -48,6 +49,7 @@ class TrainParams:
     # splits must be identical (checked), so it never saw this split's test clips.
     teacher_dir: str | None = None
     teacher_weight: float = bounded(0.5, 0.0, 1.0)
+    teacher_on_augmented: bool = False  # the teacher labels each augmented (mixed) copy, not the clean patch
     # per-model overrides of any key above: {yamnet_256: {fine_tune_blocks: 1}, ...}
     overrides: dict[str, Any] = field(default_factory=dict)
 

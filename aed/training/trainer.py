@@ -12,7 +12,7 @@ import numpy as np
 
 from aed.patchstore import PatchStore
 from aed.splits import Split
-from aed.training.augment import ClipFrames, augment_patches
+from aed.training.augment import ClipFrames, augment_patches, mixup
 from aed.training.fit import Selection, evaluate_split, predict, train_on_cache
 from aed.training.network import SplitNetwork, build_split_network
 from aed.training.params import TrainParams
@@ -79,15 +79,22 @@ def train_split(
             net, train_patches, train_labels, val_patches, val_labels, val_clips, params, split, rng, timings
         )
 
+    teacher = _load_teacher(params, split)
+    n_classes = len(store.class_names)
+    hard_targets = np.eye(n_classes, dtype=np.float32)[train_labels]
     started = time.perf_counter()
     n_copies = params.augment_copies if params.augment else 1
     frames = None
     if params.augment and params.time_shift:
         frames = ClipFrames(train_patches, train_rows["clip_id"].to_numpy(), train_rows["patch"].to_numpy())
-    features = []
+    features, copy_targets = [], []
+    clean_teacher = None
+    if teacher is not None and not params.teacher_on_augmented:
+        clean_teacher = predict(teacher, train_patches, 128)
     for copy in range(n_copies):
         patches = frames.shifted(params.time_shift, rng) if frames is not None else train_patches
-        patches = augment_patches(patches, params, rng) if params.augment else patches
+        patches, targets = training_copy(patches, hard_targets, params, rng, teacher, clean_teacher)
+        copy_targets.append(targets)
         features.append(predict(net.prefix, patches, 128))
         log.debug("%s %s: cached copy %d/%d", model_name, split.name, copy + 1, n_copies)
     val_features = predict(net.prefix, val_patches, 128)
@@ -97,21 +104,8 @@ def train_split(
     if not fine_tuning:
         features = []  # the embeddings are the features; nothing else to keep
     timings["cache_s"] = time.perf_counter() - started
-
-    soft_targets = None
-    teacher_missing = params.teacher_dir and not (Path(params.teacher_dir) / "splits.json").is_file()
-    if teacher_missing:
-        # A run without the teacher's output (e.g. a pipeline branch of its own) trains without distillation;
-        # the record says so (distilled: false) rather than failing the whole run.
-        log.warning(
-            "%s: teacher %s not trained; training without distillation", split.name, params.teacher_dir
-        )
-    distilled = bool(params.teacher_dir) and not teacher_missing
-    if params.teacher_dir and not teacher_missing:
-        teacher = teacher_probabilities(Path(params.teacher_dir), split, train_patches)
-        soft_targets = (1.0 - params.teacher_weight) * np.eye(len(store.class_names), dtype=np.float32)[
-            train_labels
-        ] + params.teacher_weight * teacher
+    distilled = teacher is not None
+    soft_targets = copy_targets.__getitem__
     started = time.perf_counter()
     head_selection = train_on_cache(
         net.head,
@@ -188,9 +182,44 @@ def train_split(
     )
 
 
-def teacher_probabilities(teacher_dir: Path, split: Split, train_patches: np.ndarray) -> np.ndarray:
-    """The teacher's softmax on the training patches, from its model of the same split. Its splits.json must list
-    the same train / validation / test clips: a teacher that saw this split's test clips would leak them."""
+def training_copy(
+    patches: np.ndarray,
+    hard_targets: np.ndarray,
+    params: TrainParams,
+    rng: np.random.Generator,
+    teacher: keras.Model | None = None,
+    clean_teacher: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented copy of the training patches and its targets: noise and volume (and masks), then input
+    mixup, then distillation: (1 - w) * labels + w * the teacher's softmax, on this very copy when
+    teacher_on_augmented (consistent targets for what the student sees), else `clean_teacher` (clean patches)."""
+    targets = hard_targets
+    if params.augment:
+        patches = augment_patches(patches, params, rng)
+        if params.input_mixup_alpha > 0:
+            patches, targets = mixup(patches, hard_targets, params.input_mixup_alpha, rng)
+    if teacher is not None:
+        taught = predict(teacher, patches, 128) if params.teacher_on_augmented else clean_teacher
+        targets = (1.0 - params.teacher_weight) * targets + params.teacher_weight * taught
+    return patches, targets.astype(np.float32)
+
+
+def _load_teacher(params: TrainParams, split: Split) -> keras.Model | None:
+    if not params.teacher_dir:
+        return None
+    if not (Path(params.teacher_dir) / "splits.json").is_file():
+        # A run without the teacher's output (e.g. a pipeline branch of its own) trains without distillation;
+        # the record says so (distilled: false) rather than failing the whole run.
+        log.warning(
+            "%s: teacher %s not trained; training without distillation", split.name, params.teacher_dir
+        )
+        return None
+    return load_teacher(Path(params.teacher_dir), split)
+
+
+def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
+    """The teacher's model of the same split. Its splits.json must list the same train / validation / test
+    clips: a teacher that saw this split's test clips would leak them."""
     import json
 
     from aed.models.runners import load_keras
@@ -206,8 +235,7 @@ def teacher_probabilities(teacher_dir: Path, split: Split, train_patches: np.nda
             raise ValueError(
                 f"{layout_path}: the teacher's {split.name} {part} clips differ from this split's"
             )
-    teacher = load_keras(teacher_dir / split.name / "model.keras")
-    return predict(teacher, train_patches, 128).astype(np.float32)
+    return load_keras(teacher_dir / split.name / "model.keras")
 
 
 def _best_row(history: list[dict], epoch: int) -> dict:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aed.splits import Split
-from aed.training.trainer import teacher_probabilities
+from aed.training.trainer import load_teacher
 
 
 def _write_layout(root: Path, test: list[str]) -> None:
@@ -21,10 +21,59 @@ def test_teacher_with_other_test_clips_is_refused(tmp_path: Path) -> None:
     _write_layout(tmp_path / "teacher", test=["5-a"])
     split = Split("fold-1", 1, ("2-a", "3-a"), ("4-a",), ("1-a",))
     with pytest.raises(ValueError, match="test clips differ"):
-        teacher_probabilities(tmp_path / "teacher", split, np.zeros((1, 64, 96, 1), np.float32))
+        load_teacher(tmp_path / "teacher", split)
 
 
 def test_missing_teacher_is_named(tmp_path: Path) -> None:
     split = Split("fold-1", 1, ("2-a",), (), ("1-a",))
     with pytest.raises(FileNotFoundError, match="splits.json"):
-        teacher_probabilities(tmp_path / "nowhere", split, np.zeros((1, 64, 96, 1), np.float32))
+        load_teacher(tmp_path / "nowhere", split)
+
+
+def _mean_teacher(n_classes: int = 3):
+    """A fixed 'teacher' whose softmax depends on the input's mean, so augmented inputs get other targets."""
+    import keras
+
+    patch = keras.Input((64, 96, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(patch)
+    logits = keras.layers.Dense(n_classes, kernel_initializer="ones", bias_initializer="zeros")(mean)
+    scale = keras.layers.Lambda(lambda z: z * keras.ops.arange(1.0, n_classes + 1.0))(logits)
+    return keras.Model(patch, keras.layers.Softmax()(scale))
+
+
+def test_teacher_labels_the_augmented_copy_it_is_given() -> None:
+    from aed.training import TrainParams
+    from aed.training.fit import predict
+    from aed.training.trainer import training_copy
+
+    teacher = _mean_teacher()
+    rng = np.random.default_rng(0)
+    clean = rng.normal(0.0, 1.0, (8, 64, 96, 1)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
+    params = TrainParams(teacher_weight=1.0, teacher_on_augmented=True, gaussian_noise=0.5, batch_size=2)
+    patches, targets = training_copy(clean, labels, params, np.random.default_rng(1), teacher)
+    assert not np.allclose(patches, clean)
+    np.testing.assert_allclose(targets, predict(teacher, patches), atol=1e-6)
+    assert not np.allclose(targets, predict(teacher, clean), atol=1e-3)
+
+    half = TrainParams(teacher_weight=0.5, teacher_on_augmented=False, gaussian_noise=0.5)
+    clean_taught = predict(teacher, clean)
+    _, targets = training_copy(clean, labels, half, np.random.default_rng(1), teacher, clean_taught)
+    np.testing.assert_allclose(targets, 0.5 * labels + 0.5 * clean_taught, atol=1e-6)
+
+
+def test_input_mixup_mixes_patches_and_labels_alike() -> None:
+    from aed.training import TrainParams
+    from aed.training.trainer import training_copy
+
+    clean = np.stack([np.full((64, 96, 1), float(i), np.float32) for i in range(6)])
+    labels = np.eye(3, dtype=np.float32)[np.arange(6) % 3]
+    params = TrainParams(input_mixup_alpha=0.4, gaussian_noise=0.0, volume_min=1.0, volume_max=1.0)
+    patches, targets = training_copy(clean, labels, params, np.random.default_rng(3))
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    assert (targets.max(axis=1) >= 0.5 - 1e-6).all()  # the patch itself stays dominant
+    mixed = targets.max(axis=1) < 1.0 - 1e-6
+    assert mixed.any()
+    # a patch made of constant i mixed with constant j at weight lam: its value is lam * i + (1 - lam) * j
+    values = patches[:, 0, 0, 0]
+    assert not np.allclose(values[mixed], np.arange(6)[mixed])
