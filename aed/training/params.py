@@ -18,6 +18,7 @@ class TrainParams:
     random_test_size: float = bounded(0.2, 0.05, 0.5)
     seed: int = 120
     final_model: bool = True  # also train on every clip: the deployable model (no held-out test)
+    refit: bool = False  # after selecting epochs on the validation part, retrain on train + validation
     # head training on cached embeddings (frozen backbone), the reference recipe
     epochs: int = bounded(50, 1, 1000)
     batch_size: int = bounded(16, 1, 4096)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ class SplitResult:
     history: list[dict]
     timings: dict[str, float] = field(default_factory=dict)
     distilled: bool = False
+    head_epochs: int = 0  # head epochs of the kept model (all of them when fine-tuning was kept)
+    fine_tune_epochs: int = 0  # fine-tuning epochs of the kept model (0: the head-only model was kept)
+    refit: bool = False  # the returned model was retrained on train + validation clips for those epochs
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,43 @@ def _seed_for(params: TrainParams, split: Split) -> int:
 def train_split(
     store: PatchStore, split: Split, model_name: str, params: TrainParams, source: ModelSource = ModelSource()
 ) -> SplitResult:
+    """Train on the split's training clips, selecting epochs on its validation clips. With train.refit, then
+    retrain from the same start on training + validation clips for the selected numbers of epochs: every
+    non-test clip is used, and the test clips stay unseen."""
     params.validate()
-    seed = _seed_for(params, split)
+    selected = _train_once(store, split, model_name, params, source)
+    if not params.refit or not split.val_clips:
+        return selected
+    started = time.perf_counter()
+    whole = Split(split.name, split.test_fold, split.train_clips + split.val_clips, (), split.test_clips)
+    refit_params = dataclasses.replace(
+        params,
+        epochs=selected.head_epochs,
+        fine_tune_epochs=selected.fine_tune_epochs,
+        fine_tune_blocks=params.fine_tune_blocks if selected.fine_tune_epochs else 0,
+        early_stopping_patience=0,
+    )
+    refitted = _train_once(store, whole, model_name, refit_params, source, seed=_seed_for(params, split))
+    offset = len(selected.history)
+    refit_history = [
+        {**row, "phase": f"refit_{row['phase']}", "epoch": offset + index + 1}
+        for index, row in enumerate(refitted.history)
+    ]
+    timings = {**selected.timings, "refit_s": time.perf_counter() - started}
+    return dataclasses.replace(
+        selected, model=refitted.model, history=selected.history + refit_history, timings=timings, refit=True
+    )
+
+
+def _train_once(
+    store: PatchStore,
+    split: Split,
+    model_name: str,
+    params: TrainParams,
+    source: ModelSource,
+    seed: int | None = None,
+) -> SplitResult:
+    seed = _seed_for(params, split) if seed is None else seed
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     timings: dict[str, float] = {}
@@ -125,7 +164,7 @@ def train_split(
     )
     net.head.set_weights(head_selection.weights)
     history, best = head_selection.history, head_selection
-    best_phase = "head"
+    best_phase, fine_tune_epochs = "head", 0
     timings["head_s"] = time.perf_counter() - started
 
     if fine_tuning and params.fine_tune_epochs:
@@ -168,6 +207,7 @@ def train_split(
         history = history + tail_selection.history
         if tail_selection.epoch != head_selection.epoch:
             best, best_phase = tail_selection, "fine_tune"
+            fine_tune_epochs = tail_selection.epoch - len(head_selection.history)
         timings["fine_tune_s"] = time.perf_counter() - started
     return SplitResult(
         split.name,
@@ -179,6 +219,8 @@ def train_split(
         history,
         timings,
         distilled,
+        head_epochs=len(head_selection.history) if fine_tune_epochs else head_selection.epoch,
+        fine_tune_epochs=fine_tune_epochs,
     )
 
 
@@ -230,11 +272,14 @@ def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
     layout = json.loads(layout_path.read_text())["splits"].get(split.name)
     if layout is None:
         raise ValueError(f"{layout_path}: the teacher has no split {split.name!r}")
-    for part, clips in (("train", split.train_clips), ("val", split.val_clips), ("test", split.test_clips)):
-        if sorted(layout[part]) != sorted(clips):
-            raise ValueError(
-                f"{layout_path}: the teacher's {split.name} {part} clips differ from this split's"
-            )
+    # The teacher must not have trained on this split's test clips: the same test clips, and the same non-test
+    # clips (its own train / validation line may differ, e.g. this model refits on train + validation).
+    if sorted(layout["test"]) != sorted(split.test_clips):
+        raise ValueError(f"{layout_path}: the teacher's {split.name} test clips differ from this split's")
+    if sorted(layout["train"] + layout["val"]) != sorted(split.train_clips + split.val_clips):
+        raise ValueError(
+            f"{layout_path}: the teacher's {split.name} train + val clips differ from this split's"
+        )
     return load_keras(teacher_dir / split.name / "model.keras")
 
 

@@ -83,3 +83,36 @@ def test_corrupted_quantized_models_are_refused(tmp_path: Path) -> None:
         predict_onnx(bad_onnx, patches)
     with pytest.raises(ModelFileError, match="missing or empty"):
         predict_tflite(tmp_path / "absent.tflite", patches)
+
+
+@pytest.mark.slow
+def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
+    yamnet_dir: Path, tiny_store: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from aed.models.runners import load_keras
+
+    params = _params(final_model=False, refit=True, fine_tune_blocks=1, fine_tune_epochs=2)
+    record = train.run(tiny_store, tmp_path / "refit", params, "yamnet_256", tmp_path / "r1")
+    row = record["splits"]["fold-2"]
+    assert row["refit"] is True
+    if row["best_phase"] == "head":
+        assert (row["head_epochs"], row["fine_tune_epochs"]) == (row["best_epoch"], 0)
+    else:
+        assert row["head_epochs"] + row["fine_tune_epochs"] == row["best_epoch"]
+    history = pd.read_csv(tmp_path / "r1" / "history" / "fold-2.csv")
+    refit = history[history["phase"].str.startswith("refit_")]
+    assert (refit["phase"] == "refit_head").sum() == row["head_epochs"]
+    assert (refit["phase"] == "refit_fine_tune").sum() == row["fine_tune_epochs"]
+    assert refit["val_accuracy"].isna().all()  # the validation clips are training clips now
+    assert refit["epoch"].min() > history[~history["phase"].str.startswith("refit_")]["epoch"].max()
+
+    plain = train.run(
+        tiny_store, tmp_path / "plain", _params(final_model=False), "yamnet_256", tmp_path / "r2"
+    )
+    assert plain["splits"]["fold-2"]["refit"] is False
+    probe = np.random.default_rng(0).normal(-6.0, 1.0, (4, 64, 96, 1)).astype(np.float32)
+    refit_out = load_keras(tmp_path / "refit" / "fold-2" / "model.keras").predict(probe, verbose=0)
+    plain_out = load_keras(tmp_path / "plain" / "fold-2" / "model.keras").predict(probe, verbose=0)
+    assert not np.allclose(refit_out, plain_out, atol=1e-4)

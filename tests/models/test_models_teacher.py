@@ -77,3 +77,15 @@ def test_input_mixup_mixes_patches_and_labels_alike() -> None:
     # a patch made of constant i mixed with constant j at weight lam: its value is lam * i + (1 - lam) * j
     values = patches[:, 0, 0, 0]
     assert not np.allclose(values[mixed], np.arange(6)[mixed])
+
+
+def test_teacher_with_the_same_clips_split_otherwise_between_train_and_val_is_accepted(
+    tmp_path: Path,
+) -> None:
+    """A refit student trains on train + val: the teacher's train / val line may differ, its test clips not."""
+    _write_layout(tmp_path / "teacher", test=["1-a"])
+    split = Split("fold-1", 1, ("2-a", "3-a", "4-a"), (), ("1-a",))
+    with pytest.raises(Exception) as raised:  # accepted: it then goes on to load the (absent) model file
+        load_teacher(tmp_path / "teacher", split)
+    assert "differ" not in str(raised.value)
+    assert "model.keras" in str(raised.value)
