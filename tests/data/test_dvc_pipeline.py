@@ -1,66 +1,25 @@
 """End to end with the real DVC: repro on a 20-clip ESC-10 mirror, idempotence, params-driven partial re-runs,
 and push/pull through a real S3 server (moto) on 127.0.0.1."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
+from tests.dvc_workspace import dvc_workspace, sh, small_mirror
+
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def sh(*args: str, cwd: Path, env: dict) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def mini_mirror(esc10_dir: Path, target: Path) -> Path:
-    meta = pd.read_csv(esc10_dir / "meta.csv")
-    subset = meta.groupby("category").head(2)
-    (target / "audio").mkdir(parents=True)
-    for name in subset["filename"]:
-        shutil.copyfile(esc10_dir / "audio" / name, target / "audio" / name)
-    subset.to_csv(target / "meta.csv", index=False)
-    shutil.copyfile(esc10_dir / "ATTRIBUTION.txt", target / "ATTRIBUTION.txt")
-    return target
 
 
 @pytest.fixture
 def workspace(tmp_path, repo_dir, esc10_dir):
+    def update(params: dict) -> None:
+        params["validate"]["min_clips_per_class"] = 1
+
     work = tmp_path / "work"
-    work.mkdir()
-    for name in ("dvc.yaml", "data.dvc", ".gitignore"):
-        shutil.copyfile(repo_dir / name, work / name)
-    shutil.copytree(repo_dir / "aed", work / "aed", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((repo_dir / "params.yaml").read_text())
-    params["validate"]["min_clips_per_class"] = 1
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    mirror = small_mirror(esc10_dir, tmp_path / "mirror", 2, ["category"])
     # Only the data stages: the later stages (models, HIL) are tested in their own areas.
-    stages = yaml.safe_load((work / "dvc.yaml").read_text())
-    stages["stages"] = {k: v for k, v in stages["stages"].items() if k in ("ingest", "validate", "patch")}
-    (work / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GX_ANALYTICS_ENABLED": "False",
-        "AED_DATA_MIRROR": str(mini_mirror(esc10_dir, tmp_path / "mirror")),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    sh("git", "init", "-q", cwd=work, env=env)
-    sh("dvc", "init", "-q", cwd=work, env=env)
-    sh("aed", "ingest", "--fetch-only", cwd=work, env=env)
-    sh("dvc", "commit", "--force", "-q", "data.dvc", cwd=work, env=env)
+    env = dvc_workspace(work, repo_dir, mirror, ("ingest", "validate", "patch"), update, ("aed",))
     return work, env
 
 
