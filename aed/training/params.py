@@ -45,9 +45,10 @@ class TrainParams:
     fine_tune_blocks: int = bounded(0, 0, 14)
     fine_tune_epochs: int = bounded(10, 0, 1000)
     fine_tune_learning_rate: float = bounded(1e-4, 1e-7, 1.0)
-    # knowledge distillation: targets = (1 - w) * one-hot + w * the teacher's softmax on the clean training patch.
-    # The teacher is the same-split model of another model's train output (e.g. models/yamnet_1024/float), whose
-    # splits must be identical (checked), so it never saw this split's test clips.
+    # knowledge distillation: targets = (1 - w) * one-hot + w * the teacher's softmax on the clean training patch
+    # (or on each augmented copy: teacher_on_augmented). The teacher is the same-split model of another model's
+    # train output (e.g. models/yamnet_1024/float) with the same test and non-test clips (checked), so it never
+    # saw this split's test clips.
     teacher_dir: str | None = None
     teacher_weight: float = bounded(0.5, 0.0, 1.0)
     teacher_on_augmented: bool = False  # the teacher labels each augmented (mixed) copy, not the clean patch

@@ -32,7 +32,7 @@ class SplitResult:
     history: list[dict]
     timings: dict[str, float] = field(default_factory=dict)
     distilled: bool = False
-    head_epochs: int = 0  # head epochs of the kept model (all of them when fine-tuning was kept)
+    head_epochs: int = 0  # head epochs of the kept model (fine-tuning starts from the best head epoch)
     fine_tune_epochs: int = 0  # fine-tuning epochs of the kept model (0: the head-only model was kept)
     refit: bool = False  # the returned model was retrained on train + validation clips for those epochs
 
@@ -219,7 +219,7 @@ def _train_once(
         history,
         timings,
         distilled,
-        head_epochs=len(head_selection.history) if fine_tune_epochs else head_selection.epoch,
+        head_epochs=head_selection.epoch,
         fine_tune_epochs=fine_tune_epochs,
     )
 
@@ -260,7 +260,7 @@ def _load_teacher(params: TrainParams, split: Split) -> keras.Model | None:
 
 
 def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
-    """The teacher's model of the same split. Its splits.json must list the same train / validation / test
+    """The teacher's model of the same split. Its splits.json must list the same test clips and the same non-test
     clips: a teacher that saw this split's test clips would leak them."""
     import json
 

@@ -97,11 +97,16 @@ def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
     record = train.run(tiny_store, tmp_path / "refit", params, "yamnet_256", tmp_path / "r1")
     row = record["splits"]["fold-2"]
     assert row["refit"] is True
+    history = pd.read_csv(tmp_path / "r1" / "history" / "fold-2.csv")
+    selection = history[history["phase"] == "head"]
+    best_head = selection.sort_values(
+        ["val_accuracy", "val_loss"], ascending=[False, True], kind="stable"
+    ).iloc[0]
+    assert row["head_epochs"] == best_head["epoch"]  # fine-tuning starts from the best head epoch
     if row["best_phase"] == "head":
         assert (row["head_epochs"], row["fine_tune_epochs"]) == (row["best_epoch"], 0)
     else:
-        assert row["head_epochs"] + row["fine_tune_epochs"] == row["best_epoch"]
-    history = pd.read_csv(tmp_path / "r1" / "history" / "fold-2.csv")
+        assert row["fine_tune_epochs"] == row["best_epoch"] - len(selection)
     refit = history[history["phase"].str.startswith("refit_")]
     assert (refit["phase"] == "refit_head").sum() == row["head_epochs"]
     assert (refit["phase"] == "refit_fine_tune").sum() == row["fine_tune_epochs"]
