@@ -14,11 +14,9 @@ from aed.patchstore import write_patch_store
 CLASSES = [f"class_{i}" for i in range(10)]
 
 
-def build_tiny_int8(path: Path, seed: int = 0, output_type: str = "float32") -> Path:
-    """A 5-op YAMNet-like int8 model on 64x96x1 patches (conv s2, depthwise, pointwise, GAP, dense+softmax)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def tiny_keras_model(seed: int):
+    """A 5-op YAMNet-like float model on 64x96x1 patches (conv s2, depthwise, pointwise, GAP, dense+softmax)."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -28,7 +26,15 @@ def build_tiny_int8(path: Path, seed: int = 0, output_type: str = "float32") -> 
     x = layers.Conv2D(16, 1, activation="relu")(x)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(len(CLASSES), activation="softmax")(x)
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs))
+    return keras.Model(inputs, outputs)
+
+
+def build_tiny_int8(path: Path, seed: int = 0, output_type: str = "float32") -> Path:
+    """A 5-op YAMNet-like int8 model on 64x96x1 patches (conv s2, depthwise, pointwise, GAP, dense+softmax)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(tiny_keras_model(seed))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     rng = np.random.default_rng(seed)
     converter.representative_dataset = lambda: (
@@ -91,19 +97,9 @@ def vboard_factory():
 def tiny_qdq_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny architecture as a QDQ ONNX model (the YAMNet-1024 / N6 format), via aed.quantize.to_qdq_onnx."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
     from aed.quantize import to_qdq_onnx
 
-    keras.utils.set_random_seed(2)
-    layers = keras.layers
-    inputs = layers.Input((64, 96, 1))
-    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
-    x = layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv2D(16, 1, activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(len(CLASSES), activation="softmax")(x)
     calibration = np.random.default_rng(2).normal(size=(16, 64, 96, 1)).astype(np.float32)
     path = tmp_path_factory.mktemp("onnx") / "tiny_qdq.onnx"
-    to_qdq_onnx(keras.Model(inputs, outputs), calibration, path)
+    to_qdq_onnx(tiny_keras_model(2), calibration, path)
     return path
