@@ -1,6 +1,5 @@
 import http.server
 import json
-import threading
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ from aed.datasets.fetch import download, extract_zip
 from aed.datasets.fsd50k import unsmear
 from aed.records import sha256_file
 from components.ingest import FSD50KOptions, IngestParams, run
-from tests.conftest import tone, write_audio
+from tests.conftest import loopback_http, tone, write_audio
 
 
 def ingest(tmp_path: Path, params: IngestParams, **kwargs) -> tuple[dict, pd.DataFrame]:
@@ -112,13 +111,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     RangeHandler.requests = []
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(RangeHandler) as url:
+        yield url
 
 
 def esc50_zip(tmp_path: Path) -> bytes:

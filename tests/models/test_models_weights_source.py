@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from aed.datasets.errors import DatasetError
 from aed.models.config import ModelsParams
 from aed.params import ParamsError
+from tests.conftest import loopback_http
 
 
 @pytest.fixture
@@ -21,12 +21,8 @@ def served(tmp_path: Path):
     root.mkdir()
     (root / "yamnet.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 64)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root / "yamnet.h5"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(handler) as url:
+        yield url, root / "yamnet.h5"
 
 
 def test_url_is_downloaded_once_into_the_cache_and_verified(served, tmp_path: Path) -> None:
