@@ -14,7 +14,7 @@ import numpy as np
 from aed.patchstore import PatchStore
 from aed.splits import Split
 from aed.training.augment import ClipFrames, augment_patches, mixup
-from aed.training.fit import Selection, evaluate_split, predict, train_on_cache
+from aed.training.fit import Selection, evaluate_split, one_hot, predict, train_on_cache
 from aed.training.network import SplitNetwork, build_split_network
 from aed.training.params import TrainParams
 
@@ -119,8 +119,7 @@ def _train_once(
         )
 
     teacher = _load_teacher(params, split)
-    n_classes = len(store.class_names)
-    hard_targets = np.eye(n_classes, dtype=np.float32)[train_labels]
+    hard_targets = one_hot(train_labels, len(store.class_names))
     started = time.perf_counter()
     n_copies = params.augment_copies if params.augment else 1
     frames = None
