@@ -108,6 +108,7 @@ def train_on_cache(
     )
     hard_targets = one_hot(train_labels, n_classes)
     weights = class_weight_vector(train_labels, n_classes)[train_labels] if params.class_weights else None
+    average = WeightAverage(params.average_last_epochs, epochs)
     bar = tqdm(range(epochs), desc=phase, unit="epoch", leave=False, disable=None)
     for epoch in bar:
         started = time.perf_counter()
@@ -127,10 +128,54 @@ def train_on_cache(
             "seconds": 0.0,
         }
         row["seconds"] = round(time.perf_counter() - started, 3)
-        selection.offer(model, row)
+        if average.enabled:
+            # Epochs are not selected: the phase's one candidate is the average, offered after the loop.
+            selection.history.append(row)
+            average.add(model, epoch)
+        else:
+            selection.offer(model, row)
         bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}", best=selection.epoch)
         if params.early_stopping_patience and selection.since_best >= params.early_stopping_patience:
             log.info("%s: early stop at epoch %d (best %d)", phase, row["epoch"], selection.epoch)
             break
     bar.close()
+    if average.enabled:
+        model.set_weights(average.mean())
+        last = selection.history[-1]["epoch"]
+        row = {
+            "phase": f"{phase}_average",
+            "epoch": last,
+            "loss": float("nan"),
+            "accuracy": float("nan"),
+            **evaluate_split(model, val_x, val_labels, val_clips),
+            "seconds": 0.0,
+        }
+        # A fresh selection always takes it; fine-tuning's keeps the head-only model if that validates better.
+        selection.offer(model, row)
     return selection
+
+
+class WeightAverage:
+    """Mean of the weights after each of the last `last_n` epochs of a phase (stochastic weight averaging with a
+    constant learning rate): a flatter solution than any single epoch, and no epoch picked on validation noise.
+    Batch norm stays frozen in every phase, so the averaged model needs no statistics update."""
+
+    def __init__(self, last_n: int, epochs: int) -> None:
+        self.enabled = last_n > 0
+        self.first_epoch = max(0, epochs - last_n)
+        self.total: list[np.ndarray] | None = None
+        self.count = 0
+
+    def add(self, model: keras.Model, epoch: int) -> None:
+        if epoch < self.first_epoch:
+            return
+        weights = [np.asarray(w, np.float64) for w in model.get_weights()]
+        self.total = (
+            weights if self.total is None else [t + w for t, w in zip(self.total, weights, strict=True)]
+        )
+        self.count += 1
+
+    def mean(self) -> list[np.ndarray]:
+        if self.total is None:
+            raise RuntimeError("no epoch was averaged")
+        return [(t / self.count).astype(np.float32) for t in self.total]

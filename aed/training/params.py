@@ -41,6 +41,8 @@ class TrainParams:
     input_mixup_alpha: float = bounded(0.0, 0.0, 10.0)  # on log-mel patches, before the cache; 0 = off
     class_weights: bool = False
     early_stopping_patience: int = bounded(0, 0, 1000)  # 0 = off
+    # > 0: each phase keeps the mean weights of its last N epochs (SWA), not its best validation epoch
+    average_last_epochs: int = bounded(0, 0, 1000)
     # fine-tuning the last K backbone blocks after the head (lower learning rate)
     fine_tune_blocks: int = bounded(0, 0, 14)
     fine_tune_epochs: int = bounded(10, 0, 1000)
@@ -67,5 +69,9 @@ class TrainParams:
     def validate(self) -> None:
         from aed.params import ParamsError
 
+        if self.average_last_epochs and self.early_stopping_patience:
+            raise ParamsError(
+                "train.average_last_epochs and train.early_stopping_patience exclude each other"
+            )
         if self.volume_min > self.volume_max:
             raise ParamsError(f"train.volume_min {self.volume_min} > train.volume_max {self.volume_max}")

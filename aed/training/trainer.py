@@ -198,7 +198,7 @@ def _train_once(
             "fine_tune",
             rng,
             tail_selection,
-            epoch_offset=len(history),
+            epoch_offset=history[-1]["epoch"],
             soft_targets=soft_targets,
         )
         net.tail.set_weights(tail_selection.weights)
@@ -206,7 +206,7 @@ def _train_once(
         history = history + tail_selection.history
         if tail_selection.epoch != head_selection.epoch:
             best, best_phase = tail_selection, "fine_tune"
-            fine_tune_epochs = tail_selection.epoch - len(head_selection.history)
+            fine_tune_epochs = tail_selection.epoch - head_selection.history[-1]["epoch"]
         timings["fine_tune_s"] = time.perf_counter() - started
     return SplitResult(
         split.name,

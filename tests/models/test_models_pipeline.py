@@ -121,3 +121,21 @@ def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
     refit_out = load_keras(tmp_path / "refit" / "fold-2" / "model.keras").predict(probe, verbose=0)
     plain_out = load_keras(tmp_path / "plain" / "fold-2" / "model.keras").predict(probe, verbose=0)
     assert not np.allclose(refit_out, plain_out, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_weight_averaging_in_both_phases(yamnet_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    params = _params(final_model=False, average_last_epochs=2, fine_tune_blocks=1, fine_tune_epochs=3)
+    record = train.run(tiny_store, tmp_path / "swa", params, "yamnet_256", tmp_path / "r")
+    row = record["splits"]["fold-2"]
+    history = pd.read_csv(tmp_path / "r" / "history" / "fold-2.csv")
+    assert list(history["phase"]) == ["head"] * 3 + ["head_average"] + ["fine_tune"] * 3 + [
+        "fine_tune_average"
+    ]
+    assert list(history["epoch"]) == [1, 2, 3, 3, 4, 5, 6, 6]  # an average carries its phase's last epoch
+    assert row["head_epochs"] == 3  # no epoch selection: the head ran, and is averaged over, all its epochs
+    kept = history[history["phase"] == f"{row['best_phase']}_average"].iloc[0]
+    assert row["val_accuracy"] == pytest.approx(kept["val_accuracy"])
+    assert row["fine_tune_epochs"] == (3 if row["best_phase"] == "fine_tune" else 0)
