@@ -47,7 +47,7 @@ SETTINGS: dict[str, TaskSettings] = {
     "ingest": TaskSettings("base", "1", "2G", retries=2),
     "validate": TaskSettings("base", "2", "4G"),
     "patch": TaskSettings("base", "2", "4G"),
-    "train": TaskSettings("train", "2", "8G"),
+    "train": TaskSettings("train", "2", "12G"),  # train.jobs: 2 worker processes
     "quantize": TaskSettings("train", "2", "4G"),
     "evaluate": TaskSettings("train", "2", "4G"),
     "convert": TaskSettings("train", "1", "2G", retries=1),

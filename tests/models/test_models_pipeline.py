@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -139,3 +140,36 @@ def test_weight_averaging_in_both_phases(yamnet_dir: Path, tiny_store: Path, tmp
     kept = history[history["phase"] == f"{row['best_phase']}_average"].iloc[0]
     assert row["val_accuracy"] == pytest.approx(kept["val_accuracy"])
     assert row["fine_tune_epochs"] == (3 if row["best_phase"] == "fine_tune" else 0)
+
+
+@pytest.mark.slow
+def test_parallel_split_jobs_train_every_split_like_one_process(
+    yamnet_dir: Path, tiny_store: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    params = _params(folds=[1, 2], final_model=True)
+    one = train.run(tiny_store, tmp_path / "one", params, "yamnet_256", tmp_path / "r1")
+    two = train.run(
+        tiny_store, tmp_path / "two", dataclasses.replace(params, jobs=2), "yamnet_256", tmp_path / "r2"
+    )
+    assert list(two["splits"]) == ["fold-1", "fold-2", "final"]  # the record keeps the splits' order
+    for name in two["splits"]:
+        assert (tmp_path / "two" / name / "model.keras").is_file()
+        histories = [pd.read_csv(tmp_path / r / "history" / f"{name}.csv") for r in ("r1", "r2")]
+        # Seeded per split: a worker process trains the split as this process does (up to thread-count rounding).
+        assert list(histories[0]["epoch"]) == list(histories[1]["epoch"])
+        np.testing.assert_allclose(histories[0]["val_loss"], histories[1]["val_loss"], rtol=1e-3, atol=1e-4)
+        assert one["splits"][name]["best_epoch"] == two["splits"][name]["best_epoch"]
+
+
+def test_a_failing_split_job_names_the_split(tmp_path: Path) -> None:
+    from aed.splits import Split
+    from aed.training import ModelSource
+
+    split = Split("fold-9", 9, ("a",), ("b",), ("c",))
+    job = train.SplitJob(
+        tmp_path / "absent", split, "yamnet_256", _params(), ModelSource(), tmp_path, tmp_path
+    )
+    with pytest.raises(RuntimeError, match="yamnet_256 fold-9 failed.*absent"):
+        train.run_split_jobs([job, dataclasses.replace(job, split=Split("fold-8", 8, (), (), ()))], 2)
