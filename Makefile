@@ -88,6 +88,7 @@ bench: data
 	$(BIN)/python bench/estimator.py
 	$(BIN)/python bench/hil.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/split_jobs.py
 
 clean:
 	rm -rf artifacts reports models .cache/aed/extracted
