@@ -115,7 +115,7 @@ def train_and_save(job: SplitJob, store: PatchStore | None = None) -> dict:
     """Train one split, save its model and history; returns its row of train.json. Module-level: it is what a
     worker process runs when train.jobs > 1."""
     started = time.perf_counter()
-    store = store or load_patch_store(job.patches_dir)
+    store = load_patch_store(job.patches_dir) if store is None else store
     split = job.split
     result = train_split(store, split, job.model_name, job.params, job.source)
     (job.out_dir / split.name).mkdir(parents=True, exist_ok=True)
@@ -144,8 +144,9 @@ def train_and_save(job: SplitJob, store: PatchStore | None = None) -> dict:
 
 def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None = None) -> list[dict]:
     """The splits' rows in order. workers > 1: that many spawned processes with cores / workers TensorFlow threads
-    each; small-batch training keeps two threads half idle, so two single-threaded splits at once train about
-    1.4x faster on 2 cores (bench/training.py). Each split is seeded on its own, so the order does not matter."""
+    each; small-batch training keeps two threads half idle, so two single-threaded splits at once train 1.3x
+    faster on 2 cores (bench/split_jobs.py). Each split is seeded on its own, so the order does not matter. On a
+    failure the splits not started are cancelled; the ones running finish first."""
     workers = min(workers, len(jobs))
     if workers <= 1:
         return [train_and_save(job, store) for job in jobs]
