@@ -100,7 +100,8 @@ def rfc2217_board(vboard_factory, tiny_model):
                 if data:
                     conn.sendall(b"".join(manager.escape(data)))
 
-        threading.Thread(target=to_network, daemon=True).start()
+        forwarder = threading.Thread(target=to_network, daemon=True)
+        forwarder.start()
         while not stop.is_set():
             try:
                 data = conn.recv(4096)
@@ -109,6 +110,8 @@ def rfc2217_board(vboard_factory, tiny_model):
             if not data:
                 break
             port.write(b"".join(manager.filter(data)))
+        stop.set()
+        forwarder.join(timeout=5)  # before the port closes: a read on a closed port raises in the thread
         conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
