@@ -82,6 +82,26 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndar
     return model.predict(x, batch_size=batch_size, verbose=0)
 
 
+def validation_row(
+    model: keras.Model,
+    phase: str,
+    epoch: int,
+    val_x: np.ndarray,
+    val_labels: np.ndarray,
+    val_clips: np.ndarray,
+) -> dict:
+    """A history row for weights not fitted by an epoch of their own (an average, the head-only start of
+    fine-tuning): validation figures only."""
+    return {
+        "phase": phase,
+        "epoch": epoch,
+        "loss": float("nan"),
+        "accuracy": float("nan"),
+        **evaluate_split(model, val_x, val_labels, val_clips),
+        "seconds": 0.0,
+    }
+
+
 def train_on_cache(
     model: keras.Model,
     train_copy: Callable[[int], np.ndarray],
@@ -141,15 +161,9 @@ def train_on_cache(
     bar.close()
     if average.enabled:
         model.set_weights(average.mean())
-        last = selection.history[-1]["epoch"]
-        row = {
-            "phase": f"{phase}_average",
-            "epoch": last,
-            "loss": float("nan"),
-            "accuracy": float("nan"),
-            **evaluate_split(model, val_x, val_labels, val_clips),
-            "seconds": 0.0,
-        }
+        row = validation_row(
+            model, f"{phase}_average", selection.history[-1]["epoch"], val_x, val_labels, val_clips
+        )
         # A fresh selection always takes it; fine-tuning's keeps the head-only model if that validates better.
         selection.offer(model, row)
     return selection

@@ -14,7 +14,7 @@ import numpy as np
 from aed.patchstore import PatchStore
 from aed.splits import Split
 from aed.training.augment import ClipFrames, augment_patches, mixup
-from aed.training.fit import Selection, evaluate_split, one_hot, predict, train_on_cache
+from aed.training.fit import Selection, one_hot, predict, train_on_cache, validation_row
 from aed.training.network import SplitNetwork, build_split_network
 from aed.training.params import TrainParams
 
@@ -168,20 +168,14 @@ def _train_once(
 
     if fine_tuning and params.fine_tune_epochs:
         started = time.perf_counter()
+        head_last_epoch = head_selection.history[-1]["epoch"]  # fine-tuning's epochs are numbered after it
         del embeddings
         net.set_fine_tuning(True)
         tail_selection = Selection()
         # The head-only result is the fine-tuning's epoch 0: fine-tuning is kept only if validation improves.
         tail_selection.offer(
             net.tail,
-            {
-                "phase": "fine_tune",
-                "epoch": head_selection.epoch,
-                "loss": float("nan"),
-                "accuracy": float("nan"),
-                **evaluate_split(net.tail, val_features, val_labels, val_clips),
-                "seconds": 0.0,
-            },
+            validation_row(net.tail, "fine_tune", head_selection.epoch, val_features, val_labels, val_clips),
         )
         tail_selection.history.clear()
         tail_selection = train_on_cache(
@@ -198,7 +192,7 @@ def _train_once(
             "fine_tune",
             rng,
             tail_selection,
-            epoch_offset=history[-1]["epoch"],
+            epoch_offset=head_last_epoch,
             soft_targets=soft_targets,
         )
         net.tail.set_weights(tail_selection.weights)
@@ -206,7 +200,7 @@ def _train_once(
         history = history + tail_selection.history
         if tail_selection.epoch != head_selection.epoch:
             best, best_phase = tail_selection, "fine_tune"
-            fine_tune_epochs = tail_selection.epoch - head_selection.history[-1]["epoch"]
+            fine_tune_epochs = tail_selection.epoch - head_last_epoch
         timings["fine_tune_s"] = time.perf_counter() - started
     return SplitResult(
         split.name,

@@ -151,7 +151,7 @@ def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None 
     if workers <= 1:
         return [train_and_save(job, store) for job in jobs]
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    with ProcessPoolExecutor(workers, get_context("spawn"), _limit_threads, (threads,)) as pool:
+    with ProcessPoolExecutor(workers, get_context("spawn"), _init_worker, (threads,)) as pool:
         futures = [pool.submit(train_and_save, job) for job in jobs]
         rows = []
         for job, future in zip(jobs, futures, strict=True):
@@ -164,7 +164,8 @@ def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None 
         return rows
 
 
-def _limit_threads(threads: int) -> None:
+def _init_worker(threads: int) -> None:
+    """A training worker: `threads` TensorFlow threads, warnings-level logging (spawned processes have none)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
