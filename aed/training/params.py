@@ -55,6 +55,8 @@ class TrainParams:
     teacher_dir: str | None = None
     teacher_weight: float = bounded(0.5, 0.0, 1.0)
     teacher_on_augmented: bool = False  # the teacher labels each augmented (mixed) copy, not the clean patch
+    # > 1 softens the teacher's softmax (p ** (1 / T), renormalized: its logits divided by T)
+    teacher_temperature: float = bounded(1.0, 0.1, 100.0)
     # per-model overrides of any key above: {yamnet_256: {fine_tune_blocks: 1}, ...}
     overrides: dict[str, Any] = field(default_factory=dict)
 

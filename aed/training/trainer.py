@@ -235,8 +235,20 @@ def training_copy(
             patches, targets = mixup(patches, hard_targets, params.input_mixup_alpha, rng)
     if teacher is not None:
         taught = predict(teacher, patches, 128) if params.teacher_on_augmented else clean_teacher
+        taught = soften(taught, params.teacher_temperature)
         targets = (1.0 - params.teacher_weight) * targets + params.teacher_weight * taught
     return patches, targets.astype(np.float32)
+
+
+def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax outputs at a temperature: softmax(logits / T) computed from the probabilities themselves, since
+    log p differs from the logits only by a per-row constant. T = 1 returns them unchanged."""
+    if temperature == 1.0:
+        return probabilities
+    scaled = np.log(np.maximum(probabilities, 1e-12)) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    softened = np.exp(scaled)
+    return softened / softened.sum(axis=1, keepdims=True)
 
 
 def _load_teacher(params: TrainParams, split: Split) -> keras.Model | None:

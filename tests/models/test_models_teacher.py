@@ -89,3 +89,31 @@ def test_teacher_with_the_same_clips_split_otherwise_between_train_and_val_is_ac
         load_teacher(tmp_path / "teacher", split)
     assert "differ" not in str(raised.value)
     assert "model.keras" in str(raised.value)
+
+
+def test_softened_teacher_is_its_softmax_at_that_temperature() -> None:
+    from aed.training.trainer import soften
+
+    logits = np.array([[4.0, 1.0, -2.0], [0.5, 0.5, 3.0]])
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = np.exp(logits / 3.0) / np.exp(logits / 3.0).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(soften(probabilities, 3.0), expected, rtol=1e-9)
+    assert soften(probabilities, 1.0) is probabilities
+    # a saturated row (zeros in float32) stays finite and keeps its argmax
+    saturated = soften(np.array([[1.0, 0.0, 0.0]], np.float32), 4.0)
+    assert np.isfinite(saturated).all() and saturated.argmax() == 0 and saturated[0, 0] < 1.0
+
+
+def test_teacher_temperature_softens_the_distilled_targets() -> None:
+    from aed.training import TrainParams
+    from aed.training.trainer import soften, training_copy
+
+    teacher = _mean_teacher()
+    rng = np.random.default_rng(0)
+    clean = rng.normal(0.0, 1.0, (8, 64, 96, 1)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[np.arange(8) % 3]
+    taught = np.array([[0.9, 0.08, 0.02]] * 8, np.float32)
+    params = TrainParams(teacher_weight=0.5, teacher_temperature=2.0, augment=False)
+    _, targets = training_copy(clean, labels, params, np.random.default_rng(1), teacher, taught)
+    np.testing.assert_allclose(targets, 0.5 * labels + 0.5 * soften(taught, 2.0), atol=1e-6)
+    assert soften(taught, 2.0)[0, 0] < 0.9
