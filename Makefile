@@ -33,16 +33,21 @@ data: install
 	aed ingest --fetch-only
 	dvc commit --force --quiet data.dvc
 
-# The gate compares the virtual-board record with a committed baseline. On a first run (no baseline yet for this
-# model and profile) the demo accepts the run's own record explicitly, says so, and then gates against it.
-GATE_RECORD := reports/hil_yamnet_256.json
-GATE_BASELINE := baselines/hil-yamnet_256-b-u585i-iot02a.json
+# The gate compares each model's virtual-board record with a committed baseline. On a first run (no baseline yet for
+# a model) the demo accepts the run's own record explicitly, says so, and then gates against it.
+GATE_MODELS := yamnet_256 yamnet_1024
 
 demo: data
 	dvc repro hil
-	@test -f $(GATE_BASELINE) || { echo "demo: no baseline at $(GATE_BASELINE): accepting this run's record as the first baseline (review it, then commit it)"; aed gate --record $(GATE_RECORD) --model-name yamnet_256 --accept; }
+	@for model in $(GATE_MODELS); do \
+	  record=reports/hil_$$model.json; \
+	  baseline=baselines/hil-$$model-$$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['board']['profile'])" $$record).json; \
+	  test -f $$baseline || { \
+	    echo "demo: no baseline at $$baseline: accepting this run's record as the first baseline (review it, then commit it)"; \
+	    aed gate --record $$record --model-name $$model --accept || exit 1; }; \
+	done
 	dvc repro
-	@cat reports/gate_yamnet_256.json | python -c "import json,sys; v=json.load(sys.stdin); print('gate verdict:', {k: v.get(k) for k in ('verdict', 'promotable', 'exit_code')})"
+	@for model in $(GATE_MODELS); do python -c "import json,sys; v=json.load(open(sys.argv[1])); print('gate verdict', sys.argv[2] + ':', {k: v.get(k) for k in ('verdict', 'promotable', 'exit_code')})" reports/gate_$$model.json $$model; done
 
 test: install lint
 	$(BIN)/python -m pytest

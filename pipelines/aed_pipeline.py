@@ -7,8 +7,9 @@ JSON text (its default is the repository's params.yaml at compile time), so a ru
 like a local `dvc repro`.
 
 Promotion: `promote` runs inside `dsl.If(gate verdict)` and, in addition, only after every task of every branch
-has finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched. Only
-models the boards can run (int8 TFLite) get hil, gate and promote; see `board_models`.
+has finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched. Every
+model runs on a board before its gate: the int8 TFLite model on the profile's board (U5 by default), the QDQ ONNX
+model on the N6 (`hil.profiles`).
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline function's annotations as real types.
@@ -107,13 +108,9 @@ def _model_branch(
     patches: Any,
     included: set[str],
     retries: bool,
-    on_boards: bool,
 ) -> dict[str, Any]:
     """train -> quantize -> evaluate / convert / export_firmware / hil -> gate for one model (as far as `included`
-    goes).
-
-    Without `on_boards` the branch ends after evaluate and convert: no board run, hence no gate and no promotion.
-    """
+    goes)."""
     step: dict[str, Any] = {}
 
     def add(name: str, **inputs: Any) -> bool:
@@ -131,8 +128,6 @@ def _model_branch(
     quantized = step["quantize"].outputs["quantized"]
     add("evaluate", patches=patches, model=model_out, quantized=quantized)
     add("convert", quantized=quantized)
-    if not on_boards:
-        return step
     add("export_firmware", quantized=quantized)
     add("hil", patches=patches, quantized=quantized)
     if {"evaluate", "convert", "hil"} <= step.keys():
@@ -143,16 +138,6 @@ def _model_branch(
             board=step["hil"].outputs["metrics"],
         )
     return step
-
-
-def board_models(params: dict[str, Any], models: list[str]) -> list[str]:
-    """The models that get a board run (hil), a gate and a promotion: those quantized to int8 TFLite, which is
-    what the (virtual) boards execute. ONNX QDQ models (YAMNet-1024 for the N6 NPU by default) stop after
-    evaluate and convert, exactly as in dvc.yaml."""
-    from components.quantize import QuantizeParams
-
-    formats = (params.get("quantize") or {}).get("formats") or QuantizeParams().formats
-    return [model for model in models if formats.get(model) == "tflite"]
 
 
 def build_pipeline(
@@ -176,7 +161,6 @@ def build_pipeline(
         raise ValueError(f"--until {until!r}: expected one of {list(STEPS)}")
     included = set(STEPS[: STEPS.index(until) + 1] if until else STEPS)
     c = build_components(images or Images(), models)
-    on_boards = board_models(params, models)
     params_json = json.dumps(params, sort_keys=True)
 
     @dsl.pipeline(
@@ -197,10 +181,7 @@ def build_pipeline(
             c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch"
         )
         patches = patch.outputs["patches"]
-        branches = {
-            model: _model_branch(c, params, model, patches, included, retries, model in on_boards)
-            for model in models
-        }
+        branches = {model: _model_branch(c, params, model, patches, included, retries) for model in models}
         if "promote" not in included:
             return
         every_task = [task for branch in branches.values() for task in branch.values()]

@@ -37,13 +37,8 @@ def _compile(tmp: Path, **overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The default configuration: YAMNet-256 int8 TFLite (boards), YAMNet-1024 ONNX QDQ (no board run)."""
+    """The default configuration: YAMNet-256 int8 TFLite (U5 board), YAMNet-1024 ONNX QDQ (N6 board)."""
     return _compile(tmp_path_factory.mktemp("ir"))
-
-
-@pytest.fixture(scope="module")
-def compiled_both_on_boards(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return _compile(tmp_path_factory.mktemp("ir2"), quantize={"formats": {m: "tflite" for m in MODELS}})
 
 
 def _all_tasks(spec: dict) -> dict[str, dict]:
@@ -82,18 +77,19 @@ def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
     assert names >= set(SHARED_STEPS)
     for model in ("yamnet-256", "yamnet-1024"):
         assert names >= {f"{s}-{model}" for s in ("train", "quantize", "evaluate", "convert")}
-    # the boards run int8 TFLite: YAMNet-256 gets hil, gate and promote; YAMNet-1024 (ONNX QDQ) stops after
-    # evaluate and convert, as in dvc.yaml
+    # both formats run on a board (int8 TFLite on the U5, QDQ ONNX on the N6): every model is gated and promoted
     board_steps = ("export-firmware", "hil", "gate", "promote")
-    assert names >= {f"{s}-yamnet-256" for s in board_steps}
-    assert not names & {f"{s}-yamnet-1024" for s in board_steps}
+    for model in ("yamnet-256", "yamnet-1024"):
+        assert names >= {f"{s}-{model}" for s in board_steps}
     deps = {name: set(task.get("dependentTasks", [])) for name, task in _all_tasks(compiled).items()}
     assert deps["validate"] == {"ingest"} and deps["patch"] == {"ingest", "validate"}
     for model in ("yamnet-256", "yamnet-1024"):
         assert deps[f"train-{model}"] == {"patch"}
         assert deps[f"quantize-{model}"] == {"patch", f"train-{model}"}
         assert deps[f"evaluate-{model}"] == {"patch", f"train-{model}", f"quantize-{model}"}
-    assert deps["gate-yamnet-256"] == {"evaluate-yamnet-256", "convert-yamnet-256", "hil-yamnet-256"}
+    for model in ("yamnet-256", "yamnet-1024"):
+        assert deps[f"gate-{model}"] == {f"evaluate-{model}", f"convert-{model}", f"hil-{model}"}
+        assert deps[f"hil-{model}"] == {"patch", f"quantize-{model}"}
     # the branches do not depend on each other: they run in parallel on a cluster
     for name, needs in deps.items():
         for model, other in (("yamnet-256", "yamnet-1024"), ("yamnet-1024", "yamnet-256")):
@@ -101,21 +97,31 @@ def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
                 assert not any(d.endswith(other) for d in needs), (name, needs)
     # promote waits for every task of both branches: a failure anywhere stops the run before a promotion
     waits_for = set(_condition_of(compiled, "promote-yamnet-256")["dependentTasks"])
-    assert {"gate-yamnet-256", "evaluate-yamnet-1024", "convert-yamnet-1024"} <= waits_for
-
-
-def test_both_models_gated_when_both_run_on_boards(compiled_both_on_boards: dict) -> None:
     for model in ("yamnet-256", "yamnet-1024"):
-        waits_for = set(_condition_of(compiled_both_on_boards, f"promote-{model}")["dependentTasks"])
-        assert {"gate-yamnet-256", "gate-yamnet-1024"} <= waits_for
+        waits_for = set(_condition_of(compiled, f"promote-{model}")["dependentTasks"])
+        assert {"gate-yamnet-256", "gate-yamnet-1024", "export-firmware-yamnet-1024"} <= waits_for
 
 
-def test_promote_runs_only_when_the_gate_passes(compiled_both_on_boards: dict) -> None:
+def test_dvc_and_kfp_run_the_same_board_steps_per_model(compiled: dict) -> None:
+    """`dvc repro` and the Kubeflow DAG put the same models on boards, through the same gate, to the same promotion."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for step in ("export_firmware", "hil", "gate", "promote"):
+        foreach = stages[step]["foreach"]
+        dvc_models = set(foreach if isinstance(foreach, list) else foreach.keys())
+        kfp_models = {
+            name.removeprefix(f"{step.replace('_', '-')}-").replace("-", "_")
+            for name in _all_tasks(compiled)
+            if name.startswith(f"{step.replace('_', '-')}-yamnet")
+        }
+        assert dvc_models == kfp_models == set(MODELS), (step, dvc_models, kfp_models)
+
+
+def test_promote_runs_only_when_the_gate_passes(compiled: dict) -> None:
     for model in ("yamnet-256", "yamnet-1024"):
-        condition = _condition_of(compiled_both_on_boards, f"promote-{model}")
+        condition = _condition_of(compiled, f"promote-{model}")
         assert condition["taskInfo"]["name"] == f"gate-passed-{model}"
         assert condition["triggerPolicy"]["condition"].endswith(f"gate-{model}-Output'] == true")
-        inner = compiled_both_on_boards["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+        inner = compiled["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
         assert list(inner) == [f"promote-{model}"]
 
 
