@@ -35,8 +35,9 @@ data: install
 
 # The gate compares each model's virtual-board record with a committed baseline (the path `aed gate` uses:
 # gate.baseline filled by components.gate.baseline_path). On a first run (no baseline yet for a model) the demo
-# accepts the run's own record explicitly, says so, and then gates against it.
-GATE_MODELS := yamnet_256 yamnet_1024
+# accepts the run's own record explicitly, says so, and then gates against it. Every model of models.names is gated
+# (read when the recipe runs, after install).
+GATE_MODELS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['models']['names']))")
 
 demo: data
 	dvc repro hil

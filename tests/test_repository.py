@@ -50,3 +50,16 @@ def test_every_step_package_registers_a_subcommand_with_a_run_entry_point():
     for expected in ("ingest", "validate", "patch"):
         assert expected in commands
         assert callable(importlib.import_module(f"components.{expected}").run)
+
+
+def test_make_demo_gates_every_model_that_params_yaml_names():
+    import subprocess
+
+    import yaml
+
+    names = yaml.safe_load((REPO / "params.yaml").read_text())["models"]["names"]
+    dry_run = subprocess.run(
+        ["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    loops = re.findall(r"for model in ([\w ]+); do", dry_run)
+    assert loops and all(loop.split() == names for loop in loops), loops
