@@ -35,10 +35,17 @@ def load_keras(path: Path):
 
 
 def predict_keras(model_or_path, patches: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Inference-mode forward pass. Up to 4 batches run as eager calls: a freshly loaded or just-trained model
+    would otherwise trace a new predict function for every small set (TensorFlow then warns of retracing)."""
     model = load_keras(model_or_path) if isinstance(model_or_path, str | Path) else model_or_path
-    if len(patches) == 0:
-        return np.zeros((0, int(model.output_shape[-1])), np.float32)
-    return model.predict(np.asarray(patches, np.float32), batch_size=batch_size, verbose=0)
+    x = np.asarray(patches, np.float32)
+    if len(x) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float32)
+    if len(x) <= 4 * batch_size:
+        return np.concatenate(
+            [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+        )
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def predict_tflite(path: Path, patches: np.ndarray, reference_kernels: bool = True) -> np.ndarray:

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from aed.models.runners import predict_keras
 from aed.training.augment import mixup
 from aed.training.params import TrainParams
 
@@ -61,7 +62,7 @@ def evaluate_split(
 
     if len(x) == 0:
         return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_clip_accuracy": float("nan")}
-    probs = predict(model, x, batch_size)
+    probs = predict_keras(model, x, batch_size)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
     clip_true, clip_pred, _ = clip_predictions(probs, clip_ids, labels)
     return {
@@ -69,17 +70,6 @@ def evaluate_split(
         "val_accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
         "val_clip_accuracy": float(np.mean(clip_true == clip_pred)),
     }
-
-
-def predict(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Inference-mode forward pass: eager calls for small arrays (no tracing cost), compiled predict otherwise."""
-    if len(x) == 0:
-        return np.zeros((0, *model.output_shape[1:]), np.float32)
-    if len(x) <= 4 * batch_size:  # validation sets: eager calls avoid re-tracing predict after every fit
-        return np.concatenate(
-            [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-        )
-    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 def validation_row(

@@ -11,10 +11,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from aed.models.runners import load_keras, predict_keras
 from aed.patchstore import PatchStore
 from aed.splits import Split
 from aed.training.augment import ClipFrames, augment_patches, mixup
-from aed.training.fit import Selection, one_hot, predict, train_on_cache, validation_row
+from aed.training.fit import Selection, one_hot, train_on_cache, validation_row
 from aed.training.network import SplitNetwork, build_split_network
 from aed.training.params import TrainParams
 
@@ -128,17 +129,17 @@ def _train_once(
     features, copy_targets = [], []
     clean_teacher = None
     if teacher is not None and not params.teacher_on_augmented:
-        clean_teacher = predict(teacher, train_patches, 128)
+        clean_teacher = predict_keras(teacher, train_patches, 128)
     for copy in range(n_copies):
         patches = frames.shifted(params.time_shift, rng) if frames is not None else train_patches
         patches, targets = training_copy(patches, hard_targets, params, rng, teacher, clean_teacher)
         copy_targets.append(targets)
-        features.append(predict(net.prefix, patches, 128))
+        features.append(predict_keras(net.prefix, patches, 128))
         log.debug("%s %s: cached copy %d/%d", model_name, split.name, copy + 1, n_copies)
-    val_features = predict(net.prefix, val_patches, 128)
+    val_features = predict_keras(net.prefix, val_patches, 128)
     fine_tuning = bool(net.trainable_blocks)
-    embeddings = [predict(net.to_embedding, f, 512) for f in features] if fine_tuning else features
-    val_embeddings = predict(net.to_embedding, val_features, 512) if fine_tuning else val_features
+    embeddings = [predict_keras(net.to_embedding, f, 512) for f in features] if fine_tuning else features
+    val_embeddings = predict_keras(net.to_embedding, val_features, 512) if fine_tuning else val_features
     if not fine_tuning:
         features = []  # the embeddings are the features; nothing else to keep
     timings["cache_s"] = time.perf_counter() - started
@@ -234,7 +235,7 @@ def training_copy(
         if params.input_mixup_alpha > 0:
             patches, targets = mixup(patches, hard_targets, params.input_mixup_alpha, rng)
     if teacher is not None:
-        taught = predict(teacher, patches, 128) if params.teacher_on_augmented else clean_teacher
+        taught = predict_keras(teacher, patches, 128) if params.teacher_on_augmented else clean_teacher
         taught = soften(taught, params.teacher_temperature)
         targets = (1.0 - params.teacher_weight) * targets + params.teacher_weight * taught
     return patches, targets.astype(np.float32)
@@ -268,8 +269,6 @@ def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
     """The teacher's model of the same split. Its splits.json must list the same test clips and the same non-test
     clips: a teacher that saw this split's test clips would leak them."""
     import json
-
-    from aed.models.runners import load_keras
 
     layout_path = teacher_dir / "splits.json"
     if not layout_path.is_file():

@@ -42,8 +42,8 @@ def _mean_teacher(n_classes: int = 3):
 
 
 def test_teacher_labels_the_augmented_copy_it_is_given() -> None:
+    from aed.models.runners import predict_keras as predict
     from aed.training import TrainParams
-    from aed.training.fit import predict
     from aed.training.trainer import training_copy
 
     teacher = _mean_teacher()
