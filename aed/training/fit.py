@@ -108,13 +108,14 @@ def train_on_cache(
     selection: Selection,
     epoch_offset: int = 0,
     soft_targets: Callable[[int], np.ndarray] | None = None,
+    loss: str | Callable = "categorical_crossentropy",
 ) -> Selection:
     """Fit `model` epoch by epoch on cached inputs (copy e mod n_copies), keeping the best validation epoch.
-    `soft_targets(k)` (input mixup, distillation) are copy k's training targets in place of the one-hot labels;
-    selection still uses the labels."""
+    `soft_targets(k)` (input mixup, distillation) are copy k's training targets in place of the one-hot labels
+    (for kd_loss: labels and teacher side by side); selection still uses the labels."""
     n_classes = int(model.output_shape[-1])
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy", metrics=["accuracy"]
+        optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[label_accuracy(n_classes)]
     )
     hard_targets = one_hot(train_labels, n_classes)
     weights = class_weight_vector(train_labels, n_classes)[train_labels] if params.class_weights else None
@@ -157,6 +158,33 @@ def train_on_cache(
         # A fresh selection always takes it; fine-tuning's keeps the head-only model if that validates better.
         selection.offer(model, row)
     return selection
+
+
+def label_accuracy(n_classes: int) -> Callable:
+    """Training accuracy against the label columns of the targets (the first n_classes: kd targets carry the
+    teacher's columns after them)."""
+
+    def accuracy(y_true, y_pred):
+        return keras.metrics.categorical_accuracy(y_true[:, :n_classes], y_pred)
+
+    return accuracy
+
+
+def kd_loss(n_classes: int, weight: float, temperature: float) -> Callable:
+    """Hinton et al.'s distillation loss on targets [labels | the teacher's softmax at T]:
+    (1 - w) * CE(labels, p) + w * T^2 * CE(teacher_T, softmax(log p / T)). The student outputs a softmax p, and
+    log p equals its logits up to a per-row constant, so softmax(log p / T) is the student at temperature T; T^2
+    keeps the soft term's gradients at the hard term's scale."""
+    ops = keras.ops
+
+    def loss(y_true, y_pred):
+        labels, teacher = y_true[:, :n_classes], y_true[:, n_classes:]
+        log_p = ops.log(ops.clip(y_pred, 1e-7, 1.0))
+        hard = -ops.sum(labels * log_p, axis=-1)
+        soft = -ops.sum(teacher * ops.log_softmax(log_p / temperature, axis=-1), axis=-1)
+        return (1.0 - weight) * hard + weight * temperature**2 * soft
+
+    return loss
 
 
 class WeightAverage:

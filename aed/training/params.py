@@ -57,6 +57,10 @@ class TrainParams:
     teacher_on_augmented: bool = False  # the teacher labels each augmented (mixed) copy, not the clean patch
     # > 1 softens the teacher's softmax (p ** (1 / T), renormalized: its logits divided by T)
     teacher_temperature: float = bounded(1.0, 0.1, 100.0)
+    # targets: cross-entropy on the mixed targets above (the student learns the softened teacher itself);
+    # kd: Hinton et al.'s loss, (1 - w) * CE(labels, student) + w * T^2 * CE(teacher at T, student at T), whose
+    # soft term is minimal when the student's logits match the teacher's (up to a constant)
+    distillation: Literal["targets", "kd"] = "targets"
     # per-model overrides of any key above: {yamnet_256: {fine_tune_blocks: 1}, ...}
     overrides: dict[str, Any] = field(default_factory=dict)
 

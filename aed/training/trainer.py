@@ -15,7 +15,7 @@ from aed.models.runners import load_keras, predict_keras
 from aed.patchstore import PatchStore
 from aed.splits import Split
 from aed.training.augment import ClipFrames, augment_patches, mixup
-from aed.training.fit import Selection, one_hot, train_on_cache, validation_row
+from aed.training.fit import Selection, kd_loss, one_hot, train_on_cache, validation_row
 from aed.training.network import SplitNetwork, build_split_network
 from aed.training.params import TrainParams
 
@@ -145,6 +145,11 @@ def _train_once(
     timings["cache_s"] = time.perf_counter() - started
     distilled = teacher is not None
     soft_targets = copy_targets.__getitem__
+    loss = (
+        kd_loss(len(store.class_names), params.teacher_weight, params.teacher_temperature)
+        if distilled and params.distillation == "kd"
+        else "categorical_crossentropy"
+    )
     started = time.perf_counter()
     head_selection = train_on_cache(
         net.head,
@@ -161,6 +166,7 @@ def _train_once(
         rng,
         Selection(),
         soft_targets=soft_targets,
+        loss=loss,
     )
     net.head.set_weights(head_selection.weights)
     history, best = head_selection.history, head_selection
@@ -195,6 +201,7 @@ def _train_once(
             tail_selection,
             epoch_offset=head_last_epoch,
             soft_targets=soft_targets,
+            loss=loss,
         )
         net.tail.set_weights(tail_selection.weights)
         net.set_fine_tuning(False)
@@ -228,7 +235,8 @@ def training_copy(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One augmented copy of the training patches and its targets: noise and volume (and masks), then input
     mixup, then distillation: (1 - w) * labels + w * the teacher's softmax, on this very copy when
-    teacher_on_augmented (consistent targets for what the student sees), else `clean_teacher` (clean patches)."""
+    teacher_on_augmented (consistent targets for what the student sees), else `clean_teacher` (clean patches).
+    With `distillation: kd` the targets are [labels | the teacher at T] (2 x classes columns) for kd_loss."""
     targets = hard_targets
     if params.augment:
         patches = augment_patches(patches, params, rng)
@@ -237,7 +245,10 @@ def training_copy(
     if teacher is not None:
         taught = predict_keras(teacher, patches, 128) if params.teacher_on_augmented else clean_teacher
         taught = soften(taught, params.teacher_temperature)
-        targets = (1.0 - params.teacher_weight) * targets + params.teacher_weight * taught
+        if params.distillation == "kd":  # labels and teacher side by side for kd_loss
+            targets = np.concatenate([targets, taught], axis=1)
+        else:
+            targets = (1.0 - params.teacher_weight) * targets + params.teacher_weight * taught
     return patches, targets.astype(np.float32)
 
 

@@ -12,7 +12,7 @@ import pytest
 import components.evaluate as evaluate
 import components.quantize as quantize
 import components.train as train
-from aed.models.runners import ModelFileError, predict_onnx, predict_tflite
+from aed.models.runners import ModelFileError, load_keras, predict_onnx, predict_tflite
 from aed.training import TrainParams
 
 
@@ -92,8 +92,6 @@ def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
 ) -> None:
     import pandas as pd
 
-    from aed.models.runners import load_keras
-
     params = _params(final_model=False, refit=True, fine_tune_blocks=1, fine_tune_epochs=2)
     record = train.run(tiny_store, tmp_path / "refit", params, "yamnet_256", tmp_path / "r1")
     row = record["splits"]["fold-2"]
@@ -122,6 +120,31 @@ def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
     refit_out = load_keras(tmp_path / "refit" / "fold-2" / "model.keras").predict(probe, verbose=0)
     plain_out = load_keras(tmp_path / "plain" / "fold-2" / "model.keras").predict(probe, verbose=0)
     assert not np.allclose(refit_out, plain_out, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_distillation_trains_with_either_loss(yamnet_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    teacher_dir = tmp_path / "teacher"
+    train.run(tiny_store, teacher_dir, _params(final_model=False), "yamnet_256", tmp_path / "rt")
+    outputs = {}
+    for mode in ("targets", "kd"):
+        params = _params(
+            final_model=False,
+            teacher_dir=str(teacher_dir),
+            teacher_weight=0.9,
+            teacher_temperature=2.0,
+            distillation=mode,
+        )
+        record = train.run(tiny_store, tmp_path / mode, params, "yamnet_256", tmp_path / f"r{mode}")
+        assert record["splits"]["fold-2"]["distilled"] is True
+        history = pd.read_csv(tmp_path / f"r{mode}" / "history" / "fold-2.csv")
+        assert history["accuracy"].between(0.0, 1.0).all()  # against the label columns only
+        model = load_keras(tmp_path / mode / "fold-2" / "model.keras")
+        assert model.output_shape[-1] == 3
+        outputs[mode] = model.predict(np.zeros((1, 64, 96, 1), np.float32), verbose=0)
+    assert not np.allclose(outputs["targets"], outputs["kd"], atol=1e-4)
 
 
 @pytest.mark.slow

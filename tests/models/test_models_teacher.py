@@ -117,3 +117,56 @@ def test_teacher_temperature_softens_the_distilled_targets() -> None:
     _, targets = training_copy(clean, labels, params, np.random.default_rng(1), teacher, taught)
     np.testing.assert_allclose(targets, 0.5 * labels + 0.5 * soften(taught, 2.0), atol=1e-6)
     assert soften(taught, 2.0)[0, 0] < 0.9
+
+
+def test_kd_targets_carry_labels_and_softened_teacher_side_by_side() -> None:
+    from aed.training import TrainParams
+    from aed.training.trainer import soften, training_copy
+
+    teacher = _mean_teacher()
+    clean = np.zeros((4, 64, 96, 1), np.float32)
+    labels = np.eye(3, dtype=np.float32)[np.arange(4) % 3]
+    taught = np.array([[0.9, 0.08, 0.02]] * 4, np.float32)
+    params = TrainParams(teacher_weight=0.9, teacher_temperature=2.0, augment=False, distillation="kd")
+    _, targets = training_copy(clean, labels, params, np.random.default_rng(1), teacher, taught)
+    assert targets.shape == (4, 6)
+    np.testing.assert_allclose(targets[:, :3], labels)
+    np.testing.assert_allclose(targets[:, 3:], soften(taught, 2.0), atol=1e-6)
+
+
+def test_kd_loss_is_hintons_and_is_minimal_at_the_teachers_logits() -> None:
+    import keras
+
+    from aed.training.fit import kd_loss
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    temperature, weight = 3.0, 0.75
+    teacher_logits = np.array([[3.0, 1.0, -1.0]])
+    student_logits = np.array([[1.0, 2.0, 0.0]])
+    labels = np.array([[1.0, 0.0, 0.0]])
+    teacher_t = softmax(teacher_logits / temperature)
+    y_true = np.concatenate([labels, teacher_t], axis=1).astype(np.float32)
+    loss = kd_loss(3, weight, temperature)
+
+    def value(logits: np.ndarray) -> float:
+        return float(
+            np.asarray(loss(keras.ops.convert_to_tensor(y_true), softmax(logits).astype(np.float32)))[0]
+        )
+
+    expected = (1 - weight) * -np.log(softmax(student_logits)[0, 0]) + weight * temperature**2 * -np.sum(
+        teacher_t * np.log(softmax(student_logits / temperature))
+    )
+    assert value(student_logits) == pytest.approx(expected, rel=1e-5)
+    # With the soft term alone, the student is best when its logits are the teacher's, not when its own
+    # softmax equals the softened teacher (what the "targets" mode teaches).
+    soft_only = kd_loss(3, 1.0, temperature)
+    y_soft = keras.ops.convert_to_tensor(y_true)
+
+    def soft_value(logits: np.ndarray) -> float:
+        return float(np.asarray(soft_only(y_soft, softmax(logits).astype(np.float32)))[0])
+
+    assert soft_value(teacher_logits) < soft_value(teacher_logits / temperature) - 1e-3
+    assert soft_value(teacher_logits) < soft_value(teacher_logits + np.array([[0.3, -0.3, 0.0]]))
