@@ -215,7 +215,7 @@ def _train_once(
         net.full,
         best.epoch,
         best_phase,
-        best.key[0],
+        _best_row(history, best.epoch)["val_accuracy"],
         _best_row(history, best.epoch)["val_clip_accuracy"],
         history,
         timings,
@@ -300,7 +300,7 @@ def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
 
 def _best_row(history: list[dict], epoch: int) -> dict:
     rows = [row for row in history if row["epoch"] == epoch]
-    return rows[-1] if rows else {"val_clip_accuracy": float("nan")}
+    return rows[-1] if rows else {"val_accuracy": float("nan"), "val_clip_accuracy": float("nan")}
 
 
 class VolumeScale(keras.layers.Layer):
@@ -369,7 +369,7 @@ def _train_end_to_end(
         net.full,
         selection.epoch,
         "head",
-        selection.key[0],
+        row["val_accuracy"],
         row["val_clip_accuracy"],
         selection.history,
         timings,

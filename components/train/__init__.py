@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -100,6 +101,10 @@ def run(
     return metrics
 
 
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
 @dataclass(frozen=True)
 class SplitJob:
     patches_dir: Path
@@ -130,8 +135,9 @@ def train_and_save(job: SplitJob, store: PatchStore | None = None) -> dict:
         "head_epochs": result.head_epochs,
         "fine_tune_epochs": result.fine_tune_epochs,
         "refit": result.refit,
-        "val_accuracy": result.val_accuracy,
-        "val_clip_accuracy": result.val_clip_accuracy,
+        # None without a validation part (validation_fraction 0): JSON has no NaN
+        "val_accuracy": _finite_or_none(result.val_accuracy),
+        "val_clip_accuracy": _finite_or_none(result.val_clip_accuracy),
         "n_train_clips": len(split.train_clips),
         "n_val_clips": len(split.val_clips),
         "n_test_clips": len(split.test_clips),
@@ -189,7 +195,8 @@ def _main(args: argparse.Namespace) -> int:
     out = args.out or Path("models") / args.model / "float"
     metrics = run(args.patches, out, params, args.model, args.reports, models)
     summary = {
-        name: (row["best_epoch"], round(row["val_accuracy"], 4)) for name, row in metrics["splits"].items()
+        name: (row["best_epoch"], row["val_accuracy"] and round(row["val_accuracy"], 4))
+        for name, row in metrics["splits"].items()
     }
     print(f"train {args.model}: {metrics['seconds']} s; best epoch / val accuracy per split: {summary}")
     return 0

@@ -148,6 +148,31 @@ def test_distillation_trains_with_either_loss(yamnet_dir: Path, tiny_store: Path
 
 
 @pytest.mark.slow
+def test_training_without_a_validation_part_keeps_the_averaged_fine_tuning(
+    yamnet_dir: Path, tiny_store: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    params = _params(
+        final_model=False,
+        validation_fraction=0.0,
+        average_last_epochs=2,
+        fine_tune_blocks=1,
+        fine_tune_epochs=2,
+    )
+    train.run(tiny_store, tmp_path / "m", params, "yamnet_256", tmp_path / "r")
+    # strict JSON (no NaN): nothing was validated, so the figures are null, not an epoch number
+    record = json.loads((tmp_path / "m" / "train.json").read_text(), parse_constant=pytest.fail)
+    row = record["splits"]["fold-2"]
+    assert row["n_val_clips"] == 0
+    assert row["val_accuracy"] is None and row["val_clip_accuracy"] is None
+    assert row["best_phase"] == "fine_tune" and row["best_epoch"] == 5  # 3 head epochs, then 2 fine-tuning
+    layout = json.loads((tmp_path / "m" / "splits.json").read_text())["splits"]["fold-2"]
+    n_clips = pd.read_csv(tiny_store / "index.csv")["clip_id"].nunique()
+    assert layout["val"] == [] and len(layout["train"]) + len(layout["test"]) == n_clips
+
+
+@pytest.mark.slow
 def test_weight_averaging_in_both_phases(yamnet_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
     import pandas as pd
 
