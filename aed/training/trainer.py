@@ -210,13 +210,14 @@ def _train_once(
             best, best_phase = tail_selection, "fine_tune"
             fine_tune_epochs = tail_selection.epoch - head_last_epoch
         timings["fine_tune_s"] = time.perf_counter() - started
+    kept = _best_row(history, best.epoch)
     return SplitResult(
         split.name,
         net.full,
         best.epoch,
         best_phase,
-        _best_row(history, best.epoch)["val_accuracy"],
-        _best_row(history, best.epoch)["val_clip_accuracy"],
+        kept["val_accuracy"],
+        kept["val_clip_accuracy"],
         history,
         timings,
         distilled,
