@@ -37,7 +37,7 @@ data: install
 # gate.baseline filled by components.gate.baseline_path). On a first run (no baseline yet for a model) the demo
 # accepts the run's own record explicitly, says so, and then gates against it. Every model of models.names is gated
 # (read when the recipe runs, after install).
-GATE_MODELS = $(shell $(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['models']['names']))")
+GATE_MODELS = $(shell $(BIN)/python -c "from pathlib import Path; from aed.params import load_section; from aed.models.config import ModelsParams; print(' '.join(load_section(Path('params.yaml'), 'models', ModelsParams).names))")
 
 demo: data
 	dvc repro hil
