@@ -63,3 +63,28 @@ def test_make_demo_gates_every_model_that_params_yaml_names():
     ).stdout
     loops = re.findall(r"for model in ([\w ]+); do", dry_run)
     assert loops and all(loop.split() == names for loop in loops), loops
+
+
+def test_readme_results_are_the_committed_pipeline_metrics():
+    import json
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Results on ESC-10", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        cells[0]: cells[1:3]
+        for cells in (
+            [cell.strip(" *") for cell in line.strip("|").split("|")]
+            for line in section.splitlines()
+            if line.startswith("| YAMNet")
+        )
+    }
+    metrics = json.loads((REPO / "reports" / "metrics.json").read_text())
+    expected = {
+        "YAMNet-256 (int8 TFLite)": ("yamnet_256", "tflite"),
+        "YAMNet-1024 (int8 ONNX QDQ)": ("yamnet_1024", "onnx_qdq"),
+    }
+    assert set(rows) == set(expected)
+    for label, (model, int8_format) in expected.items():
+        for shown, fmt in zip(rows[label], ("float32", int8_format), strict=True):
+            mean = metrics[model][fmt]["clip_accuracy"]["mean"]
+            assert shown == f"{100 * mean:.2f} %", (label, fmt, shown, mean)
