@@ -149,24 +149,17 @@ def test_kd_loss_is_hintons_and_is_minimal_at_the_teachers_logits() -> None:
     labels = np.array([[1.0, 0.0, 0.0]])
     teacher_t = softmax(teacher_logits / temperature)
     y_true = np.concatenate([labels, teacher_t], axis=1).astype(np.float32)
-    loss = kd_loss(3, weight, temperature)
+    targets = keras.ops.convert_to_tensor(y_true)
 
-    def value(logits: np.ndarray) -> float:
-        return float(
-            np.asarray(loss(keras.ops.convert_to_tensor(y_true), softmax(logits).astype(np.float32)))[0]
-        )
+    def value(loss, logits: np.ndarray) -> float:
+        return float(np.asarray(loss(targets, softmax(logits).astype(np.float32)))[0])
 
     expected = (1 - weight) * -np.log(softmax(student_logits)[0, 0]) + weight * temperature**2 * -np.sum(
         teacher_t * np.log(softmax(student_logits / temperature))
     )
-    assert value(student_logits) == pytest.approx(expected, rel=1e-5)
+    assert value(kd_loss(3, weight, temperature), student_logits) == pytest.approx(expected, rel=1e-5)
     # With the soft term alone, the student is best when its logits are the teacher's, not when its own
     # softmax equals the softened teacher (what the "targets" mode teaches).
     soft_only = kd_loss(3, 1.0, temperature)
-    y_soft = keras.ops.convert_to_tensor(y_true)
-
-    def soft_value(logits: np.ndarray) -> float:
-        return float(np.asarray(soft_only(y_soft, softmax(logits).astype(np.float32)))[0])
-
-    assert soft_value(teacher_logits) < soft_value(teacher_logits / temperature) - 1e-3
-    assert soft_value(teacher_logits) < soft_value(teacher_logits + np.array([[0.3, -0.3, 0.0]]))
+    assert value(soft_only, teacher_logits) < value(soft_only, teacher_logits / temperature) - 1e-3
+    assert value(soft_only, teacher_logits) < value(soft_only, teacher_logits + np.array([[0.3, -0.3, 0.0]]))
