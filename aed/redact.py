@@ -1,0 +1,48 @@
+"""Keep secrets out of messages, logs and records.
+
+Credentials reach us in URLs (`https://user:password@host/...`, `s3://KEY:SECRET@bucket`), in query strings
+(pre-signed `X-Amz-Signature=...`, `token=...`) and in the environment (`AWS_SECRET_ACCESS_KEY`, ...). Every
+message that may quote a user's input passes through `redact` before it is printed or written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+MASK = "***"
+
+# scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+# name=value pairs (query strings, key=value settings) whose name says they are secret
+_SECRET_PARAMETER = re.compile(
+    r"(?i)(?P<name>[a-z0-9_-]*(?:password|passwd|secret|token|signature|credential|api[_-]?key|access[_-]?key)"
+    r"[a-z0-9_-]*)(?P<sep>=)(?P<value>[^\s&'\",;]+)"
+)
+_SECRET_ENV_NAME = re.compile(r"(?i)(password|passwd|secret|token|credential|api_?key|session)")
+_MIN_ENV_SECRET = 6  # shorter values are too likely to match ordinary text
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, sep, _ = match["userinfo"].partition(":")
+    return f"{match['scheme']}{user}:{MASK}@" if sep else f"{match['scheme']}{MASK}@"
+
+
+def secret_env_values(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names say they hold a secret (longest first)."""
+    environ = os.environ if environ is None else environ
+    values = {
+        value
+        for name, value in environ.items()
+        if _SECRET_ENV_NAME.search(name) and len(value) >= _MIN_ENV_SECRET
+    }
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, environ: dict[str, str] | None = None) -> str:
+    """`text` with URL passwords, secret-named parameters and secret environment values masked."""
+    text = _URL_USERINFO.sub(_mask_userinfo, str(text))
+    text = _SECRET_PARAMETER.sub(lambda m: f"{m['name']}{m['sep']}{MASK}", text)
+    for value in secret_env_values(environ):
+        text = text.replace(value, MASK)
+    return text
