@@ -12,8 +12,11 @@ import re
 
 MASK = "***"
 
-# scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+# scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host. Greedy up to
+# the last '@' of the word, so a password holding '@' or '/' is masked whole (over-masking is the safe side).
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^\s'\"]+)@")
+# user:password@host without a scheme (an endpoint written as host:port with credentials in front)
+_BARE_USERINFO = re.compile(r"(?<![\w/:])(?P<user>[\w.+-]+):(?!//)(?P<password>[^\s'\"]+)@(?=[\w.-])")
 # name=value pairs (query strings, key=value settings) whose name says they are secret
 _SECRET_PARAMETER = re.compile(
     r"(?i)(?P<name>[a-z0-9_-]*(?:password|passwd|secret|token|signature|credential|api[_-]?key|access[_-]?key)"
@@ -42,6 +45,7 @@ def secret_env_values(environ: dict[str, str] | None = None) -> list[str]:
 def redact(text: str, environ: dict[str, str] | None = None) -> str:
     """`text` with URL passwords, secret-named parameters and secret environment values masked."""
     text = _URL_USERINFO.sub(_mask_userinfo, str(text))
+    text = _BARE_USERINFO.sub(lambda m: f"{m['user']}:{MASK}@", text)
     text = _SECRET_PARAMETER.sub(lambda m: f"{m['name']}{m['sep']}{MASK}", text)
     for value in secret_env_values(environ):
         text = text.replace(value, MASK)

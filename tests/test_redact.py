@@ -26,3 +26,10 @@ def test_secret_environment_values_are_masked() -> None:
     environ = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-value-42", "HOME": "/root-home-dir", "MY_TOKEN": "abc"}
     out = redact("endpoint refused s3cr3t-value-42 from /root-home-dir abc", environ)
     assert out == f"endpoint refused {MASK} from /root-home-dir abc"
+
+
+def test_awkward_passwords_are_masked_whole() -> None:
+    for secret in ("p@ss", "p/w", "a@b/c"):
+        out = redact(f"fetch https://user:{secret}@host:9000/x.zip failed")
+        assert secret not in out and "host:9000/x.zip" in out, out
+    assert redact("endpoint user:pw1234@minio:9000 refused") == f"endpoint user:{MASK}@minio:9000 refused"
