@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aed.deadline import Deadline
 from hil_runner.errors import DeviceError, ProtocolError
 from hil_runner.protocol import constants as c
 from hil_runner.protocol import pb
@@ -279,11 +280,13 @@ class ValidationClient:
             )
 
     def _receive(self, reqid: int, timeout: float, what: str, kind: str | None = None) -> pb.respMsg:
-        """Next response for reqid; device logs are acknowledged and skipped; S_ERROR raises."""
-        deadline = time.monotonic() + timeout
+        """Next response for reqid; device logs are acknowledged and skipped; S_ERROR raises.
+
+        One deadline covers the whole wait, logs included, so that a chatty device cannot extend it and the
+        time-out message states the time waited since the wait began."""
+        deadline = Deadline(timeout)
         while True:
-            remaining = max(deadline - time.monotonic(), 0.0)
-            resp = receive_response(self.link, pb.respMsg(), remaining, f"{self.where}: {what}")
+            resp = receive_response(self.link, pb.respMsg(), deadline, f"{self.where}: {what}")
             if resp.reqid != reqid:
                 raise ProtocolError(f"{self.where}: {what}: expected reqid {reqid}, got {resp.reqid}")
             payload = resp.WhichOneof("payload")
