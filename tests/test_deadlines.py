@@ -22,6 +22,7 @@ from hil_runner.boards.flash import CubeProgrammer, FlashError, FlashTarget, Ope
 from hil_runner.boards.profiles import get_profile
 from hil_runner.farm.labgrid import LabgridError, LabgridFarm
 
+pytestmark = pytest.mark.timeout(120)  # a regression that hangs fails here, not at the suite's 900 s
 DEADLINE_S = 2.0
 
 # Prints a line, starts a child that ignores SIGTERM (and shares its stdout), records both pids, never ends.

@@ -90,6 +90,12 @@ class RunResult:
     host_seconds: float = 0.0
 
 
+def _max_layer_reports(model: ModelInfo) -> int:
+    """Per-layer reports accepted before the model-level one: one per node, with room for runtimes that report
+    more operators than nodes. Without a bound, a device sending reports forever would never time out."""
+    return 4 * max(model.n_nodes, 1) + 64
+
+
 class ValidationClient:
     """One session with an aiValidation device over a ByteLink (serial port or socket)."""
 
@@ -198,11 +204,15 @@ class ValidationClient:
 
         layers: list[LayerResult] = []
         while True:  # per-layer operators (if any) end with the model-level operator (type NONE)
-            timeout = self.timeouts.result
-            op = self._receive(reqid, timeout, "operator report", kind="op").op
+            op = self._receive(reqid, self.timeouts.result, "operator report", kind="op").op
             flags = op.type >> 24
             if flags == c.OP_NONE:
                 break
+            if len(layers) >= _max_layer_reports(model):  # each report in time, but they never end
+                raise ProtocolError(
+                    f"{self.where}: more than {len(layers)} per-layer operator reports for a model of "
+                    f"{model.n_nodes} nodes; expected the model-level report (type NONE)"
+                )
             layers.append(self._layer(op))
             if not flags & c.OP_WITHOUT_TENSOR:
                 self._skip_layer_tensors(reqid)

@@ -11,6 +11,7 @@ from hil_runner.errors import TransportError
 from hil_runner.transport.base import Transport
 
 CONNECT_ATTEMPTS, CONNECT_PAUSE, CONNECT_TIMEOUT = 4, 0.2, 2.0
+WRITE_TIMEOUT = 5.0  # a peer that stops reading fails the write instead of blocking it forever
 
 
 class SocketTransport(Transport):
@@ -18,7 +19,8 @@ class SocketTransport(Transport):
         self.descriptor = f"socket:{host}:{port}"
         self.sock = self._connect(host, port)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(None)
+        # the total time sendall may take; reads wait in select() first, so they never block on it
+        self.sock.settimeout(WRITE_TIMEOUT)
 
     def _connect(self, host: str, port: int) -> socket.socket:
         """Up to CONNECT_ATTEMPTS attempts within one CONNECT_TIMEOUT deadline (a host that drops SYNs must not
@@ -40,8 +42,13 @@ class SocketTransport(Transport):
         )
 
     def write(self, data: bytes) -> None:
+        deadline = Deadline(WRITE_TIMEOUT)
         try:
             self.sock.sendall(data)
+        except TimeoutError:
+            raise TransportError(
+                f"{self.descriptor}: send {deadline.describe()}: the peer stopped reading"
+            ) from None
         except OSError as error:
             raise TransportError(f"{self.descriptor}: send failed: {error}") from error
 

@@ -21,6 +21,8 @@ from aed.datasets.errors import DatasetError
 from aed.datasets.fetch import ZipLimits, download, download_s3_prefix, extract_zip, parse_s3_url
 from tests.conftest import loopback_http
 
+pytestmark = pytest.mark.timeout(120)  # a regression that hangs fails here, not at the suite's 900 s
+
 DEADLINE_S = 2.0
 DRIP_S = 0.5  # faster than the per-read time-out: only an overall deadline stops it
 READ_TIMEOUT_S = 1.5

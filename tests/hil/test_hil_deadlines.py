@@ -16,11 +16,15 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from hil_runner.errors import ProtocolTimeout
+from hil_runner.errors import ProtocolError, ProtocolTimeout
+from hil_runner.protocol import constants as c
 from hil_runner.protocol import pb
-from hil_runner.protocol.framing import PACKET, read_exact, receive_response
-from hil_runner.protocol.host import Timeouts, ValidationClient
+from hil_runner.protocol.framing import PACKET, device_packets, read_exact, receive_response
+from hil_runner.protocol.host import ModelInfo, Timeouts, ValidationClient
+from hil_runner.protocol.tensors import TensorSpec
 from hil_runner.transport import open_transport
+
+pytestmark = pytest.mark.timeout(120)  # a regression that hangs fails here, not at the suite's 900 s
 
 DEADLINE_S = 2.0
 DRIP_S = 0.6  # one byte per DRIP_S: every read returns something, none completes the packet
@@ -164,3 +168,51 @@ def test_result_wait_from_a_silent_board_ends_at_the_result_timeout(
     assert_near(elapsed, DEADLINE_S)
     assert_states_the_wait(message, DEADLINE_S)
     assert "board vb0: operator report" in message
+
+
+def test_a_socket_peer_that_stops_reading_fails_the_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hil_runner.errors import TransportError
+    from hil_runner.transport import tcp
+
+    monkeypatch.setattr(tcp, "WRITE_TIMEOUT", DEADLINE_S)
+    with socket_transport() as (link, _peer):  # the peer never reads: the buffers fill, then sendall blocks
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="the peer stopped reading") as raised:
+            link.write(bytes(256 << 20))
+    assert_near(time.monotonic() - started, DEADLINE_S)
+    assert_states_the_wait(str(raised.value), DEADLINE_S)
+
+
+class EndlessReports:
+    """A device that acknowledges the run and its input, then sends per-layer operator reports forever, each one
+    well within the result time-out."""
+
+    def __init__(self) -> None:
+        self.incoming = bytearray()
+        for state in (pb.S_WAITING, pb.S_PROCESSING):
+            self._queue(pb.respMsg(reqid=1, state=state, ack=pb.ackMsg(param=0, error=pb.E_NONE)))
+
+    def _queue(self, message) -> None:
+        self.incoming += b"".join(device_packets(message))
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def read_some(self, n: int, timeout: float) -> bytes:
+        if not self.incoming:
+            op = pb.aiOperatorMsg(name="conv", type=(c.OP_INTERNAL | c.OP_WITHOUT_TENSOR) << 24, id=0,
+                                  duration=0.1, counter_type=0, counters=[1, 0], stack_used=-1, heap_used=-1)  # fmt: skip
+            self._queue(pb.respMsg(reqid=1, state=pb.S_PROCESSING, op=op))
+        data = bytes(self.incoming[:n])
+        del self.incoming[:n]
+        return data
+
+
+def test_per_layer_reports_that_never_end_are_refused() -> None:
+    spec = TensorSpec("in", np.dtype(np.int8), (1, 4))
+    model = ModelInfo(name="network", signature="", compile_datetime="", runtime="", runtime_version="",
+                      tool_version="", rtid=0, n_nodes=3, n_macc=None, inputs=(spec,), outputs=(spec,),
+                      activations_bytes=None, weights_bytes=None, runtime_desc="")  # fmt: skip
+    client = ValidationClient(EndlessReports(), Timeouts(result=DEADLINE_S), where="board vb0")
+    with pytest.raises(ProtocolError, match=r"board vb0: more than 76 per-layer operator reports .* 3 nodes"):
+        client.run(model, [np.zeros((1, 4), dtype=np.int8)], mode=c.RUN_IO_ONLY | c.RUN_PER_LAYER)
