@@ -9,6 +9,7 @@ waited (measured) next to the limit, so that a doubled or missed deadline shows 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -36,6 +37,11 @@ class Deadline:
 
     limit_s: float
     started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        # NaN compares false with everything: such a deadline would never expire
+        if not math.isfinite(self.limit_s) or self.limit_s < 0:
+            raise ValueError(f"a time-out must be a finite number of seconds >= 0, got {self.limit_s!r}")
 
     @classmethod
     def of(cls, timeout: float | Deadline) -> Deadline:

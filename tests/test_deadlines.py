@@ -108,6 +108,12 @@ def test_deadline_measures_remaining_and_expiry() -> None:
     assert Deadline.of(deadline) is deadline and Deadline.of(3).limit_s == 3.0
 
 
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), -1.0])
+def test_a_deadline_that_could_never_expire_is_refused(limit: float) -> None:
+    with pytest.raises(ValueError, match="a time-out must be a finite number of seconds >= 0"):
+        Deadline(limit)
+
+
 def test_run_with_deadline_kills_the_whole_group(stand_in) -> None:
     tool = stand_in("tool")
     message = assert_bounded_and_clean(

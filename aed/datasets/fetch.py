@@ -86,6 +86,8 @@ def download(
     that a server sending a byte just often enough to beat `timeout_s` cannot keep it going forever."""
     deadline = Deadline(deadline_s)
     shown = safe(url, url)
+    if urlsplit(url).scheme not in ("http", "https"):  # other schemes would escape the deadline's watchdog
+        raise DatasetError(f"{shown}: only http(s) URLs can be downloaded")
     destination.parent.mkdir(parents=True, exist_ok=True)
     if destination.exists() and sha256 and sha256_file(destination) == sha256:
         return destination

@@ -106,6 +106,73 @@ def test_a_dripping_server_fails_at_the_overall_deadline(tmp_path, drip_server, 
         assert (tmp_path / "x.zip.part").stat().st_size >= 1
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no network, no fixture files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_dripping_https_server_fails_at_the_overall_deadline(tmp_path, monkeypatch):
+    """The deadline also wakes a read blocked inside TLS."""
+    import ssl
+
+    cert, key = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this certificate only
+    DripHandler.stop.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DripHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://reader:{SECRET}@127.0.0.1:{server.server_address[1]}/body"
+        started = time.monotonic()
+        with pytest.raises(DatasetError, match=r"timed out after \d+\.\d+ s \(limit 2 s\)") as raised:
+            download(
+                url, tmp_path / "x.zip", None, timeout_s=READ_TIMEOUT_S, backoff_s=0, deadline_s=DEADLINE_S
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        DripHandler.stop.set()
+        server.shutdown()
+        server.server_close()
+    assert abs(elapsed - DEADLINE_S) <= 0.2 * DEADLINE_S, f"waited {elapsed:.2f} s for {DEADLINE_S} s"
+    assert SECRET not in str(raised.value)
+    assert (tmp_path / "x.zip.part").stat().st_size >= 1  # TLS worked: bytes arrived before the deadline
+
+
 def test_credentials_in_the_url_are_sent_as_basic_auth_not_to_dns(tmp_path, drip_server):
     download(with_credentials(f"{drip_server}/ok"), tmp_path / "ok.bin", None, backoff_s=0)
     assert (tmp_path / "ok.bin").read_bytes() == b"hello"
@@ -265,3 +332,11 @@ def test_a_truncated_archive_is_one_clear_error(tmp_path):
     archive.write_bytes(archive.read_bytes()[:-200])
     with pytest.raises(DatasetError, match=r"cut.zip: not a valid zip archive"):
         extract_zip(archive, tmp_path / "out")
+
+
+def test_only_http_urls_are_downloaded(tmp_path):
+    with pytest.raises(
+        DatasetError, match=r"ftp://reader:\*\*\*@127.0.0.1/x.zip: only http\(s\) URLs"
+    ) as raised:
+        download(f"ftp://reader:{SECRET}@127.0.0.1/x.zip", tmp_path / "x.zip", None)
+    assert SECRET not in str(raised.value)
