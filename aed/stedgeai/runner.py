@@ -1,4 +1,5 @@
-"""Run `stedgeai` as a subprocess with a deadline (its whole process group is killed on expiry); keep its whole log, show its tail on failure."""
+"""Run `stedgeai` as a subprocess under a deadline (its whole process group is killed on expiry); keep its whole log,
+show its tail on failure."""
 
 from __future__ import annotations
 

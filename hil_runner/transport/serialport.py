@@ -32,7 +32,7 @@ def discover_port() -> str:
 def open_with_retries(descriptor: str, opener: Callable[[], serial.SerialBase]) -> serial.SerialBase:
     """A port that is briefly busy (re-enumerating, another process closing it) usually opens on a retry."""
     last_error: Exception | None = None
-    started = Deadline(OPEN_ATTEMPTS * OPEN_PAUSE)
+    started = time.monotonic()
     for attempt in range(OPEN_ATTEMPTS):
         try:
             return opener()
@@ -41,7 +41,7 @@ def open_with_retries(descriptor: str, opener: Callable[[], serial.SerialBase]) 
             if attempt < OPEN_ATTEMPTS - 1:
                 time.sleep(OPEN_PAUSE)
     raise TransportError(
-        f"{descriptor}: cannot open after {OPEN_ATTEMPTS} attempts in {started.elapsed():.2f} s: {last_error}"
+        f"{descriptor}: cannot open after {OPEN_ATTEMPTS} attempts in {time.monotonic() - started:.2f} s: {last_error}"
     )
 
 
