@@ -202,12 +202,18 @@ def _download_resuming(url: str, partial: Path, timeout_s: float, deadline: Dead
         request.add_header("Range", f"bytes={offset}-")
     with _Watchdog(deadline) as watchdog:
         try:
-            _receive(_opener(watchdog), request, partial, offset, min(timeout_s, deadline.remaining()))
+            length_checked = _receive(
+                _opener(watchdog), request, partial, offset, min(timeout_s, deadline.remaining())
+            )
+        except urllib.error.HTTPError as error:
+            if error.code == 416:  # the partial file is already whole (or longer): start again from scratch
+                partial.unlink(missing_ok=True)
+            raise
         except (urllib.error.URLError, http.client.HTTPException, OSError):
             if watchdog.fired:
                 raise deadline.error("download") from None
             raise
-        if watchdog.fired:  # the shutdown looked like the end of the body
+        if watchdog.fired and not length_checked:  # the shutdown may have looked like the end of the body
             raise deadline.error("download")
 
 
@@ -217,7 +223,8 @@ def _receive(
     partial: Path,
     offset: int,
     timeout: float,
-) -> None:
+) -> bool:
+    """Append the response body to partial; True when its length was checked against Content-Length."""
     with opener.open(request, timeout=timeout) as response:
         if offset and response.status != 206:  # server ignored the range: restart the file
             offset = 0
@@ -229,13 +236,13 @@ def _receive(
                 total=total, initial=offset, unit="B", unit_scale=True, desc=partial.name, leave=False
             ) as bar,
         ):
-            while chunk := response.read1(
-                CHUNK
-            ):  # whatever has arrived: kept on disk even if the next read fails
+            # read1: whatever has arrived is written, so it is kept on disk even if the next read fails
+            while chunk := response.read1(CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
         if total is not None and partial.stat().st_size < total:
             raise OSError(f"connection closed after {partial.stat().st_size} of {total} bytes")
+    return total is not None
 
 
 # Zip extraction limits. Audio barely compresses (ESC-50: 1.1x), so a high expansion ratio means a zip bomb; the

@@ -41,7 +41,11 @@ class DripHandler(http.server.BaseHTTPRequestHandler):
         if self.path.endswith("/fail"):
             self.send_error(500, "broken on purpose")
             return
-        if self.path.endswith("/ok"):
+        start = self.headers.get("Range", "bytes=0-").split("=")[1].rstrip("-")
+        if self.path.endswith("/range") and int(start) >= 5:  # a resume at or past the end of the 5 bytes
+            self.send_error(416, "range not satisfiable")
+            return
+        if self.path.endswith(("/ok", "/range")):
             self.send_response(200)
             self.send_header("Content-Length", "5")
             self.end_headers()
@@ -340,3 +344,13 @@ def test_only_http_urls_are_downloaded(tmp_path):
     ) as raised:
         download(f"ftp://reader:{SECRET}@127.0.0.1/x.zip", tmp_path / "x.zip", None)
     assert SECRET not in str(raised.value)
+
+
+def test_a_partial_file_that_is_already_whole_is_fetched_again(tmp_path, drip_server):
+    """A run killed between the last byte and the rename leaves a whole .part: the server answers its resume
+    with 416, and the download starts over instead of failing every attempt."""
+    import hashlib
+
+    (tmp_path / "x.bin.part").write_bytes(b"hello")
+    download(f"{drip_server}/range", tmp_path / "x.bin", hashlib.sha256(b"hello").hexdigest(), backoff_s=0)
+    assert (tmp_path / "x.bin").read_bytes() == b"hello" and not (tmp_path / "x.bin.part").exists()
