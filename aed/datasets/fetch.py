@@ -289,6 +289,9 @@ def extract_zip(archive: Path, destination: Path, limits: ZipLimits = ZipLimits(
     except DatasetError:
         _discard(destination, created)
         raise
+    except OSError as error:  # a member clashing with another ("a" then "a/b"), a full disk, ...
+        _discard(destination, created)
+        raise DatasetError(f"{archive}: cannot extract into {destination}: {error}") from None
     return destination
 
 

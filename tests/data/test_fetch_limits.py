@@ -354,3 +354,13 @@ def test_a_partial_file_that_is_already_whole_is_fetched_again(tmp_path, drip_se
     (tmp_path / "x.bin.part").write_bytes(b"hello")
     download(f"{drip_server}/range", tmp_path / "x.bin", hashlib.sha256(b"hello").hexdigest(), backoff_s=0)
     assert (tmp_path / "x.bin").read_bytes() == b"hello" and not (tmp_path / "x.bin.part").exists()
+
+
+def test_a_member_that_clashes_with_another_is_one_clear_error(tmp_path):
+    archive = tmp_path / "clash.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("data", "a file")
+        bundle.writestr("data/clip.wav", "a file under a file")
+    with pytest.raises(DatasetError, match=r"clash.zip: cannot extract into .*out: "):
+        extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
