@@ -38,14 +38,19 @@ FETCH_DEADLINE_S = 4 * 3600.0
 
 def _secrets_of(url: str | None) -> list[str]:
     """The password of a URL as written and unquoted, so that it is masked even where `redact`'s URL pattern does
-    not see it (a password holding '@' or '/', a message quoting only the host part)."""
+    not see it: a password holding '@' or '/', no scheme ("user:pw@host:9000"), a message quoting only part of it.
+    Two readings, because a malformed URL is exactly where a parser and a reader disagree: the parser's, and
+    everything between the scheme and the last '@' (masking too much is harmless, too little is not)."""
     if not url:
         return []
-    try:  # "user:pw@host:9000" without a scheme is an endpoint with credentials too
-        password = urlsplit(url if "//" in url else f"//{url}").password
-    except ValueError:
-        return []
-    return sorted({password, unquote(password)} - {""}, key=len, reverse=True) if password else []
+    candidates: set[str] = set()
+    with contextlib.suppress(ValueError):
+        candidates.add(urlsplit(url if "//" in url else f"//{url}").password or "")
+    userinfo = url.split("://", 1)[-1].rpartition("@")[0]
+    if ":" in userinfo:
+        candidates.add(userinfo.split(":", 1)[1])
+    candidates |= {unquote(candidate) for candidate in candidates}
+    return sorted(candidates - {""}, key=len, reverse=True)
 
 
 def safe(text: object, *urls: str | None) -> str:
@@ -86,8 +91,7 @@ def download(
     that a server sending a byte just often enough to beat `timeout_s` cannot keep it going forever."""
     deadline = Deadline(deadline_s)
     shown = safe(url, url)
-    if urlsplit(url).scheme not in ("http", "https"):  # other schemes would escape the deadline's watchdog
-        raise DatasetError(f"{shown}: only http(s) URLs can be downloaded")
+    _check_url(url, shown)
     destination.parent.mkdir(parents=True, exist_ok=True)
     if destination.exists() and sha256 and sha256_file(destination) == sha256:
         return destination
@@ -108,8 +112,8 @@ def download(
             if attempt < attempts:
                 time.sleep(min(backoff_s * attempt, deadline.remaining()))
             continue
-        except ValueError as error:  # a malformed URL (bad port, unknown scheme): retrying cannot help
-            raise DatasetError(safe(f"{shown}: not a usable download URL ({error})", url)) from None
+        except ValueError:  # a URL urllib cannot use: retrying cannot help (its words may quote the password)
+            raise DatasetError(f"{shown}: not a usable download URL ({URL_FORM})") from None
         actual = sha256_file(partial)
         if sha256 is None or actual == sha256:
             partial.replace(destination)
@@ -118,6 +122,25 @@ def download(
         log.warning("%s (attempt %d/%d): %s", shown, attempt, attempts, last_problem)
         partial.unlink()  # a corrupt or truncated body cannot be resumed: start again
     raise DatasetError(f"{shown}: {last_problem} after {attempts} attempts; file kept out of {destination}")
+
+
+URL_FORM = (
+    "expected http(s)://[user:password@]host[:port]/path, a password with '/', '@' or ':' percent-encoded"
+)
+
+
+def _check_url(url: str, shown: str) -> None:
+    """Refuse what cannot be downloaded before connecting. The parser's own messages are not repeated: on a
+    malformed URL they quote pieces of the password (e.g. "Port could not be cast to integer value as 'pa'")."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError:
+        raise DatasetError(f"{shown}: not a usable download URL ({URL_FORM})") from None
+    if parts.scheme not in ("http", "https"):  # other schemes would escape the deadline's watchdog
+        raise DatasetError(f"{shown}: only http(s) URLs can be downloaded")
+    if not parts.hostname or "@" in parts.netloc.rpartition("@")[0].partition(":")[0]:
+        raise DatasetError(f"{shown}: not a usable download URL ({URL_FORM})")
 
 
 class _Watchdog:

@@ -185,7 +185,16 @@ def test_credentials_in_the_url_are_sent_as_basic_auth_not_to_dns(tmp_path, drip
 
 @pytest.mark.parametrize(
     "case",
-    ["http-500", "refused", "bad-port", "sha-mismatch", "password-with-at", "percent-encoded", "dns"],
+    [
+        "http-500",
+        "refused",
+        "bad-port",
+        "sha-mismatch",
+        "password-with-at",
+        "password-with-slash",
+        "percent-encoded",
+        "dns",
+    ],  # fmt: skip
 )
 def test_download_errors_never_show_the_password(tmp_path, drip_server, caplog, case):
     caplog.set_level(logging.DEBUG)
@@ -201,6 +210,9 @@ def test_download_errors_never_show_the_password(tmp_path, drip_server, caplog, 
     elif case == "password-with-at":  # redact's URL pattern alone would leave part of it visible
         secrets = ["p@ss-w0rd"]
         url = with_credentials(f"http://127.0.0.1:{closed_port()}/x.zip", "p@ss-w0rd")
+    elif case == "password-with-slash":  # not even a valid URL: the parser sees host "reader", port "pa"
+        secrets = ["pa/ss-w0rd"]
+        url = "http://reader:pa/ss-w0rd@127.0.0.1/x.zip"
     elif case == "percent-encoded":
         secrets = ["p%40ss-w0rd", "p@ss-w0rd"]
         url = with_credentials(f"http://127.0.0.1:{closed_port()}/x.zip", "p%40ss-w0rd")
