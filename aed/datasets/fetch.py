@@ -34,6 +34,9 @@ READ_TIMEOUT_S = 60.0  # a silent server fails an attempt after this long
 # A whole fetch (every attempt and back-off included) ends after this long, however the server behaves; the
 # partial file is kept, so the next run resumes where this one stopped.
 FETCH_DEADLINE_S = 4 * 3600.0
+URL_FORM = (
+    "expected http(s)://[user:password@]host[:port]/path, a password with '/', '@' or ':' percent-encoded"
+)
 
 
 def _secrets_of(url: str | None) -> list[str]:
@@ -124,11 +127,6 @@ def download(
     raise DatasetError(f"{shown}: {last_problem} after {attempts} attempts; file kept out of {destination}")
 
 
-URL_FORM = (
-    "expected http(s)://[user:password@]host[:port]/path, a password with '/', '@' or ':' percent-encoded"
-)
-
-
 def _check_url(url: str, shown: str) -> None:
     """Refuse what cannot be downloaded before connecting. The parser's own messages are not repeated: on a
     malformed URL they quote pieces of the password (e.g. "Port could not be cast to integer value as 'pa'")."""
@@ -139,7 +137,7 @@ def _check_url(url: str, shown: str) -> None:
         raise DatasetError(f"{shown}: not a usable download URL ({URL_FORM})") from None
     if parts.scheme not in ("http", "https"):  # other schemes would escape the deadline's watchdog
         raise DatasetError(f"{shown}: only http(s) URLs can be downloaded")
-    if not parts.hostname or "@" in parts.netloc.rpartition("@")[0].partition(":")[0]:
+    if not parts.hostname:
         raise DatasetError(f"{shown}: not a usable download URL ({URL_FORM})")
 
 
