@@ -1,13 +1,14 @@
-"""Run `stedgeai` as a subprocess with a timeout; keep its whole log, show its tail on failure."""
+"""Run `stedgeai` as a subprocess under a deadline (its whole process group is killed on expiry); keep its whole log,
+show its tail on failure."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aed.deadline import ProcessTimeout, run_with_deadline
 from aed.stedgeai.errors import StedgeaiError
 
 TAIL_LINES = 25
@@ -34,17 +35,13 @@ def run_stedgeai(
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    command = f"stedgeai {argv[1] if len(argv) > 1 else ''}".rstrip()
     try:
-        completed = subprocess.run(
-            argv, capture_output=True, text=True, errors="replace", timeout=timeout_s, env=env, check=False
-        )
-    except subprocess.TimeoutExpired as error:
-        partial = (error.stdout or b"") if isinstance(error.stdout, bytes) else (error.stdout or "")
-        text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
-        log_path.write_text(text)
+        completed = run_with_deadline(argv, timeout_s, command, env=env)
+    except ProcessTimeout as error:
+        log_path.write_text(error.output)
         raise StedgeaiError(
-            f"stedgeai {argv[1] if len(argv) > 1 else ''} timed out after {timeout_s:g} s (log: {log_path}); "
-            f"last output:\n{_tail(text) or '(no output)'}"
+            f"{error} (log: {log_path}); last output:\n{_tail(error.output) or '(no output)'}"
         ) from error
     except OSError as error:
         raise StedgeaiError(f"{argv[0]}: cannot run stedgeai ({error})") from error
@@ -69,15 +66,8 @@ def parse_version(text: str) -> str | None:
 
 def tool_version(tool: Path, timeout_s: float = 60.0) -> str:
     try:
-        completed = subprocess.run(
-            [str(tool), "--version"],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout_s,
-            check=False,
-        )
-    except (subprocess.TimeoutExpired, OSError) as error:
+        completed = run_with_deadline([str(tool), "--version"], timeout_s, f"{tool} --version")
+    except (ProcessTimeout, OSError) as error:
         raise StedgeaiError(f"{tool}: `stedgeai --version` failed ({error})") from error
     text = (completed.stdout or "") + (completed.stderr or "")
     version = parse_version(text)

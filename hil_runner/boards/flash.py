@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from aed.deadline import Deadline, ProcessTimeout, run_with_deadline
 from hil_runner.boards.profiles import BoardProfile
 from hil_runner.errors import HilError
 
@@ -48,9 +48,11 @@ class FlashStrategy(ABC):
         if shutil.which(argv[0]) is None:
             raise FlashError(f"board {target.board}: {self.name}: '{argv[0]}' not found on PATH")
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise FlashError(f"board {target.board}: {self.name} did not finish in {timeout:.0f} s") from None
+            result = run_with_deadline(argv, timeout, f"board {target.board}: {self.name}")
+        except ProcessTimeout as error:
+            raise FlashError(f"{error}; the board may be half-programmed") from None
+        except OSError as error:
+            raise FlashError(f"board {target.board}: {self.name}: cannot run '{argv[0]}' ({error})") from None
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
             raise FlashError(
@@ -143,10 +145,8 @@ class NoFlash(FlashStrategy):
         shutil.copyfile(image, temporary)
         os.replace(temporary, slot)
         expected = sha256_file(image)
-        deadline = time.monotonic() + timeout
-        while (
-            time.monotonic() < deadline
-        ):  # wait until the board has loaded it (its "reset after programming")
+        deadline = Deadline(timeout)
+        while not deadline.expired():  # wait until the board has loaded it (its "reset after programming")
             if marker.exists():
                 answer = marker.read_text().strip()
                 if answer == expected:
@@ -155,7 +155,7 @@ class NoFlash(FlashStrategy):
                     raise FlashError(f"board {target.board}: the virtual board rejected {image}: {answer}")
             time.sleep(0.05)
         raise FlashError(
-            f"board {target.board}: the virtual board did not load {image} within {timeout:.0f} s"
+            f"board {target.board}: the virtual board did not load {image}: {deadline.describe()}"
         )
 
 

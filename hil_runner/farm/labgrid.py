@@ -3,7 +3,8 @@ opens its serial resource (NetworkSerialPort raw -> socket:, rfc2217 -> rfc2217:
 a USBSerialPort / RawSerialPort), local RawSerialPort / USBSerialPort -> serial:) and always releases
 the place and cancels the reservation, also when the job fails.
 
-labgrid-client is driven as a subprocess (each call with a timeout) so that a wedged coordinator cannot hang a job.
+labgrid-client is driven as a subprocess (each call with a deadline, its process group killed on expiry) so that a
+wedged coordinator cannot hang a job.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import ast
 import contextlib
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
+from aed.deadline import ProcessTimeout, run_with_deadline
 from hil_runner.boards.inventory import Board
 from hil_runner.boards.profiles import get_profile
 from hil_runner.errors import HilError
@@ -49,13 +50,13 @@ class LabgridFarm:
             env["LG_TOKEN"] = token
         argv = [self.client, *args]
         try:
-            result = subprocess.run(
-                argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise LabgridError(f"labgrid-client {' '.join(args)}: no answer within {timeout:.0f} s") from None
+            result = run_with_deadline(argv, timeout, f"labgrid-client {' '.join(args)}", env=env)
+        except ProcessTimeout as error:
+            raise LabgridError(f"{error}; no answer from the coordinator {self.coordinator}") from None
         except FileNotFoundError:
             raise LabgridError(f"{self.client}: labgrid-client not found") from None
+        except OSError as error:
+            raise LabgridError(f"{self.client}: cannot run labgrid-client ({error})") from None
         if result.returncode != 0:
             raise LabgridError(
                 f"labgrid-client {' '.join(args)} failed: {result.stderr.strip() or result.stdout}"

@@ -8,7 +8,6 @@ Every read has a deadline; a malformed packet raises ProtocolError naming what w
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -16,6 +15,7 @@ from google.protobuf.internal.decoder import _DecodeVarint32
 from google.protobuf.internal.encoder import _VarintBytes
 from google.protobuf.message import DecodeError, Message
 
+from aed.deadline import Deadline
 from hil_runner.errors import ProtocolError, ProtocolTimeout
 
 PAYLOAD = 32
@@ -33,24 +33,24 @@ class ByteLink(Protocol):
     def read_some(self, n: int, timeout: float) -> bytes: ...
 
 
-def read_exact(link: ByteLink, n: int, timeout: float, what: str | Callable[[], str]) -> bytes:
+def read_exact(link: ByteLink, n: int, timeout: float | Deadline, what: str | Callable[[], str]) -> bytes:
     """Read exactly n bytes before the deadline, else ProtocolTimeout naming what was awaited.
 
-    `what` may be a callable so that hot loops (193 sync bytes per patch) do not format messages that are only
-    needed on failure."""
-    data = link.read_some(n, timeout)
+    `timeout` is a number of seconds or a Deadline shared with the caller's exchange: the deadline starts before
+    the first read, so partial reads never restart the wait. `what` may be a callable so that hot loops (193 sync
+    bytes per patch) do not format messages that are only needed on failure."""
+    deadline = Deadline.of(timeout)
+    data = link.read_some(n, deadline.remaining())
     if len(data) == n:  # the common case: one read
         return data
-    deadline = time.monotonic() + timeout
     buffer = bytearray(data)
     while len(buffer) < n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline.expired():
             label = what() if callable(what) else what
             raise ProtocolTimeout(
-                f"timed out after {timeout:.2f} s waiting for {label}: expected {n} bytes, got {len(buffer)}"
+                f"{deadline.describe()} waiting for {label}: expected {n} bytes, got {len(buffer)}"
             )
-        buffer += link.read_some(n - len(buffer), remaining)
+        buffer += link.read_some(n - len(buffer), deadline.remaining())
     return bytes(buffer)
 
 
@@ -88,10 +88,11 @@ def send_request(link: ByteLink, message: Message, sync_timeout: float) -> None:
             link.write(packet)
             break
         if exchange is not None:
+            deadline = Deadline(sync_timeout)
             sync = exchange(packet, sync_timeout)
             if not sync:
                 raise ProtocolTimeout(
-                    f"timed out after {sync_timeout:.2f} s waiting for {_sync_what(number, len(packets))}: "
+                    f"{deadline.describe()} waiting for {_sync_what(number, len(packets))}: "
                     f"expected 1 bytes, got 0"
                 )
         else:
@@ -105,14 +106,15 @@ def _sync_what(number: int, total: int) -> str:
     return f"sync byte 0xAA after request packet {number + 1}/{total}"
 
 
-def receive_response(link: ByteLink, message: Message, timeout: float, what: str) -> Message:
-    """Read device packets until the end-of-message flag and parse them into `message` (cleared first)."""
-    deadline = time.monotonic() + timeout
+def receive_response(link: ByteLink, message: Message, timeout: float | Deadline, what: str) -> Message:
+    """Read device packets until the end-of-message flag and parse them into `message` (cleared first).
+
+    One deadline covers the whole message (a caller may pass its own, e.g. covering skipped device logs)."""
+    deadline = Deadline.of(timeout)
     body = bytearray()
     count = 0
     while True:
-        remaining = max(deadline - time.monotonic(), 0.0)
-        packet = read_exact(link, PACKET, remaining, f"{what} (packet {count + 1})")
+        packet = read_exact(link, PACKET, deadline, f"{what} (packet {count + 1})")
         count += 1
         header = packet[0]
         size = header & SIZE_MASK

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aed.deadline import Deadline
 from hil_runner.errors import DeviceError, ProtocolError
 from hil_runner.protocol import constants as c
 from hil_runner.protocol import pb
@@ -87,6 +88,12 @@ class RunResult:
     heap_used: int
     layers: list[LayerResult] = field(default_factory=list)
     host_seconds: float = 0.0
+
+
+def _max_layer_reports(model: ModelInfo) -> int:
+    """Per-layer reports accepted before the model-level one: one per node, with room for runtimes that report
+    more operators than nodes. Without a bound, a device sending reports forever would never time out."""
+    return 4 * max(model.n_nodes, 1) + 64
 
 
 class ValidationClient:
@@ -197,11 +204,15 @@ class ValidationClient:
 
         layers: list[LayerResult] = []
         while True:  # per-layer operators (if any) end with the model-level operator (type NONE)
-            timeout = self.timeouts.result
-            op = self._receive(reqid, timeout, "operator report", kind="op").op
+            op = self._receive(reqid, self.timeouts.result, "operator report", kind="op").op
             flags = op.type >> 24
             if flags == c.OP_NONE:
                 break
+            if len(layers) >= _max_layer_reports(model):  # each report in time, but they never end
+                raise ProtocolError(
+                    f"{self.where}: more than {len(layers)} per-layer operator reports for a model of "
+                    f"{model.n_nodes} nodes; expected the model-level report (type NONE)"
+                )
             layers.append(self._layer(op))
             if not flags & c.OP_WITHOUT_TENSOR:
                 self._skip_layer_tensors(reqid)
@@ -279,11 +290,13 @@ class ValidationClient:
             )
 
     def _receive(self, reqid: int, timeout: float, what: str, kind: str | None = None) -> pb.respMsg:
-        """Next response for reqid; device logs are acknowledged and skipped; S_ERROR raises."""
-        deadline = time.monotonic() + timeout
+        """Next response for reqid; device logs are acknowledged and skipped; S_ERROR raises.
+
+        One deadline covers the whole wait, logs included, so that a chatty device cannot extend it and the
+        time-out message states the time waited since the wait began."""
+        deadline = Deadline(timeout)
         while True:
-            remaining = max(deadline - time.monotonic(), 0.0)
-            resp = receive_response(self.link, pb.respMsg(), remaining, f"{self.where}: {what}")
+            resp = receive_response(self.link, pb.respMsg(), deadline, f"{self.where}: {what}")
             if resp.reqid != reqid:
                 raise ProtocolError(f"{self.where}: {what}: expected reqid {reqid}, got {resp.reqid}")
             payload = resp.WhichOneof("payload")

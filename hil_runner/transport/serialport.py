@@ -11,6 +11,7 @@ from collections.abc import Callable
 import serial  # provided by pyserial-labgrid (labgrid's fork, same API)
 from serial.tools import list_ports
 
+from aed.deadline import Deadline
 from hil_runner.errors import TransportError
 from hil_runner.transport.base import Transport
 
@@ -31,6 +32,7 @@ def discover_port() -> str:
 def open_with_retries(descriptor: str, opener: Callable[[], serial.SerialBase]) -> serial.SerialBase:
     """A port that is briefly busy (re-enumerating, another process closing it) usually opens on a retry."""
     last_error: Exception | None = None
+    started = time.monotonic()
     for attempt in range(OPEN_ATTEMPTS):
         try:
             return opener()
@@ -38,7 +40,9 @@ def open_with_retries(descriptor: str, opener: Callable[[], serial.SerialBase]) 
             last_error = error
             if attempt < OPEN_ATTEMPTS - 1:
                 time.sleep(OPEN_PAUSE)
-    raise TransportError(f"{descriptor}: cannot open after {OPEN_ATTEMPTS} attempts: {last_error}")
+    raise TransportError(
+        f"{descriptor}: cannot open after {OPEN_ATTEMPTS} attempts in {time.monotonic() - started:.2f} s: {last_error}"
+    )
 
 
 class SerialTransport(Transport):
@@ -61,17 +65,16 @@ class SerialTransport(Transport):
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
-        deadline = time.monotonic() + WRITE_TIMEOUT
+        deadline = Deadline(WRITE_TIMEOUT)
         while view:
             try:
                 view = view[os.write(self.fd, view) :]
             except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if deadline.expired():
                     raise TransportError(
-                        f"{self.descriptor}: write timed out after {WRITE_TIMEOUT} s"
+                        f"{self.descriptor}: write {deadline.describe()}, {len(view)} of {len(data)} bytes unsent"
                     ) from None
-                select.select([], [self.fd], [], remaining)
+                select.select([], [self.fd], [], deadline.remaining())
             except OSError as error:
                 raise TransportError(f"{self.descriptor}: write failed: {error}") from error
 
@@ -131,11 +134,11 @@ class UrlSerialTransport(Transport):
             raise TransportError(f"{self.descriptor}: write failed: {error}") from error
 
     def read_some(self, n: int, timeout: float) -> bytes:
-        deadline = time.monotonic() + max(timeout, 0.0)
+        deadline = Deadline(max(timeout, 0.0))
         try:
             while True:
                 data = self.port.read(n)
-                if data or time.monotonic() >= deadline:
+                if data or deadline.expired():
                     return data
         except (serial.SerialException, OSError) as error:
             raise TransportError(f"{self.descriptor}: read failed: {error}") from error

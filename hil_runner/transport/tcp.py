@@ -6,34 +6,49 @@ import select
 import socket
 import time
 
+from aed.deadline import Deadline
 from hil_runner.errors import TransportError
 from hil_runner.transport.base import Transport
 
 CONNECT_ATTEMPTS, CONNECT_PAUSE, CONNECT_TIMEOUT = 4, 0.2, 2.0
+WRITE_TIMEOUT = 5.0  # a peer that stops reading fails the write instead of blocking it forever
 
 
 class SocketTransport(Transport):
     def __init__(self, host: str, port: int) -> None:
         self.descriptor = f"socket:{host}:{port}"
+        self.sock = self._connect(host, port)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # the total time sendall may take; reads wait in select() first, so they never block on it
+        self.sock.settimeout(WRITE_TIMEOUT)
+
+    def _connect(self, host: str, port: int) -> socket.socket:
+        """Up to CONNECT_ATTEMPTS attempts within one CONNECT_TIMEOUT deadline (a host that drops SYNs must not
+        cost CONNECT_ATTEMPTS times the time-out)."""
+        deadline = Deadline(CONNECT_TIMEOUT)
         last_error: Exception | None = None
-        for attempt in range(CONNECT_ATTEMPTS):
+        attempts = 0
+        while attempts < CONNECT_ATTEMPTS and not deadline.expired():
+            attempts += 1
             try:
-                self.sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
-                break
+                return socket.create_connection((host, port), timeout=deadline.remaining())
             except OSError as error:
                 last_error = error
-                if attempt < CONNECT_ATTEMPTS - 1:
-                    time.sleep(CONNECT_PAUSE)
-        else:
-            raise TransportError(
-                f"{self.descriptor}: cannot connect after {CONNECT_ATTEMPTS} attempts: {last_error}"
-            )
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(None)
+            if attempts < CONNECT_ATTEMPTS:
+                time.sleep(min(CONNECT_PAUSE, deadline.remaining()))
+        raise TransportError(
+            f"{self.descriptor}: cannot connect after {attempts} attempts in {deadline.elapsed():.2f} s "
+            f"(limit {CONNECT_TIMEOUT:g} s): {last_error}"
+        )
 
     def write(self, data: bytes) -> None:
+        deadline = Deadline(WRITE_TIMEOUT)
         try:
             self.sock.sendall(data)
+        except TimeoutError:
+            raise TransportError(
+                f"{self.descriptor}: send {deadline.describe()}: the peer stopped reading"
+            ) from None
         except OSError as error:
             raise TransportError(f"{self.descriptor}: send failed: {error}") from error
 

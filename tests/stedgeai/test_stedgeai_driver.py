@@ -129,7 +129,7 @@ def test_failure_shows_log_tail(fake_stedgeai: Path, tmp_path: Path, monkeypatch
 
 def test_timeout_is_reported(fake_stedgeai: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_STEDGEAI_MODE", "hang")
-    with pytest.raises(StedgeaiError, match=r"timed out after 1.5 s"):
+    with pytest.raises(StedgeaiError, match=r"timed out after 1\.\d+ s \(limit 1.5 s\)"):
         run_stedgeai([str(fake_stedgeai), "generate"], tmp_path / "tool.log", timeout_s=1.5)
 
 
