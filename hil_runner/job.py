@@ -120,9 +120,11 @@ def load_eval_set(
         counts = rows.groupby("clip_id", sort=False).size().loc[clips].cumsum()
         keep = counts[counts <= max_patches].index
         rows = rows[rows["clip_id"].isin(keep if len(keep) else clips[:1])]
+    patches, clip_ids = store.patches(rows), rows["clip_id"].to_numpy()
+    require_finite(patches, f"{store_dir}: patches", clip_ids)  # before any board is leased
     return EvalSet(
-        patches=store.patches(rows),
-        clip_ids=rows["clip_id"].to_numpy(),
+        patches=patches,
+        clip_ids=clip_ids,
         labels=rows["label_index"].to_numpy(),
         class_names=list(store.class_names),
         source=Path(store_dir),
