@@ -63,7 +63,9 @@ def number(
         if not math.isfinite(value):
             return f"{value!r} is not a finite number"
         if low is not None and value < low or high is not None and value > high:
-            return f"{value!r} is outside [{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+            return (
+                f"{value!r} is outside [{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+            )
         if above is not None and value <= above:
             return f"{value!r} must be > {above}"
         return None
@@ -71,7 +73,9 @@ def number(
     return rule
 
 
-def text(choices: tuple[str, ...] | None = None, pattern: re.Pattern | None = None, nullable: bool = False) -> Rule:
+def text(
+    choices: tuple[str, ...] | None = None, pattern: re.Pattern | None = None, nullable: bool = False
+) -> Rule:
     def rule(value: Any) -> str | None:
         if value is None and nullable:
             return None
@@ -163,8 +167,13 @@ HIL_RECORD_SCHEMA: dict[str, Any] = {
     "model_sha256": sha256_hex(),
     "inputs": {"model": sha256_hex()},
     "model": {"path": text()},
-    "board": {"name": text(), "profile": text(), "device_id": text(), "sclock_hz": number(above=0, integer=True),
-              "virtual": boolean},  # fmt: skip
+    "board": {
+        "name": text(),
+        "profile": text(),
+        "device_id": text(),
+        "sclock_hz": number(above=0, integer=True),
+        "virtual": boolean,
+    },  # fmt: skip
     "firmware": {"runtime_desc": text()},
     "key": KEY_SCHEMA,
     "metrics": {
@@ -179,7 +188,11 @@ HIL_RECORD_SCHEMA: dict[str, Any] = {
         "activations_bytes": BYTES,
         "macs": MayBeMissing(number(0, integer=True, nullable=True)),
     },
-    "accuracy": {"n_clips": number(1, integer=True), "n_patches": number(1, integer=True), "class_names": names},
+    "accuracy": {
+        "n_clips": number(1, integer=True),
+        "n_patches": number(1, integer=True),
+        "class_names": names,
+    },
     "latency": {"source": text(SOURCES)},
     "memory": {"source": text(SOURCES)},
 }

@@ -197,7 +197,9 @@ def _comparisons(record: dict, baseline: dict, t: GateThresholds) -> list[Check]
 def _budget_checks(record: Evidence) -> list[Check]:
     profile = PROFILES.get(record.key["profile"])
     if profile is None:
-        return [Check("device budgets", UNDECIDABLE, detail=f"unknown board profile {record.key['profile']!r}")]
+        return [
+            Check("device budgets", UNDECIDABLE, detail=f"unknown board profile {record.key['profile']!r}")
+        ]
     flash_need = record.metrics["weights_bytes"] + profile.code_flash_bytes
     ram_need = record.metrics["activations_bytes"] + profile.runtime_ram_bytes
     return [

@@ -168,7 +168,9 @@ def require_finite(values: np.ndarray, what: str, clip_ids: np.ndarray | None = 
     rows = np.asarray(values).reshape(len(values), -1)
     bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
     if len(bad):
-        first = f"clip {clip_ids[bad[0]]}" if clip_ids is not None and len(clip_ids) > bad[0] else f"row {bad[0]}"
+        first = (
+            f"clip {clip_ids[bad[0]]}" if clip_ids is not None and len(clip_ids) > bad[0] else f"row {bad[0]}"
+        )
         raise NonFiniteError(
             f"{what}: {len(bad)} of {len(rows)} contain NaN or infinite values (first: {first}); refusing to "
             "measure agreement or accuracy on them"

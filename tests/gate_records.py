@@ -17,7 +17,9 @@ def _hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def synthetic_record(model_sha256: str | None = None, model_path: str = "model_int8.tflite") -> dict[str, Any]:
+def synthetic_record(
+    model_sha256: str | None = None, model_path: str = "model_int8.tflite"
+) -> dict[str, Any]:
     """A virtual-board HIL record of a 10-class model on the U5, as hil_runner.job writes it."""
     model_sha256 = model_sha256 or _hex("model")
     runtime = "virtual board (b-u585i-iot02a, BUILTIN_REF)"

@@ -115,7 +115,9 @@ def run(
     figures: dict[str, Any] = {"model": model, "gate_passed": passed, "gate_verdict": verdict["verdict"],
                                "registry": params.registry}  # fmt: skip
     if not passed:
-        log.warning("%s not promoted: gate %s (%s)", model, verdict["verdict"], "; ".join(reasons) or "no reasons")
+        log.warning(
+            "%s not promoted: gate %s (%s)", model, verdict["verdict"], "; ".join(reasons) or "no reasons"
+        )
         figures.update(promoted=False, reasons=reasons)
         write_record(out, "promotion", figures, inputs={"gate": gate_record})
         return {"promoted": False, "verdict": verdict["verdict"], "reasons": reasons}
@@ -130,8 +132,12 @@ def run(
         store,
         model,
         {**artifacts, GATE_ARTIFACT: Path(gate_record)},
-        metadata={"gate_sha256": sha256_file(gate_record), "model_sha256": verdict["model"]["sha256"],
-                  "hil_record_sha256": verdict["record"]["sha256"], "source": "aed promote"},  # fmt: skip
+        metadata={
+            "gate_sha256": sha256_file(gate_record),
+            "model_sha256": verdict["model"]["sha256"],
+            "hil_record_sha256": verdict["record"]["sha256"],
+            "source": "aed promote",
+        },  # fmt: skip
     )
     log.info("promoted %s version %s to %s", model, published.version, published.manifest_uri)
     figures.update(promoted=True, version=published.version, manifest=published.manifest_uri)
@@ -161,7 +167,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a file or directory to publish under NAME (repeatable); model=FILE is the int8 model the gate judged",
     )
     parser.add_argument(
-        "--record", type=Path, help="the HIL record the gate judged (default: --artifact hil=..., else the verdict's)"
+        "--record",
+        type=Path,
+        help="the HIL record the gate judged (default: --artifact hil=..., else the verdict's)",
     )
     parser.add_argument("--out", type=Path, required=True, help="where to write the promotion record")
     parser.set_defaults(handler=_handle)

@@ -19,7 +19,7 @@ from aed.record_schema import RecordError, record_is_virtual, validate_hil_recor
 from components.cli import main as aed_main
 from components.gate import GateParams
 from components.gate import run as gate_run
-from hil_runner.gate import REQUIRED_KEY_FIELDS, GateThresholds, accept, evaluate
+from hil_runner.gate import REQUIRED_KEY_FIELDS, GateThresholds, evaluate
 from tests.gate_records import as_board, set_key, set_metric, synthetic_record, write
 
 
@@ -205,7 +205,9 @@ def test_one_function_decides_what_is_virtual(tmp_path) -> None:
     assert verdict.exit_code == 2 and "not board evidence" in verdict.checks[0].detail
     forged = copy.deepcopy(virtual)
     forged["source"] = "board"  # the measured forgery: only the top-level source edited
-    with pytest.raises(RecordError, match="inconsistent board evidence: .*say virtual board but source say real"):
+    with pytest.raises(
+        RecordError, match="inconsistent board evidence: .*say virtual board but source say real"
+    ):
         evaluate(write(tmp_path / "forged.json", forged), board_path, strict)
 
 
@@ -244,7 +246,9 @@ def test_a_key_mismatch_names_each_differing_field(tmp_path, capsys, field, valu
     assert len(mismatches) == 1 and f"key mismatch: {field}: baseline " in mismatches[0]
     assert len(mismatches[0]) < 160  # long hashes and class lists are shortened
     if field.endswith("_sha256"):
-        assert f"candidate \"{str(value)[:12]}…" not in mismatches[0] and f"{str(value)[:12]}…" in mismatches[0]
+        assert (
+            f'candidate "{str(value)[:12]}…' not in mismatches[0] and f"{str(value)[:12]}…" in mismatches[0]
+        )
     written = json.loads((tmp_path / "verdict.json").read_text())
     assert written["verdict"] == "undecidable" and written["promotable"] is False
 
@@ -258,7 +262,12 @@ def test_source_mismatch_and_several_fields_give_one_line_each(tmp_path, capsys)
     code = aed_main(_gate_cli(tmp_path, record, baseline))
     lines = [line for line in capsys.readouterr().out.splitlines() if "key mismatch" in line]
     assert code == 2
-    assert [line.split(":")[2].strip() for line in lines] == ["source", "class_names", "eval_patches", "runtime"]
+    assert [line.split(":")[2].strip() for line in lines] == [
+        "source",
+        "class_names",
+        "eval_patches",
+        "runtime",
+    ]
 
 
 def test_required_key_fields_are_compared_even_if_params_drop_them(tmp_path) -> None:

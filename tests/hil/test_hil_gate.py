@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from aed.record_schema import RecordError
 from components.gate import GateParams, baseline_path
 from components.gate import run as gate_run
 from hil_runner.boards.inventory import Board
 from hil_runner.boards.profiles import get_profile
 from hil_runner.farm.local import LocalFarm
-from aed.record_schema import RecordError
 from hil_runner.gate import GateThresholds, accept, evaluate
 from hil_runner.job import JobConfig, load_eval_set, run_job
 from hil_runner.protocol.host import Timeouts
@@ -143,7 +143,9 @@ def test_component_writes_verdict_and_table(record, tmp_path) -> None:
     assert result["passed"] and result["verdict"] == "pass"
     verdict = json.loads((tmp_path / "verdict.json").read_text())
     assert verdict["verdict"] == "pass" and verdict["baseline"]["sha256"] and verdict["checks"]
-    assert verdict["model"]["sha256"] == record["model_sha256"] and verdict["record"]["path"] == str(hil_record)
+    assert verdict["model"]["sha256"] == record["model_sha256"] and verdict["record"]["path"] == str(
+        hil_record
+    )
     assert verdict["promotable"] and verdict["reasons"] == []
     table = (tmp_path / "table.md").read_text()
     assert "latency median ms" in table and "verdict: PASS (exit 0)" in table
@@ -276,9 +278,8 @@ def test_hil_job_refuses_non_finite_patches(tiny_model, patch_store, tmp_path, p
 def test_cli_hil_run_on_an_all_nan_store_exits_2_with_one_line(tiny_model, tmp_path, capsys) -> None:
     import numpy as np
 
-    from components.cli import main as aed_main
-
     from aed.patchstore import write_patch_store
+    from components.cli import main as aed_main
 
     store = tmp_path / "nan-store"  # as `aed patch` wrote it from `patch.fmax: .inf`
     clips = [({"clip_id": f"c{n}", "label": "dog", "fold": 1, "split": "test"},
