@@ -293,3 +293,28 @@ def test_cli_hil_run_on_an_all_nan_store_exits_2_with_one_line(tiny_model, tmp_p
     assert code == 2 and "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
     assert "nan-store: patches: 18 of 18 contain NaN or infinite values" in captured.err
     assert "agreement" not in captured.out and not (tmp_path / "hil.json").exists()
+
+
+def test_hil_job_refuses_non_finite_board_outputs(tiny_model, patch_store, tmp_path, monkeypatch) -> None:
+    """A board that answers NaN is a failing board: retried elsewhere, and no record is written."""
+    import numpy as np
+
+    import hil_runner.job as job
+
+    evalset = load_eval_set(patch_store, "test")
+    reference = job.host_reference(tiny_model, evalset)
+    monkeypatch.setattr(job, "host_reference", lambda model, evalset: reference)
+    monkeypatch.setattr(job, "dequantize", lambda values, spec: np.full(np.shape(values), np.nan, np.float32))
+    out = tmp_path / "record.json"
+    with pytest.raises(job.HilError, match=r"board vb0: outputs: 18 of 18 contain NaN or infinite values"):
+        _run_to(tiny_model, evalset, tmp_path, out)
+    assert not out.exists()
+
+
+def _run_to(tiny_model, evalset, tmp: Path, out: Path) -> dict:
+    with VirtualBoard(get_profile("b-u585i-iot02a"), model_path=tiny_model) as vb:
+        vb.serve_pty()
+        board = Board(name="vb0", profile=get_profile("b-u585i-iot02a"), port=vb.descriptor, virtual=True)
+        config = JobConfig(profile="b-u585i-iot02a", latency_repeats=2, attempts=1, progress=False,
+                           exchange_timeouts=Timeouts(settle=0.05))  # fmt: skip
+        return run_job(tiny_model, evalset, LocalFarm([board], tmp / "locks"), config, out)
