@@ -280,6 +280,8 @@ def accept(
     replace=True: accepting a record of another dataset or class set must be a deliberate act."""
     record = load_record(record_path, "HIL record")
     baseline_path = Path(baseline_path)
+    if baseline_path.is_dir():
+        raise RecordError(f"{baseline_path}: is a directory, expected the baseline's file path")
     if baseline_path.exists() and not replace:
         try:
             old = load_record(baseline_path, "baseline")

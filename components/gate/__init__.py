@@ -34,6 +34,10 @@ class GateParams:
     # {model_name} and {profile} are filled in from the record
     baseline: str = "baselines/hil-{model_name}-{profile}.json"
 
+    def validate(self) -> None:
+        """Checked before any pipeline task starts (pipelines.glue.validate_params): NaN thresholds, key fields."""
+        self.thresholds()
+
     def thresholds(self) -> GateThresholds:
         values = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "key_fields")}
         return GateThresholds(**values, key_fields=tuple(self.key_fields))

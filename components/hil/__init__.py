@@ -67,6 +67,8 @@ def run(
     hash goes into the record's key, so records of patches made differently are never compared."""
     from hil_runner.job import JobConfig, load_eval_set, run_job
 
+    if Path(metrics_path).is_dir():
+        raise ValueError(f"{metrics_path}: is a directory, expected the record's file path")
     model = resolve_model(model_path, quantized_dir)
     profile = (params.profiles or {}).get(model_name or "", params.profile)
     frontend = (patch or PatchParams()).feature_config()

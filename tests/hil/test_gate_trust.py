@@ -372,3 +372,25 @@ def test_record_checks_name_the_file(tmp_path) -> None:
     record = set_metric(synthetic_record(), "clip_accuracy", 7.5)
     with pytest.raises(RecordError, match=r"^reports/hil\.json: metrics\.clip_accuracy: 7\.5 is outside"):
         validate_hil_record(record, "reports/hil.json")
+
+
+def test_nan_gate_thresholds_are_refused_before_a_pipeline_starts() -> None:
+    from pipelines.glue import validate_params
+
+    with pytest.raises(ValueError, match="gate.min_cosine: nan is not a finite number"):
+        validate_params({"gate": {"min_cosine": math.nan}}, ["gate"])
+    assert validate_params({"gate": {}}, ["gate"]) == []
+
+
+def test_output_paths_that_are_folders_are_refused_with_one_line(tmp_path, capsys) -> None:
+    record = write(tmp_path / "record.json", synthetic_record())
+    (tmp_path / "folder").mkdir()
+    args = _gate_cli(tmp_path, record, record)
+    args[args.index("--verdict") + 1] = str(tmp_path / "folder")
+    assert "folder: is a directory" in _one_line_error(capsys, aed_main(args))
+    args = _gate_cli(tmp_path, record, tmp_path / "folder", "--accept", "--replace")
+    assert "folder: is a directory" in _one_line_error(capsys, aed_main(args))
+    params = write(tmp_path / "hil.yaml", "hil:\n  farm: local\n")
+    args = ["hil", "run", "--params", str(params), "--model", str(record), "--patches", str(tmp_path),
+            "--out", str(tmp_path / "folder")]  # fmt: skip
+    assert "folder: is a directory" in _one_line_error(capsys, aed_main(args))
