@@ -340,3 +340,46 @@ def test_promote_to_s3_refuses_escaping_names(s3_env: str, promotion, capsys) ->
     assert _promote(promotion) == 0, capsys.readouterr().err
     keys = {o["Key"] for o in _s3(s3_env).list_objects_v2(Bucket="reg")["Contents"]}
     assert all(key.startswith("p/yamnet_256/") for key in keys)
+
+
+class _Artifact:
+    """What a KFP task body uses of an artifact: its local path."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+
+def test_kfp_gate_and_promote_task_bodies_promote_the_judged_model(tmp_path) -> None:
+    """The KFP path: the gate task's verdict, copied by the promote task, with the HIL record as its input."""
+    from pipelines import tasks
+
+    int8 = tmp_path / "quantized" / "final" / "model_int8.tflite"
+    int8.parent.mkdir(parents=True)
+    int8.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(50)))
+    (tmp_path / "model" / "final").mkdir(parents=True)
+    (tmp_path / "model" / "final" / "model.keras").write_bytes(b"keras")
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "user_mel_tables.c").write_text("/* tables */\n")
+    (tmp_path / "generated").mkdir()
+    board = write(tmp_path / "board" / "metrics", synthetic_record(sha256_file(int8), str(int8)))
+    evaluation = write(tmp_path / "evaluation", {"accuracy": 0.9})
+    footprint = write(tmp_path / "footprint", {"flash": 1})
+    baseline = write(tmp_path / "baselines" / "hil-yamnet_256-b-u585i-iot02a.json", synthetic_record())
+    params = json.dumps({"gate": {"baseline": str(baseline.parent / "hil-{model_name}-{profile}.json")},
+                         "promote": {"registry": str(tmp_path / "registry")}})  # fmt: skip
+    verdict = _Artifact(tmp_path / "verdict")
+    passed = tasks.gate(params, "yamnet_256", _Artifact(evaluation), _Artifact(footprint), _Artifact(board),
+                        verdict, _Artifact(tmp_path / "table.md"))  # fmt: skip
+    assert passed is True
+    promotion = _Artifact(tmp_path / "promotion.json")
+    tasks.promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
+                  _Artifact(tmp_path / "generated"), _Artifact(tmp_path / "tables"), _Artifact(evaluation),
+                  _Artifact(footprint), _Artifact(board), verdict, promotion)  # fmt: skip
+    assert json.loads(Path(promotion.path).read_text())["promoted"] is True
+    # the same task with another model than the one judged publishes nothing
+    int8.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(60)))
+    with pytest.raises(ValueError, match="is not the model the verdict"):
+        tasks.promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
+                      _Artifact(tmp_path / "generated"), _Artifact(tmp_path / "tables"), _Artifact(evaluation),
+                      _Artifact(footprint), _Artifact(board), verdict, promotion)  # fmt: skip
+    assert not Path(promotion.path).exists()
