@@ -27,6 +27,7 @@ MODEL_FORMATS = ("tflite", "onnx_qdq")
 VERDICTS = {"pass": 0, "regression": 1, "undecidable": 2}
 CHECK_STATUSES = ("pass", "fail", "undecidable")
 VIRTUAL_RUNTIME_PREFIX = "virtual board"
+INT64_MAX = 2**63 - 1  # no figure in a record is larger; a bigger JSON integer is not a measurement
 
 
 class RecordError(ValueError):
@@ -60,7 +61,9 @@ def number(
         kinds = int if integer else int | float
         if isinstance(value, bool) or not isinstance(value, kinds):
             return f"expected {'an integer' if integer else 'a number'}, got {_describe(value)}"
-        if not math.isfinite(value):
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            return f"{_describe(value)} is outside the 64-bit integer range"
+        if isinstance(value, float) and not math.isfinite(value):
             return f"{value!r} is not a finite number"
         if low is not None and value < low or high is not None and value > high:
             return (

@@ -121,7 +121,15 @@ def _present(path: Path | None, what: str, checks: list[Check]) -> Evidence | No
     if path is None or not Path(path).exists():
         checks.append(Check(f"{what} present", UNDECIDABLE, detail=f"{path}: not found"))
         return None
-    return load_record(path, what)
+    try:
+        return load_record(path, what)
+    except RecordError as error:
+        if what != "baseline":
+            raise
+        # Most often a baseline written before a field was added to records: say how to renew it.
+        raise RecordError(
+            f"{error} (renew the baseline: aed gate --record <record> --accept --replace)"
+        ) from None
 
 
 def evaluate(record_path: Path | None, baseline_path: Path | None, thresholds: GateThresholds) -> Verdict:
