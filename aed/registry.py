@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,32 @@ LATEST = "latest.json"
 
 class RegistryError(RuntimeError):
     """A registry location that cannot be used: bad URI, missing bucket, unreachable endpoint."""
+
+
+class RegistryPathError(RegistryError, ValueError):
+    """A model name, artifact name or key that would leave the registry root (`..`, `/x`, separators...)."""
+
+
+# A model or artifact name is one plain path component: it can never name a parent, a root or a sub-folder.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise RegistryPathError(
+            f"invalid {what} {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(no path separators, no '..')"
+        )
+    return name
+
+
+def check_key(key: str) -> str:
+    """A '/'-separated key relative to the registry root, with no empty, '.' or '..' part and no backslash."""
+    parts = key.split("/") if isinstance(key, str) else [""]
+    bad = not key or "\\" in key or "\x00" in key or any(part in ("", ".", "..") for part in parts)
+    if bad:
+        raise RegistryPathError(f"registry key {key!r} is not a plain relative path inside the registry root")
+    return key
 
 
 @dataclass(frozen=True)
@@ -55,7 +82,12 @@ def parse_s3_uri(uri: str) -> S3Uri:
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
         raise RegistryError(f"{uri}: missing bucket name")
-    return S3Uri(bucket, prefix.strip("/"))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", bucket):
+        raise RegistryPathError(f"{uri}: invalid bucket name {bucket!r}")
+    prefix = prefix.strip("/")
+    if prefix:
+        check_key(prefix)
+    return S3Uri(bucket, prefix)
 
 
 class Store(Protocol):
@@ -73,20 +105,29 @@ class Store(Protocol):
 class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise RegistryError(f"{self.root}: registry root is not a directory")
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def _path(self, key: str) -> Path:
+        """The file for a key, which must stay under the root even through symbolic links."""
+        target = self.root / check_key(key)
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            raise RegistryPathError(f"registry key {key!r} resolves outside the registry root {self.root}")
+        return target
+
     def put_file(self, source: Path, key: str) -> None:
-        target = self.root / key
+        target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(source, temporary)
         temporary.replace(target)
 
     def put_text(self, text: str, key: str) -> None:
-        atomic_write_text(self.root / key, text)
+        atomic_write_text(self._path(key), text)
 
     def get_text(self, key: str) -> str | None:
-        path = self.root / key
+        path = self._path(key)
         return path.read_text() if path.is_file() else None
 
     def describe(self, key: str) -> str:
@@ -101,6 +142,7 @@ class S3Store:
         check_bucket(self.client, uri.bucket, settings)
 
     def _key(self, key: str) -> str:
+        check_key(key)
         return f"{self.uri.prefix}/{key}" if self.uri.prefix else key
 
     def put_file(self, source: Path, key: str) -> None:
@@ -219,8 +261,11 @@ def publish(store: Store, model: str, artifacts: dict[str, Path], metadata: dict
     The manifest is written after every file and latest.json last, so a reader that follows latest.json never
     sees a half-copied version.
     """
-    if not model or "/" in model:
-        raise RegistryError(f"invalid model name {model!r}")
+    check_name(model, "model name")
+    for name in artifacts:
+        check_name(name, "artifact name")
+        if name == MANIFEST:
+            raise RegistryPathError(f"invalid artifact name {name!r}: reserved for the version's manifest")
     entries = []
     for name, source in sorted(artifacts.items()):
         for key, path in _artifact_files(name, source):
@@ -242,5 +287,5 @@ def publish(store: Store, model: str, artifacts: dict[str, Path], metadata: dict
 
 
 def latest(store: Store, model: str) -> dict[str, Any] | None:
-    text = store.get_text(f"{model}/{LATEST}")
+    text = store.get_text(f"{check_name(model, 'model name')}/{LATEST}")
     return None if text is None else json.loads(text)

@@ -1,25 +1,41 @@
 """The regression gate: compare a HIL record with the baseline of the same key; fail closed.
 
-Exit codes: 0 pass, 1 regression (a check failed), 2 undecidable (missing record/metric, key mismatch, source not
-allowed for promotion). A baseline only changes through an explicit `accept`.
+Exit codes: 0 pass, 1 regression (a check failed), 2 undecidable (missing record or baseline, key mismatch, source
+not allowed for promotion). A record or baseline that is malformed, impossible (NaN, an accuracy of 7.5, a negative
+latency) or inconsistent raises RecordError (exit 2 from the CLI, one line). A baseline only changes through an
+explicit `accept`, and an accept never silently replaces a baseline of another key.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aed.records import sha256_file, write_json
+from aed.fingerprints import short
+from aed.record_schema import (
+    KEY_SCHEMA,
+    RecordError,
+    read_json,
+    record_is_virtual,
+    validate_hil_record,
+    validate_verdict,
+)
+from aed.records import write_json
 from hil_runner.boards.profiles import PROFILES
 
 PASS, FAIL, UNDECIDABLE = "pass", "fail", "undecidable"
 EXIT_CODES = {"pass": 0, "regression": 1, "undecidable": 2}
+# What makes two records comparable, whatever gate.key_fields says: the same board profile and kind of board, the
+# same classes in the same order, the same evaluated clips and patches made by the same front end from the same
+# patch store, and the same model format on the same runtime.
+REQUIRED_KEY_FIELDS = ("profile", "source", "class_names", "eval_set_sha256", "eval_patches", "frontend_sha256",
+                       "dataset_sha256", "model_format", "runtime")  # fmt: skip
 DEFAULT_KEY_FIELDS = ("profile", "device_id", "sclock_hz", "runtime_version", "tool_version", "kernels", "host_litert",
-                      "source")  # fmt: skip
+                      *REQUIRED_KEY_FIELDS[1:])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,6 +51,19 @@ class GateThresholds:
     check_budgets: bool = True
     key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
 
+    def __post_init__(self) -> None:
+        # A NaN threshold makes every comparison false in one direction: refuse it instead of deciding on it.
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"gate.{name}: {value!r} is not a finite number")
+        unknown = [name for name in self.key_fields if name not in KEY_SCHEMA]
+        if unknown:
+            raise ValueError(f"gate.key_fields: unknown field(s) {unknown}; known: {sorted(KEY_SCHEMA)}")
+
+    def compared_fields(self) -> tuple[str, ...]:
+        """The key fields compared: the required ones plus those gate.key_fields adds, in a stable order."""
+        return tuple(dict.fromkeys((*REQUIRED_KEY_FIELDS, *self.key_fields)))
+
 
 @dataclass
 class Check:
@@ -46,56 +75,77 @@ class Check:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A validated HIL record (or baseline) and the sha256 of the exact bytes that were judged."""
+
+    path: Path
+    data: dict
+    sha256: str
+
+    @property
+    def key(self) -> dict:
+        return self.data["key"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.data["metrics"]
+
+
 @dataclass
 class Verdict:
     verdict: str
     checks: list[Check] = field(default_factory=list)
+    record: Evidence | None = None
+    baseline: Evidence | None = None
+    record_path: Path | None = None
+    baseline_path: Path | None = None
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
+    def key_mismatches(self) -> list[Check]:
+        return [c for c in self.checks if c.name.startswith("key ") and c.status != PASS]
 
-def _load(path: Path | None, what: str, checks: list[Check]) -> dict | None:
+
+def load_record(path: Path, what: str = "HIL record") -> Evidence:
+    """Read and validate a HIL record; RecordError (one line, file and field) when it cannot be trusted."""
+    data, raw = read_json(path, what)
+    validate_hil_record(data, path)
+    return Evidence(Path(path), data, hashlib.sha256(raw).hexdigest())
+
+
+def _present(path: Path | None, what: str, checks: list[Check]) -> Evidence | None:
+    """The validated record, or None with an undecidable check when there is no file (no baseline yet)."""
     if path is None or not Path(path).exists():
         checks.append(Check(f"{what} present", UNDECIDABLE, detail=f"{path}: not found"))
         return None
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
-        checks.append(Check(f"{what} readable", UNDECIDABLE, detail=f"{path}: {error}"))
-        return None
-    if not isinstance(data, dict) or data.get("kind") != "hil":
-        checks.append(
-            Check(f"{what} is a HIL record", UNDECIDABLE, detail=f"{path}: kind {data.get('kind')!r}")
-        )
-        return None
-    return data
+        return load_record(path, what)
+    except RecordError as error:
+        if what != "baseline":
+            raise
+        # Most often a baseline written before a field was added to records: say how to renew it.
+        raise RecordError(
+            f"{error} (renew the baseline: aed gate --record <record> --accept --replace)"
+        ) from None
 
 
-def _metric(record: dict, name: str) -> float | None:
-    value = (record.get("metrics") or {}).get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return value
-
-
-def evaluate(record_path: Path, baseline_path: Path | None, thresholds: GateThresholds) -> Verdict:
+def evaluate(record_path: Path | None, baseline_path: Path | None, thresholds: GateThresholds) -> Verdict:
     checks: list[Check] = []
-    record = _load(record_path, "record", checks)
-    baseline = _load(baseline_path, "baseline", checks)
+    record = _present(record_path, "record", checks)
+    baseline = _present(baseline_path, "baseline", checks)
     if record is not None:
-        allowed = {"board", "cloud"} | ({"virtual"} if thresholds.allow_virtual else set())
-        source = record.get("source")
-        checks.append(
-            Check("source allowed", PASS if source in allowed else UNDECIDABLE, candidate=source,
-                  limit=" | ".join(sorted(allowed)),
-                  detail="" if source in allowed else "simulated results are not board evidence"),
-        )  # fmt: skip
+        virtual = record_is_virtual(record.data, record.path)
+        allowed = thresholds.allow_virtual or not virtual
+        limit = "board | cloud | virtual" if thresholds.allow_virtual else "board | cloud"
+        checks.append(Check("source allowed", PASS if allowed else UNDECIDABLE, candidate=record.data["source"],
+                            limit=limit, detail="" if allowed else "simulated results are not board evidence"))  # fmt: skip
     if record is not None and baseline is not None:
-        checks += _key_checks(record, baseline, thresholds)
+        checks += key_checks(record.key, baseline.key, thresholds.compared_fields())
         if all(check.status == PASS for check in checks):
-            checks += _comparisons(record, baseline, thresholds)
+            checks += _comparisons(record.metrics, baseline.metrics, thresholds)
     if record is not None and thresholds.check_budgets:
         checks += _budget_checks(record)
     statuses = {check.status for check in checks}
@@ -106,22 +156,33 @@ def evaluate(record_path: Path, baseline_path: Path | None, thresholds: GateThre
         if UNDECIDABLE in statuses or not checks
         else "pass"
     )
-    return Verdict(verdict, checks)
+    return Verdict(verdict, checks, record, baseline, record_path, baseline_path)
 
 
-def _key_checks(record: dict, baseline: dict, thresholds: GateThresholds) -> list[Check]:
+def key_checks(candidate: dict, baseline: dict, fields: tuple[str, ...]) -> list[Check]:
     checks = []
-    for name in thresholds.key_fields:
-        ours, theirs = (record.get("key") or {}).get(name), (baseline.get("key") or {}).get(name)
+    for name in fields:
+        ours, theirs = candidate.get(name), baseline.get(name)
         ok = ours is not None and ours == theirs
         checks.append(Check(f"key {name}", PASS if ok else UNDECIDABLE, theirs, ours, "equal",
                             "" if ok else "records with different keys are never compared"))  # fmt: skip
     return checks
 
 
+def mismatch_lines(checks: list[Check]) -> list[str]:
+    """One line per differing key field: field, baseline value, candidate value (long hashes shortened)."""
+    return [
+        f"key mismatch: {check.name[len('key ') :]}: baseline {short(check.baseline)}, "
+        f"candidate {short(check.candidate)}"
+        for check in checks
+        if check.name.startswith("key ") and check.status != PASS
+    ]
+
+
 def _comparisons(record: dict, baseline: dict, t: GateThresholds) -> list[Check]:
+    # Both metric dicts passed the schema: every value compared here is a finite number in its physical range.
     specs = [
-        # name, metric, compare(candidate, baseline) -> ok, limit text, needs baseline
+        # name, metric, compare(candidate, baseline) -> ok, limit text, shows the baseline
         ("clip accuracy", "clip_accuracy", lambda c, b: c >= b - t.max_accuracy_drop, f">= baseline - {t.max_accuracy_drop}", True),
         ("top-1 agreement", "top1_agreement", lambda c, b: c >= t.min_top1_agreement, f">= {t.min_top1_agreement}", False),
         ("cosine (min)", "cosine_min", lambda c, b: c >= t.min_cosine, f">= {t.min_cosine}", False),
@@ -134,26 +195,21 @@ def _comparisons(record: dict, baseline: dict, t: GateThresholds) -> list[Check]
          f"<= baseline + {t.max_flash_increase_bytes}", True),
     ]  # fmt: skip
     checks = []
-    for name, metric, compare, limit, needs_baseline in specs:
-        ours, theirs = _metric(record, metric), _metric(baseline, metric)
-        if ours is None or (needs_baseline and theirs is None):
-            missing = "candidate" if ours is None else "baseline"
-            checks.append(
-                Check(name, UNDECIDABLE, theirs, ours, limit, f"metric {metric} missing in the {missing}")
-            )
-            continue
-        ok = compare(ours, theirs if theirs is not None else 0.0)
-        checks.append(Check(name, PASS if ok else FAIL, theirs, ours, limit))
+    for name, metric, compare, limit, shows_baseline in specs:
+        ours, theirs = record[metric], baseline[metric]
+        ok = compare(ours, theirs)
+        checks.append(Check(name, PASS if ok else FAIL, theirs if shows_baseline else None, ours, limit))
     return checks
 
 
-def _budget_checks(record: dict) -> list[Check]:
-    profile = PROFILES.get((record.get("key") or {}).get("profile", ""))
-    weights, activations = _metric(record, "weights_bytes"), _metric(record, "activations_bytes")
-    if profile is None or weights is None or activations is None:
-        return [Check("device budgets", UNDECIDABLE, detail="profile or memory figures missing")]
-    flash_need = weights + profile.code_flash_bytes
-    ram_need = activations + profile.runtime_ram_bytes
+def _budget_checks(record: Evidence) -> list[Check]:
+    profile = PROFILES.get(record.key["profile"])
+    if profile is None:
+        return [
+            Check("device budgets", UNDECIDABLE, detail=f"unknown board profile {record.key['profile']!r}")
+        ]
+    flash_need = record.metrics["weights_bytes"] + profile.code_flash_bytes
+    ram_need = record.metrics["activations_bytes"] + profile.runtime_ram_bytes
     return [
         Check("flash budget (weights + code)", PASS if flash_need <= profile.flash_bytes else FAIL,
               None, int(flash_need), f"<= {profile.flash_bytes}"),
@@ -181,17 +237,19 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return value if isinstance(value, str) and len(value) != 64 else short(value, 40).strip('"')
 
 
-def write_verdict(
-    path: Path,
-    verdict: Verdict,
-    record: Path,
-    baseline: Path | None,
-    t: GateThresholds,
-    evidence: dict | None = None,
-) -> dict:
+def _file_ref(evidence: Evidence | None, path: Path | None) -> dict[str, str | None]:
+    if evidence is None:
+        return {"path": str(path) if path else None, "sha256": None}
+    return {"path": str(evidence.path), "sha256": evidence.sha256}
+
+
+def verdict_payload(verdict: Verdict, t: GateThresholds, evidence: dict | None = None) -> dict:
+    """The verdict JSON: it names the model (sha256 of the int8 file judged) and the exact record and baseline
+    bytes it judged, so that promote can check it belongs to the artifact it publishes."""
+    record = verdict.record
     payload = {
         "kind": "gate-verdict",
         "verdict": verdict.verdict,
@@ -200,28 +258,52 @@ def write_verdict(
         "reasons": [f"{c.name}: {c.status}" + (f" ({c.detail})" if c.detail else "") for c in verdict.checks
                     if c.status != PASS],  # fmt: skip
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "record": {"path": str(record), "sha256": sha256_file(record) if Path(record).exists() else None},
-        "baseline": {"path": str(baseline) if baseline else None,
-                     "sha256": sha256_file(baseline) if baseline and Path(baseline).exists() else None},
+        "model": {"path": record.data["model"]["path"], "sha256": record.data["model_sha256"]} if record
+        else {"path": None, "sha256": None},
+        "record": _file_ref(record, verdict.record_path),
+        "baseline": _file_ref(verdict.baseline, verdict.baseline_path),
+        "key": record.key if record else None,
         "evidence": evidence or {},
         "thresholds": asdict(t),
         "checks": [asdict(check) for check in verdict.checks],
     }  # fmt: skip
+    return validate_verdict(payload, "gate verdict")
+
+
+def write_verdict(path: Path, verdict: Verdict, t: GateThresholds, evidence: dict | None = None) -> dict:
+    payload = verdict_payload(verdict, t, evidence)
     write_json(path, payload)
     return payload
 
 
-def accept(record_path: Path, baseline_path: Path) -> dict:
-    """Make the record the new baseline for its key (explicit approval; overwrites atomically)."""
-    checks: list[Check] = []
-    record = _load(record_path, "record", checks)
-    if record is None:
-        raise ValueError(f"cannot accept {record_path}: {checks[-1].detail}")
-    missing = [name for name in ("clip_accuracy", "latency_median_ms", "weights_bytes", "activations_bytes")
-               if _metric(record, name) is None]  # fmt: skip
-    if missing or not record.get("key"):
-        raise ValueError(f"cannot accept {record_path}: missing key or metrics {missing}")
-    baseline = {**record, "accepted": {"from": str(record_path), "sha256": sha256_file(record_path),
-                                       "at": datetime.now(UTC).isoformat(timespec="seconds")}}  # fmt: skip
+def accept(
+    record_path: Path,
+    baseline_path: Path,
+    key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS,
+    replace: bool = False,
+) -> dict:
+    """Make the record the new baseline for its key (explicit approval; overwrites atomically).
+
+    An existing baseline of another key (or one that is no longer a valid record) is replaced only with
+    replace=True: accepting a record of another dataset or class set must be a deliberate act."""
+    record = load_record(record_path, "HIL record")
+    baseline_path = Path(baseline_path)
+    if baseline_path.is_dir():
+        raise RecordError(f"{baseline_path}: is a directory, expected the baseline's file path")
+    if baseline_path.exists() and not replace:
+        try:
+            old = load_record(baseline_path, "baseline")
+        except RecordError as error:
+            raise RecordError(f"{error}; give --replace to overwrite this baseline") from None
+        fields = GateThresholds(key_fields=tuple(key_fields)).compared_fields()
+        differing = mismatch_lines(key_checks(record.key, old.key, fields))
+        if differing:
+            raise RecordError(
+                f"{baseline_path}: the existing baseline has another key ({'; '.join(differing)}); "
+                "give --replace to replace it"
+            )
+    accepted = {"from": str(record_path), "sha256": record.sha256,
+                "at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    baseline = {**record.data, "accepted": accepted}
     write_json(baseline_path, baseline)
     return baseline

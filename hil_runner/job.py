@@ -8,6 +8,7 @@ board of the same profile; when no attempt succeeds the job fails naming every b
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
@@ -18,12 +19,14 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from aed.fingerprints import arrays_sha256, dataset_sha256, eval_set_sha256, frontend_sha256
+from aed.record_schema import is_virtual_runtime, validate_hil_record
 from aed.records import make_record, sha256_file, tool_versions, write_json
 from hil_runner.boards.flash import NoFlash, get_strategy
 from hil_runner.errors import BoardFailure, DeviceError, HilError
 from hil_runner.farm import Lease
 from hil_runner.fidelity import clip_accuracy, fidelity, latency_stats
-from hil_runner.litert import ReferenceModel, load_reference
+from hil_runner.litert import ReferenceModel, load_reference, model_format
 from hil_runner.protocol import constants as c
 from hil_runner.protocol.host import Timeouts, ValidationClient
 from hil_runner.protocol.tensors import dequantize, quantize
@@ -68,12 +71,36 @@ class EvalSet:
     labels: np.ndarray
     class_names: list[str]
     source: Path | None = None
+    # What the patches are, for the record's key: the patch store's fingerprint (None: hashed from the arrays)
+    # and the front end they were made with (None: the default FeatureConfig).
+    dataset_sha256: str | None = None
+    frontend_sha256: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The key fields that describe what was evaluated."""
+        from aed.features import FeatureConfig
+
+        dataset = self.dataset_sha256 or arrays_sha256(self.patches, self.labels, names=self.class_names)
+        return {
+            "class_names": list(self.class_names),
+            "eval_set_sha256": eval_set_sha256(self.clip_ids, len(self.patches)),
+            "eval_patches": len(self.patches),
+            "frontend_sha256": self.frontend_sha256 or frontend_sha256(FeatureConfig()),
+            "dataset_sha256": dataset,
+        }
 
 
 def load_eval_set(
-    store_dir: Path, split: str | None, max_patches: int = 0, folds: list[int] | None = None
+    store_dir: Path,
+    split: str | None,
+    max_patches: int = 0,
+    folds: list[int] | None = None,
+    frontend: Any | None = None,
 ) -> EvalSet:
-    """Patches of one split (None: all; ESC-50 leaves the split empty) and folds (None: all)."""
+    """Patches of one split (None: all; ESC-50 leaves the split empty) and folds (None: all).
+
+    frontend: the aed.features.FeatureConfig the store was made with (params' `patch` section; None: default)."""
+    from aed.features import FeatureConfig
     from aed.patchstore import load_patch_store
 
     store = load_patch_store(Path(store_dir))
@@ -93,12 +120,16 @@ def load_eval_set(
         counts = rows.groupby("clip_id", sort=False).size().loc[clips].cumsum()
         keep = counts[counts <= max_patches].index
         rows = rows[rows["clip_id"].isin(keep if len(keep) else clips[:1])]
+    patches, clip_ids = store.patches(rows), rows["clip_id"].to_numpy()
+    require_finite(patches, f"{store_dir}: patches", clip_ids)  # before any board is leased
     return EvalSet(
-        patches=store.patches(rows),
-        clip_ids=rows["clip_id"].to_numpy(),
+        patches=patches,
+        clip_ids=clip_ids,
         labels=rows["label_index"].to_numpy(),
         class_names=list(store.class_names),
         source=Path(store_dir),
+        dataset_sha256=dataset_sha256(Path(store_dir)),
+        frontend_sha256=frontend_sha256(frontend or FeatureConfig()),
     )
 
 
@@ -120,9 +151,30 @@ def host_reference(model_path: Path, evalset: EvalSet) -> HostReference:
         raise ValueError(
             f"{model_path}: input shape {spec_in.shape} does not fit patches of shape {evalset.patches.shape[1:]}"
         )
+    # Quantizing NaN gives arbitrary integers and every board then "agrees" with the host: refuse first.
+    require_finite(evalset.patches, f"{evalset.source or 'evaluation set'}: patches", evalset.clip_ids)
     inputs = quantize(evalset.patches[:, None], spec_in)  # (n, 1, ...)
     outputs = np.stack([dequantize(model.run([x])[0], spec_out) for x in inputs])
-    return HostReference(model=model, inputs=inputs, outputs=outputs.reshape(len(inputs), -1))
+    outputs = outputs.reshape(len(inputs), -1)
+    require_finite(outputs, f"{model_path}: host reference outputs", evalset.clip_ids)
+    return HostReference(model=model, inputs=inputs, outputs=outputs)
+
+
+class NonFiniteError(ValueError):
+    """Inputs or outputs with NaN or infinite values: nothing can be measured on them."""
+
+
+def require_finite(values: np.ndarray, what: str, clip_ids: np.ndarray | None = None) -> None:
+    rows = np.asarray(values).reshape(len(values), -1)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    if len(bad):
+        first = (
+            f"clip {clip_ids[bad[0]]}" if clip_ids is not None and len(clip_ids) > bad[0] else f"row {bad[0]}"
+        )
+        raise NonFiniteError(
+            f"{what}: {len(bad)} of {len(rows)} contain NaN or infinite values (first: {first}); refusing to "
+            "measure agreement or accuracy on them"
+        )
 
 
 def run_on_board(
@@ -169,7 +221,12 @@ def _evaluate(
     if not models:
         raise DeviceError(f"board {board.name}: no model on the device")
     model = models[0]
-    virtual = board.virtual or model.runtime_desc.lower().startswith("virtual board")
+    runtime_virtual = is_virtual_runtime(model.runtime_desc)
+    if board.virtual and not runtime_virtual:
+        raise DeviceError(
+            f"board {board.name}: listed as a virtual board but its runtime is {model.runtime_desc!r}"
+        )
+    virtual = runtime_virtual  # a board that runs the virtual runtime is virtual, whatever the inventory says
     verified = model.signature == model_sha256[: len(model.signature)] if model.signature else False
     if config.verify_signature and virtual and not verified:
         raise DeviceError(
@@ -198,10 +255,16 @@ def _evaluate(
             transfer_s += result.host_seconds
             bar.update()
     eval_s = time.perf_counter() - started
+    try:
+        require_finite(outputs, f"board {board.name}: outputs")
+    except NonFiniteError as error:
+        raise DeviceError(str(error)) from None
 
     durations, cycles = [], []
     for number in range(config.latency_repeats):
         result = client.run(model, [reference.inputs[0]], mode=c.RUN_PERF, first=number == 0)
+        if not (math.isfinite(result.duration_ms) and result.duration_ms > 0):
+            raise DeviceError(f"board {board.name}: impossible inference duration {result.duration_ms!r} ms")
         durations.append(result.duration_ms)
         cycles.append(result.cycles or 0)
     layers = []
@@ -258,6 +321,8 @@ def run_job(
     else:
         raise HilError(_summary(f"HIL job failed on {len(failures)} board(s)", failures))
     record = _record(model_path, model_sha256, evalset, reference, lease, board_result, failures, config)
+    # The gate trusts only records that pass this check: never write one it would refuse.
+    validate_hil_record(record, out_path)
     write_json(out_path, record)
     return record
 
@@ -279,6 +344,8 @@ def _record(
     device, model, board = result["device"], result["model"], lease.board
     source = "virtual" if result["virtual"] else "board"
     fid = fidelity(result["outputs"], reference.outputs)
+    # A cosine is at most 1; float64 rounding can give 1 + 1 ulp for identical outputs, which the schema refuses.
+    fid.update({name: min(1.0, max(-1.0, fid[name])) for name in ("cosine_mean", "cosine_min")})
     device_acc, n_clips = clip_accuracy(result["outputs"], evalset.clip_ids, evalset.labels)
     host_acc, _ = clip_accuracy(reference.outputs, evalset.clip_ids, evalset.labels)
     latency = latency_stats(result["durations"])
@@ -303,6 +370,9 @@ def _record(
         "host_litert": host_tools.get("ai-edge-litert", "?"),
         "source": source,
         "board": board.name,
+        **evalset.identity(),
+        "model_format": "onnx_qdq" if model_format(model_path) == "onnx" else "tflite",
+        "runtime": model.runtime_desc,
     }
     metrics = {
         "clip_accuracy": device_acc,
@@ -336,6 +406,7 @@ def _record(
             "hclock_hz": device.hclock_hz,
             "extra": list(device.extra),
             "cache": f"0x{device.cache:08x}",
+            "virtual": result["virtual"],
         },  # fmt: skip
         "firmware": firmware,
         "key": key,

@@ -290,5 +290,5 @@ def promote(
             artifacts["generated"] = Path(generated.path)
         step.run(
             model=model_name, artifacts=artifacts, gate_record=gate_record, out=Path(promotion.path),
-            **step_args(params, step),
+            hil_record=Path(board.path), **step_args(params, step),
         )  # fmt: skip

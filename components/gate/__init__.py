@@ -1,6 +1,8 @@
 """Step `gate`: HIL record + baseline of the same key -> verdict (exit 0 pass, 1 regression, 2 undecidable).
 
-`aed gate --accept` makes the record the new baseline (explicit approval, e.g. after a tool or runtime bump).
+`aed gate --accept` makes the record the new baseline (explicit approval); replacing a baseline of another key
+(a tool or runtime bump, another dataset) also needs `--replace`. A malformed or impossible record or baseline
+exits 2 with one line naming the file and field, and leaves no verdict behind.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from aed.params import bounded, load_section
 from components.common import add_params_option
-from hil_runner.gate import GateThresholds
+from hil_runner.gate import DEFAULT_KEY_FIELDS, GateThresholds
 
 SECTION = "gate"
 
@@ -27,20 +29,14 @@ class GateParams:
     max_ram_increase_bytes: int = bounded(0, 0)
     max_flash_increase_bytes: int = bounded(0, 0)
     check_budgets: bool = True
-    key_fields: list[str] = field(
-        default_factory=lambda: [
-            "profile",
-            "device_id",
-            "sclock_hz",
-            "runtime_version",
-            "tool_version",
-            "kernels",
-            "host_litert",
-            "source",
-        ]  # fmt: skip
-    )
+    # compared between record and baseline; hil_runner.gate.REQUIRED_KEY_FIELDS are compared in any case
+    key_fields: list[str] = field(default_factory=lambda: list(DEFAULT_KEY_FIELDS))
     # {model_name} and {profile} are filled in from the record
     baseline: str = "baselines/hil-{model_name}-{profile}.json"
+
+    def validate(self) -> None:
+        """Checked before any pipeline task starts (pipelines.glue.validate_params): NaN thresholds, key fields."""
+        self.thresholds()
 
     def thresholds(self) -> GateThresholds:
         values = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "key_fields")}
@@ -62,8 +58,11 @@ def run(
     evaluate_record / convert_record, when given, are hashed into the verdict as the evidence it was decided with.
     Returns {"passed", "verdict", "exit_code", "table"}."""
     from aed.records import atomic_write_text, sha256_file
-    from hil_runner.gate import evaluate, render_table, write_verdict
+    from hil_runner.gate import evaluate, mismatch_lines, render_table, write_verdict
 
+    # An earlier run's verdict must not survive this one: if anything below fails, there is no verdict at all.
+    for stale in (out_path, table_path):
+        discard(stale)
     baseline = Path(baseline) if baseline else baseline_path(params, hil_record, model_name)
     thresholds = params.thresholds()
     verdict = evaluate(hil_record, baseline, thresholds)
@@ -71,20 +70,38 @@ def run(
     if out_path is not None:
         evidence = {name: {"path": str(path), "sha256": sha256_file(path)}
                     for name, path in (("evaluate", evaluate_record), ("convert", convert_record))
-                    if path is not None and Path(path).exists()}  # fmt: skip
-        write_verdict(out_path, verdict, hil_record, baseline, thresholds, evidence)
+                    if path is not None and Path(path).is_file()}  # fmt: skip
+        write_verdict(out_path, verdict, thresholds, evidence)
     if table_path is not None:
         atomic_write_text(table_path, "```\n" + table + "\n```\n")
     return {"passed": verdict.exit_code == 0, "verdict": verdict.verdict, "exit_code": verdict.exit_code,
-            "table": table}  # fmt: skip
+            "table": table, "key_mismatches": mismatch_lines(verdict.checks)}  # fmt: skip
+
+
+def discard(path: Path | None) -> None:
+    """Remove an earlier output file; refuse (one line) when the path is something else than a file."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, expected a file path to write")
+    path.unlink(missing_ok=True)
 
 
 def baseline_path(params: GateParams, record: Path, model_name: str | None) -> Path:
+    """gate.baseline filled in; the profile comes from the record's key ("unknown" when it has none)."""
     import json
 
     try:
-        profile = json.loads(Path(record).read_text()).get("key", {}).get("profile", "unknown")
-    except (OSError, ValueError):
+        data = json.loads(Path(record).read_text())
+    except (OSError, ValueError, RecursionError):
+        data = None
+    key = data.get("key") if isinstance(data, dict) else None
+    profile = key.get("profile") if isinstance(key, dict) else None
+    # The profile becomes part of a path: only a plain name is used, anything else is "unknown".
+    if not isinstance(profile, str) or not profile or not all(ch.isalnum() or ch in "-_." for ch in profile):
+        profile = "unknown"
+    if profile in (".", ".."):
         profile = "unknown"
     return Path(params.baseline.format(model_name=model_name or "model", profile=profile))
 
@@ -101,19 +118,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--accept", action="store_true", help="make --record the new baseline (explicit approval)"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --accept: replace an existing baseline even if its key differs (another dataset, tool...)",
+    )
     parser.set_defaults(handler=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "gate", GateParams)
+    thresholds = params.thresholds()  # refuses NaN thresholds and unknown key fields before any work
     baseline = args.baseline or baseline_path(params, args.record, args.model_name)
+    if args.replace and not args.accept:
+        raise ValueError("--replace only applies with --accept")
     if args.accept:
         from hil_runner.gate import accept
 
-        accepted = accept(args.record, baseline)
-        print(f"gate: accepted {args.record} as the baseline {baseline} (key {accepted['key']})")
+        accepted = accept(args.record, baseline, thresholds.key_fields, replace=args.replace)
+        print(f"gate: accepted {args.record} as the baseline {baseline} (profile {accepted['key']['profile']}, "
+              f"{len(accepted['key']['class_names'])} classes, {accepted['key']['eval_patches']} patches)")  # fmt: skip
         return 0
     result = run(params, args.record, args.verdict, baseline=baseline, model_name=args.model_name)
+    if result["key_mismatches"]:
+        # One line per differing field instead of the table: nothing else was compared.
+        for line in result["key_mismatches"]:
+            print(f"gate: {line}")
+        print(f"gate: UNDECIDABLE (exit 2): {args.record} and the baseline {baseline} are not comparable; "
+              f"verdict written to {args.verdict}")  # fmt: skip
+        return result["exit_code"]
     print(result["table"])
     print(f"gate: verdict written to {args.verdict}")
     return result["exit_code"]

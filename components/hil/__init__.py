@@ -16,6 +16,7 @@ from typing import Literal
 
 from aed.params import bounded, load_section
 from components.common import add_params_option
+from components.patch import PatchParams
 from hil_runner.job import Farm
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,21 @@ def run(
     quantized_dir: Path | None = None,
     model_name: str | None = None,
     progress: bool = True,
+    patch: PatchParams | None = None,
 ) -> dict:
     """Run the HIL job on the int8 model (a file, or the one .tflite in quantized_dir) and write the record to
-    metrics_path; returns the record's metrics."""
+    metrics_path; returns the record's metrics.
+
+    patch: the params' `patch` section the patches were made with (None: its defaults); its front-end config
+    hash goes into the record's key, so records of patches made differently are never compared."""
     from hil_runner.job import JobConfig, load_eval_set, run_job
 
+    if Path(metrics_path).is_dir():
+        raise ValueError(f"{metrics_path}: is a directory, expected the record's file path")
     model = resolve_model(model_path, quantized_dir)
     profile = (params.profiles or {}).get(model_name or "", params.profile)
-    evalset = load_eval_set(patches_dir, params.split, params.max_patches, params.folds)
+    frontend = (patch or PatchParams()).feature_config()
+    evalset = load_eval_set(patches_dir, params.split, params.max_patches, params.folds, frontend=frontend)
     config = JobConfig(
         profile=profile,
         latency_repeats=params.latency_repeats,
@@ -152,8 +160,9 @@ def _run_main(args: argparse.Namespace) -> int:
         params.farm = args.farm
     if args.max_patches is not None:
         params.max_patches = args.max_patches
+    patch = load_section(args.params, "patch", PatchParams)
     metrics = run(params, args.patches, args.out, model_path=args.model, quantized_dir=args.quantized_dir,
-                  model_name=args.model_name, progress=not args.no_progress)  # fmt: skip
+                  model_name=args.model_name, progress=not args.no_progress, patch=patch)  # fmt: skip
     shown = ("source", "board", "top1_agreement", "clip_accuracy", "latency_median_ms", "weights_bytes",
              "activations_bytes")  # fmt: skip
     print(f"hil: {args.out}: " + ", ".join(f"{key}={metrics[key]}" for key in shown))

@@ -1,5 +1,5 @@
-"""The gate: same-key comparisons only, fail closed (missing metric, key mismatch, disallowed source, no baseline),
-readable table, verdict JSON, exit codes 0/1/2, explicit --accept."""
+"""The gate: same-key comparisons only, fail closed (malformed record, key mismatch, disallowed source, no baseline),
+readable table, verdict JSON, exit codes 0/1/2, explicit --accept. Records come from a real virtual-board run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from aed.record_schema import RecordError
 from components.gate import GateParams, baseline_path
 from components.gate import run as gate_run
 from hil_runner.boards.inventory import Board
@@ -58,11 +59,20 @@ def test_same_record_passes(record, tmp_path) -> None:
     } <= names
 
 
+def _with(record: dict, metric: str, value: float) -> dict:
+    """A copy with one metric changed where the job writes it (metrics, and its copy in the accuracy section)."""
+    changed = copy.deepcopy(record)
+    changed["metrics"][metric] = value
+    if metric in changed["accuracy"]:
+        changed["accuracy"][metric] = value
+    return changed
+
+
 @pytest.mark.parametrize(
     ("metric", "value", "check"),
     [
         ("latency_median_ms", lambda v: v * 1.05, "latency median ms"),
-        ("clip_accuracy", lambda v: v - 0.05, "clip accuracy"),
+        ("clip_accuracy", lambda v: 0.45, "clip accuracy"),  # the baseline's is set to 0.5 below
         ("activations_bytes", lambda v: v + 16, "RAM bytes"),
         ("weights_bytes", lambda v: v + 1, "flash bytes"),
         ("top1_agreement", lambda v: 0.9, "top-1 agreement"),
@@ -71,22 +81,20 @@ def test_same_record_passes(record, tmp_path) -> None:
     ],
 )
 def test_each_regression_fails_with_exit_1(record, tmp_path, metric, value, check) -> None:
-    candidate = copy.deepcopy(record)
-    candidate["metrics"][metric] = value(candidate["metrics"][metric])
-    verdict = _verdict(tmp_path, candidate, record)
+    baseline = _with(record, "clip_accuracy", 0.5)
+    candidate = _with(baseline, metric, value(baseline["metrics"][metric]))
+    verdict = _verdict(tmp_path, candidate, baseline)
     assert verdict.exit_code == 1
     assert [c.name for c in verdict.checks if c.status == "fail"] == [check]
 
 
 def test_latency_within_threshold_passes(record, tmp_path) -> None:
-    candidate = copy.deepcopy(record)
-    candidate["metrics"]["latency_median_ms"] *= 1.02
+    candidate = _with(record, "latency_median_ms", record["metrics"]["latency_median_ms"] * 1.02)
     assert _verdict(tmp_path, candidate, record).exit_code == 0
 
 
 def test_over_budget_model_fails(record, tmp_path) -> None:
-    candidate = copy.deepcopy(record)
-    candidate["metrics"]["weights_bytes"] = 3_238_568  # YAMNet-1024 does not fit the U5's 2 MB flash
+    candidate = _with(record, "weights_bytes", 3_238_568)  # YAMNet-1024 does not fit the U5's 2 MB flash
     verdict = _verdict(tmp_path, candidate, candidate)
     assert verdict.exit_code == 1
     assert [c.name for c in verdict.checks if c.status == "fail"] == ["flash budget (weights + code)"]
@@ -95,14 +103,15 @@ def test_over_budget_model_fails(record, tmp_path) -> None:
 def test_fails_closed(record, tmp_path) -> None:
     missing = copy.deepcopy(record)
     del missing["metrics"]["latency_median_ms"]
-    verdict = _verdict(tmp_path, missing, record)
-    assert verdict.exit_code == 2 and any("latency_median_ms missing" in c.detail for c in verdict.checks)
+    with pytest.raises(RecordError, match=r"record.json: metrics.latency_median_ms: missing"):
+        _verdict(tmp_path, missing, record)
 
     other_tool = copy.deepcopy(record)
     other_tool["key"]["tool_version"] = "3.0.0"
     verdict = _verdict(tmp_path, other_tool, record)
     assert verdict.exit_code == 2
     assert [c.name for c in verdict.checks if c.status == "undecidable"] == ["key tool_version"]
+    assert [c.name for c in verdict.key_mismatches()] == ["key tool_version"]
     assert not any(c.name == "latency median ms" for c in verdict.checks)  # never compared across keys
 
     verdict = _verdict(tmp_path, record, record, allow_virtual=False)
@@ -111,14 +120,14 @@ def test_fails_closed(record, tmp_path) -> None:
     assert _verdict(tmp_path, record, None).exit_code == 2
     assert evaluate(tmp_path / "nope.json", None, GateThresholds()).exit_code == 2
     not_hil = {**record, "kind": "evaluate"}
-    assert _verdict(tmp_path, not_hil, record).exit_code == 2
+    with pytest.raises(RecordError, match=r"kind: expected one of \['hil'\]"):
+        _verdict(tmp_path, not_hil, record)
 
 
 def test_regression_and_undecidable_together_is_a_regression(record, tmp_path) -> None:
-    candidate = copy.deepcopy(record)
-    candidate["metrics"]["latency_median_ms"] *= 2
-    del candidate["metrics"]["clip_accuracy"]
-    assert _verdict(tmp_path, candidate, record).verdict == "regression"
+    candidate = _with(record, "weights_bytes", 3_238_568)  # over the U5's flash budget, and no baseline yet
+    verdict = _verdict(tmp_path, candidate, None)
+    assert {c.status for c in verdict.checks} >= {"fail", "undecidable"} and verdict.verdict == "regression"
 
 
 def test_component_writes_verdict_and_table(record, tmp_path) -> None:
@@ -134,6 +143,9 @@ def test_component_writes_verdict_and_table(record, tmp_path) -> None:
     assert result["passed"] and result["verdict"] == "pass"
     verdict = json.loads((tmp_path / "verdict.json").read_text())
     assert verdict["verdict"] == "pass" and verdict["baseline"]["sha256"] and verdict["checks"]
+    assert verdict["model"]["sha256"] == record["model_sha256"] and verdict["record"]["path"] == str(
+        hil_record
+    )
     assert verdict["promotable"] and verdict["reasons"] == []
     table = (tmp_path / "table.md").read_text()
     assert "latency median ms" in table and "verdict: PASS (exit 0)" in table
@@ -142,7 +154,7 @@ def test_component_writes_verdict_and_table(record, tmp_path) -> None:
 def test_accept_refuses_an_incomplete_record(record, tmp_path) -> None:
     broken = copy.deepcopy(record)
     del broken["metrics"]["weights_bytes"]
-    with pytest.raises(ValueError, match=r"missing key or metrics \['weights_bytes'\]"):
+    with pytest.raises(RecordError, match=r"r.json: metrics.weights_bytes: missing"):
         accept(_write(tmp_path / "r.json", broken), tmp_path / "b.json")
     assert not (tmp_path / "b.json").exists()
 
@@ -173,3 +185,136 @@ def test_cli_hil_run_then_gate(tiny_model, patch_store, tmp_path) -> None:
     passed = call("gate", "--record", str(out), "--verdict", str(verdict))
     assert passed.returncode == 0 and "verdict: PASS" in passed.stdout, passed.stdout
     assert json.loads(verdict.read_text())["verdict"] == "pass"
+
+
+def _run(tiny_model, evalset, tmp: Path, name: str) -> dict:
+    with VirtualBoard(get_profile("b-u585i-iot02a"), model_path=tiny_model) as vb:
+        vb.serve_pty()
+        board = Board(name="vb0", profile=get_profile("b-u585i-iot02a"), port=vb.descriptor, virtual=True)
+        config = JobConfig(profile="b-u585i-iot02a", latency_repeats=2, progress=False,
+                           exchange_timeouts=Timeouts(settle=0.05))  # fmt: skip
+        return run_job(tiny_model, evalset, LocalFarm([board], tmp / "locks"), config, tmp / f"{name}.json")
+
+
+def _store(root: Path, classes: list[str], clips: int, seed: int = 0) -> Path:
+    import numpy as np
+
+    from aed.patchstore import write_patch_store
+
+    rng = np.random.default_rng(seed)
+    items = [({"clip_id": f"c{n}", "label": classes[n % len(classes)], "fold": 1, "split": "test"},
+              rng.normal(size=(3, 64, 96, 1)).astype(np.float32)) for n in range(clips)]  # fmt: skip
+    write_patch_store(root, items, classes)
+    return root
+
+
+def test_real_runs_of_other_datasets_subsets_and_front_ends_are_never_compared(
+    tiny_model, patch_store, tmp_path
+) -> None:
+    """The measured cases: a 3-class user dataset against the 10-class baseline, a 40-patch run against the full
+    evaluation set, patches made by another front end. Same model, same board: only the key tells them apart."""
+    from aed.features import FeatureConfig
+
+    baseline = _run(tiny_model, load_eval_set(patch_store, "test"), tmp_path, "baseline")
+    three = _store(tmp_path / "three", ["dog", "rain", "sea_waves"], 6)
+    cases = {
+        "three classes": (load_eval_set(three, "test"),
+                          {"class_names", "eval_set_sha256", "dataset_sha256"}),
+        "subset": (load_eval_set(patch_store, "test", max_patches=6), {"eval_set_sha256", "eval_patches"}),
+        "front end": (load_eval_set(patch_store, "test", frontend=FeatureConfig(fmax=7000.0)),
+                      {"frontend_sha256"}),
+    }  # fmt: skip
+    for name, (evalset, fields) in cases.items():
+        candidate = _run(tiny_model, evalset, tmp_path, name.replace(" ", "_"))
+        verdict = _verdict(tmp_path, candidate, baseline)
+        assert verdict.exit_code == 2, name
+        assert {c.name[len("key ") :] for c in verdict.key_mismatches()} == fields, name
+    again = _run(tiny_model, load_eval_set(patch_store, "test"), tmp_path, "again")
+    assert again["key"] == baseline["key"] | {"board": again["key"]["board"]}
+    assert _verdict(tmp_path, again, baseline).exit_code == 0
+
+
+def test_the_patch_store_fingerprint_ignores_other_files_in_its_folder(patch_store, tmp_path) -> None:
+    import shutil
+
+    from aed.fingerprints import dataset_sha256
+
+    copy_ = shutil.copytree(patch_store, tmp_path / "copy")
+    assert dataset_sha256(copy_) == dataset_sha256(patch_store)
+    (copy_ / "manifest.json").write_text("{}")  # written by `aed patch`: describes the store, is not its data
+    assert dataset_sha256(copy_) == dataset_sha256(patch_store)
+    shard = copy_ / "shard-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
+    assert dataset_sha256(copy_) != dataset_sha256(patch_store)
+
+
+@pytest.mark.parametrize(
+    ("poison", "count"),
+    [("nan", "18 of 18"), ("inf", "18 of 18"), ("one nan", "1 of 18"), ("one -inf", "1 of 18")],
+)
+def test_hil_job_refuses_non_finite_patches(tiny_model, patch_store, tmp_path, poison, count) -> None:
+    """The measured case: an all-NaN patch store gave top-1 agreement 1.0. Refused before any board is leased."""
+    import numpy as np
+
+    from hil_runner.job import NonFiniteError
+
+    evalset = load_eval_set(patch_store, "test")
+    value = -np.inf if "-inf" in poison else np.inf if "inf" in poison else np.nan
+    if poison.startswith("one"):
+        evalset.patches[4, 10, 20, 0] = value
+    else:
+        evalset.patches[:] = value
+
+    class NoFarm:
+        def lease(self, profile, exclude=frozenset()):
+            raise AssertionError("a board was leased for non-finite inputs")
+
+    out = tmp_path / "record.json"
+    with pytest.raises(NonFiniteError, match=rf"patches: {count} contain NaN or infinite values"):
+        run_job(tiny_model, evalset, NoFarm(), JobConfig(profile="b-u585i-iot02a", progress=False), out)
+    assert not out.exists()
+
+
+def test_cli_hil_run_on_an_all_nan_store_exits_2_with_one_line(tiny_model, tmp_path, capsys) -> None:
+    import numpy as np
+
+    from aed.patchstore import write_patch_store
+    from components.cli import main as aed_main
+
+    store = tmp_path / "nan-store"  # as `aed patch` wrote it from `patch.fmax: .inf`
+    clips = [({"clip_id": f"c{n}", "label": "dog", "fold": 1, "split": "test"},
+              np.full((3, 64, 96, 1), np.nan, np.float32)) for n in range(6)]  # fmt: skip
+    write_patch_store(store, clips, ["dog", "rain"])
+    params = tmp_path / "params.yaml"
+    params.write_text(f"hil:\n  farm: local\n  inventory: {tmp_path / 'none.yaml'}\n")
+    code = aed_main(["hil", "run", "--params", str(params), "--model", str(tiny_model), "--patches", str(store),
+                     "--out", str(tmp_path / "hil.json"), "--no-progress"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert "nan-store: patches: 18 of 18 contain NaN or infinite values" in captured.err
+    assert "agreement" not in captured.out and not (tmp_path / "hil.json").exists()
+
+
+def test_hil_job_refuses_non_finite_board_outputs(tiny_model, patch_store, tmp_path, monkeypatch) -> None:
+    """A board that answers NaN is a failing board: retried elsewhere, and no record is written."""
+    import numpy as np
+
+    import hil_runner.job as job
+
+    evalset = load_eval_set(patch_store, "test")
+    reference = job.host_reference(tiny_model, evalset)
+    monkeypatch.setattr(job, "host_reference", lambda model, evalset: reference)
+    monkeypatch.setattr(job, "dequantize", lambda values, spec: np.full(np.shape(values), np.nan, np.float32))
+    out = tmp_path / "record.json"
+    with pytest.raises(job.HilError, match=r"board vb0: outputs: 18 of 18 contain NaN or infinite values"):
+        _run_to(tiny_model, evalset, tmp_path, out)
+    assert not out.exists()
+
+
+def _run_to(tiny_model, evalset, tmp: Path, out: Path) -> dict:
+    with VirtualBoard(get_profile("b-u585i-iot02a"), model_path=tiny_model) as vb:
+        vb.serve_pty()
+        board = Board(name="vb0", profile=get_profile("b-u585i-iot02a"), port=vb.descriptor, virtual=True)
+        config = JobConfig(profile="b-u585i-iot02a", latency_repeats=2, attempts=1, progress=False,
+                           exchange_timeouts=Timeouts(settle=0.05))  # fmt: skip
+        return run_job(tiny_model, evalset, LocalFarm([board], tmp / "locks"), config, out)

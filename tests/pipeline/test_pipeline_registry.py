@@ -1,4 +1,6 @@
-"""Model registry and the promote step, on a local directory and on a real moto S3 server on 127.0.0.1."""
+"""Model registry and the promote step, on a local directory and on a real moto S3 server on 127.0.0.1.
+
+The verdicts promote reads are written by the real gate (components.gate.run) on synthetic HIL records."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import components.promote as promote
 from aed.records import sha256_file
 from aed.registry import RegistryError, S3Settings, latest, open_store, parse_s3_uri, publish
 from components.cli import main as aed_main
+from components.gate import GateParams
+from components.gate import run as gate_run
+from tests.gate_records import set_metric, synthetic_record, write
 
 
 def _model_files(root: Path) -> dict[str, Path]:
@@ -21,11 +26,17 @@ def _model_files(root: Path) -> dict[str, Path]:
     (root / "records").mkdir()
     (root / "records" / "evaluate.json").write_text(json.dumps({"accuracy": 0.9}))
     (root / "records" / "hil.json").write_text(json.dumps({"source": "virtual", "accuracy": 0.88}))
-    return {"model": root / "model", "records": root / "records"}
+    return {"model": root / "model" / "model_int8.tflite", "records": root / "records"}
 
 
-def _gate(path: Path, passed: bool) -> Path:
-    path.write_text(json.dumps({"passed": passed, "reasons": [] if passed else ["accuracy 0.50 < 0.80"]}))
+def _gate(path: Path, passed: bool, model: Path | None = None) -> Path:
+    """A verdict from the real gate on a HIL record of `model` (default: the model _model_files writes)."""
+    model = model or path.parent / "in" / "model" / "model_int8.tflite"
+    candidate = synthetic_record(sha256_file(model), str(model))
+    record = write(
+        path.parent / "hil.json", candidate if passed else set_metric(candidate, "clip_accuracy", 0.5)
+    )
+    gate_run(GateParams(), record, path, baseline=write(path.parent / "baseline.json", synthetic_record()))
     return path
 
 
@@ -45,7 +56,7 @@ def test_local_publish_is_versioned_by_content_and_idempotent(tmp_path: Path) ->
     again = publish(store, "yamnet_256", artifacts, {"note": "x"})
     assert first.version == again.version
     copied = tmp_path / "registry" / "yamnet_256" / first.version / "model" / "model_int8.tflite"
-    assert sha256_file(copied) == sha256_file(artifacts["model"] / "model_int8.tflite")
+    assert sha256_file(copied) == sha256_file(artifacts["model"])
     manifest = json.loads(
         (tmp_path / "registry" / "yamnet_256" / first.version / "manifest.json").read_text()
     )
@@ -87,7 +98,7 @@ def test_promote_to_s3_copies_model_and_records(s3_env: str, tmp_path: Path) -> 
         "aed/yamnet_256/latest.json",
     } <= keys
     body = _s3(s3_env).get_object(Bucket="models", Key=f"aed/yamnet_256/{version}/model/model_int8.tflite")
-    assert body["Body"].read() == (artifacts["model"] / "model_int8.tflite").read_bytes()
+    assert body["Body"].read() == artifacts["model"].read_bytes()
     record = json.loads((tmp_path / "p.json").read_text())
     assert record["promoted"] is True and record["manifest"].startswith("s3://models/aed/yamnet_256/")
 
@@ -131,39 +142,34 @@ def test_failed_gate_promotes_nothing(tmp_path: Path) -> None:
     result = promote.run(
         params, "yamnet_256", artifacts, _gate(tmp_path / "gate.json", False), tmp_path / "p.json"
     )
-    assert result == {"promoted": False}
+    assert result["promoted"] is False and result["verdict"] == "regression"
     assert not (tmp_path / "registry").exists()
     record = json.loads((tmp_path / "p.json").read_text())
-    assert record["promoted"] is False and record["reasons"] == ["accuracy 0.50 < 0.80"]
+    assert record["promoted"] is False and record["reasons"] == ["clip accuracy: fail"]
 
 
 def test_gate_record_without_verdict_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "gate.json"
     bad.write_text(json.dumps({"accuracy": 0.9}))
-    with pytest.raises(ValueError, match="gate.json: no gate verdict"):
+    with pytest.raises(ValueError, match="gate.json: kind: missing"):
         promote.gate_verdict(bad)
-    (tmp_path / "verdict.json").write_text(json.dumps({"verdict": "PASS"}))
-    assert promote.gate_verdict(tmp_path / "verdict.json") == (True, [])
-    # the hil_runner gate's verdict file: undecidable (no baseline) is not promotable
-    undecidable = {
-        "kind": "gate-verdict",
-        "verdict": "undecidable",
-        "promotable": False,
-        "checks": [{"name": "baseline present", "status": "undecidable", "detail": "b.json: not found"}],
-    }
-    (tmp_path / "undecidable.json").write_text(json.dumps(undecidable))
+    for legacy in ({"verdict": "PASS"}, {"passed": True}, {"promotable": True}, {"verdict": "pass"}):
+        (tmp_path / "verdict.json").write_text(json.dumps(legacy))
+        with pytest.raises(ValueError, match="verdict.json: kind: missing"):
+            promote.gate_verdict(tmp_path / "verdict.json")
+    # the gate's verdict file: undecidable (no baseline) is not promotable
+    record = write(tmp_path / "hil.json", synthetic_record())
+    gate_run(GateParams(), record, tmp_path / "undecidable.json", baseline=tmp_path / "b.json")
     assert promote.gate_verdict(tmp_path / "undecidable.json") == (
         False,
-        ["baseline present: undecidable b.json: not found"],
+        [f"baseline present: undecidable ({tmp_path / 'b.json'}: not found)"],
     )
-    (tmp_path / "regression.json").write_text(json.dumps({"verdict": "regression"}))
-    assert promote.gate_verdict(tmp_path / "regression.json")[0] is False
 
 
 def test_promote_params_are_validated(tmp_path: Path, capsys) -> None:
     params_file = tmp_path / "params.yaml"
     params_file.write_text("promote:\n  timeout_s: 0\n")
-    gate = _gate(tmp_path / "gate.json", True)
+    gate = tmp_path / "gate.json"
     code = aed_main(
         ["promote", "--params", str(params_file), "--model", "m", "--gate", str(gate)]
         + ["--artifact", f"x={gate}", "--out", str(tmp_path / "p.json")]
