@@ -14,12 +14,13 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aed.params import bounded, load_section
-from aed.record_schema import RecordError, read_json, validate_hil_record, validate_verdict
+from aed.record_schema import read_json, validate_hil_record, validate_verdict
 from aed.records import sha256_file, write_record
 from aed.registry import S3Settings, check_name, open_store, publish
 
@@ -184,7 +185,12 @@ def _handle(args: argparse.Namespace) -> int:
         artifacts[name] = path
     result = run(params, args.model, artifacts, args.gate, args.out, hil_record=args.record)
     if not result["promoted"]:
+        # the gate's own exit codes: 1 a regression, 2 undecidable
         reasons = "; ".join(result["reasons"]) or "no reasons given"
-        raise RecordError(f"{args.gate}: verdict {result['verdict']!r}, nothing promoted ({reasons})")
+        print(
+            f"aed promote: {args.gate}: verdict {result['verdict']!r}, nothing promoted ({reasons})",
+            file=sys.stderr,
+        )
+        return 1 if result["verdict"] == "regression" else 2
     print(json.dumps(result))
     return 0

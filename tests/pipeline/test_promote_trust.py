@@ -194,7 +194,7 @@ def test_model_artifact_is_required_and_must_be_the_file(promotion, capsys) -> N
     assert "--artifact model=FILE" in line
 
 
-def test_a_verdict_that_did_not_pass_is_refused_with_exit_2(promotion, capsys) -> None:
+def test_a_verdict_that_did_not_pass_is_refused_with_the_gate_exit_code(promotion, capsys) -> None:
     write(promotion["record"], set_metric(json.loads(promotion["record"].read_text()), "clip_accuracy", 0.5))
     assert (
         gate_run(GateParams(), promotion["record"], promotion["verdict"], baseline=promotion["baseline"])[
@@ -204,7 +204,7 @@ def test_a_verdict_that_did_not_pass_is_refused_with_exit_2(promotion, capsys) -
     )
     code = _promote(promotion)
     captured = capsys.readouterr()
-    assert code == 2 and len(captured.err.strip().splitlines()) == 1
+    assert code == 1 and len(captured.err.strip().splitlines()) == 1  # 1: a regression, as the gate says
     assert "verdict 'regression', nothing promoted (clip accuracy: fail)" in captured.err
     assert not promotion["registry"].exists()
     assert json.loads(promotion["out"].read_text())["promoted"] is False  # the outcome is recorded
