@@ -2,7 +2,9 @@
 export_firmware -> hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in parallel branches.
 
 Every task is a lightweight component over `pipelines.tasks`, which calls `components.<step>.run`: the same entry
-point as `aed <step>` and the dvc.yaml stages. The only pipeline parameter is `params`, the whole params.yaml as
+point as `aed <step>` and the dvc.yaml stages. A task reads only its inputs and its image: a distilled model's
+teacher (train.teacher) is the teacher's train output, wired into the student's train task (a teacher outside
+models.names gets a train task of its own, no branch). The only pipeline parameter is `params`, the whole params.yaml as
 JSON text (its default is the repository's params.yaml at compile time), so a run on a cluster is configured exactly
 like a local `dvc repro`.
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import tasks
+from pipelines import glue, tasks
 from pipelines.images import Images
 
 PIPELINE_NAME = "aed-pipeline"
@@ -101,17 +103,50 @@ def _configure(task: Any, step: str, model: str | None = None, retries: bool = T
     return task
 
 
+def train_order(models: list[str], teachers: dict[str, str]) -> list[str]:
+    """Every model to train, each after its teacher: `models` and the teachers they name, in turn."""
+    order: list[str] = []
+
+    def visit(model: str, chain: list[str]) -> None:
+        if model in chain:
+            raise ValueError(f"train.teacher: {' -> '.join([*chain, model])} is a cycle")
+        if model in order:
+            return
+        if model in teachers:
+            visit(teachers[model], [*chain, model])
+        order.append(model)
+
+    for model in models:
+        visit(model, [])
+    return order
+
+
+def _train_tasks(
+    c: dict[str, Any], params: Any, order: list[str], teachers: dict[str, str], patches: Any, retries: bool
+) -> dict[str, Any]:
+    """One train task per model of `order`; a student's `teacher` input is its teacher's `model` output."""
+    trained: dict[str, Any] = {}
+    for model in order:
+        inputs = {"patches": patches}
+        if model in teachers:
+            inputs["teacher"] = trained[teachers[model]].outputs["model"]
+        task = c[f"train/{model}"](params=params, model_name=model, **inputs)
+        trained[model] = _configure(task, "train", model, retries)
+    return trained
+
+
 def _model_branch(
     c: dict[str, Any],
     params: Any,
     model: str,
     patches: Any,
+    train: Any,
     included: set[str],
     retries: bool,
 ) -> dict[str, Any]:
-    """train -> quantize -> evaluate / convert / export_firmware / hil -> gate for one model (as far as `included`
-    goes)."""
-    step: dict[str, Any] = {}
+    """(train ->) quantize -> evaluate / convert / export_firmware / hil -> gate for one model (as far as
+    `included` goes)."""
+    step: dict[str, Any] = {"train": train}
 
     def add(name: str, **inputs: Any) -> bool:
         if name not in included:
@@ -120,8 +155,6 @@ def _model_branch(
         step[name] = _configure(task, name, model, retries)
         return True
 
-    if not add("train", patches=patches):
-        return step
     model_out = step["train"].outputs["model"]
     if not add("quantize", patches=patches, model=model_out):
         return step
@@ -160,7 +193,9 @@ def build_pipeline(
     if until is not None and until not in STEPS:
         raise ValueError(f"--until {until!r}: expected one of {list(STEPS)}")
     included = set(STEPS[: STEPS.index(until) + 1] if until else STEPS)
-    c = build_components(images or Images(), models)
+    teachers = glue.teachers(params, models)
+    order = train_order(models, teachers)
+    c = build_components(images or Images(), order)
     params_json = json.dumps(params, sort_keys=True)
 
     @dsl.pipeline(
@@ -181,10 +216,18 @@ def build_pipeline(
             c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch"
         )
         patches = patch.outputs["patches"]
-        branches = {model: _model_branch(c, params, model, patches, included, retries) for model in models}
+        if "train" not in included:
+            return
+        trained = _train_tasks(c, params, order, teachers, patches, retries)
+        branches = {
+            model: _model_branch(c, params, model, patches, trained[model], included, retries)
+            for model in models
+        }
         if "promote" not in included:
             return
-        every_task = [task for branch in branches.values() for task in branch.values()]
+        every_task = [*trained.values()] + [
+            task for branch in branches.values() for name, task in branch.items() if name != "train"
+        ]
         for model, step in branches.items():
             if "gate" not in step:
                 continue

@@ -7,6 +7,7 @@ validates exactly what `aed <step>` validates.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import json
@@ -78,13 +79,89 @@ def step_args(params: str | dict[str, Any], step: ModuleType) -> dict[str, Any]:
 
     An argument other than `params` is filled only when params.yaml has a section of that name; otherwise the
     step's own default applies (train's `models=None`), and non-params dataclasses (a FeatureConfig) are left
-    to the caller."""
+    to the caller. A path value that is still relative is refused (`require_absolute_paths`)."""
     data = params_dict(params)
-    return {
+    args = {
         arg: section(data, name, cls)
         for arg, (name, cls) in params_sections(step).items()
         if arg == "params" or name in data
     }
+    for arg, (name, _cls) in params_sections(step).items():
+        if arg in args:
+            require_absolute_paths(name, args[arg])
+    return args
+
+
+# Params values that name a local file or folder. In `aed <step>` and `dvc repro` a relative one is relative to
+# the project folder (where params.yaml is, the commands' working directory). A pipeline task has no such folder:
+# `aed pipeline` resolves them against params.yaml's folder (run-local) or the image's project folder
+# (compile, submit), and a task refuses any that is still relative instead of reading its working directory.
+PATH_FIELDS = (
+    "ingest.source",
+    "ingest.cache_dir",
+    "ingest.fsd50k.ontology",
+    "models.yamnet_1024_h5",
+    "models.weights_cache_dir",
+    "convert.stedgeai",
+    "hil.inventory",
+    "hil.lock_dir",
+    "hil.workdir",
+    "hil.firmware",
+    "gate.baseline",
+    "promote.registry",
+)
+
+
+def _is_local_relative(value: Any) -> bool:
+    """A relative local path (URLs like https:// or s3:// and empty values are not paths here)."""
+    if value is None or value == "":
+        return False
+    text = str(value)
+    return "://" not in text and not Path(text).expanduser().is_absolute()
+
+
+def _field(obj: Any, keys: list[str]) -> Any:
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def require_absolute_paths(section_name: str, value: Any) -> None:
+    """Refuse a params section whose path fields are relative: in a task they would be read in the working
+    directory, which is nobody's input."""
+    for dotted in PATH_FIELDS:
+        name, *keys = dotted.split(".")
+        if name != section_name:
+            continue
+        found = _field(value, keys)
+        if _is_local_relative(found):
+            raise ParamsError(
+                f"{dotted}: relative path {str(found)!r} in a pipeline task, which has no project folder; "
+                "give an absolute path (aed pipeline resolves params.yaml's relative paths)"
+            )
+
+
+def resolve_paths(params: dict[str, Any], root: Path, classes: dict[str, type]) -> dict[str, Any]:
+    """A copy of params whose PATH_FIELDS are absolute: a relative value, or a relative default of the section's
+    dataclass in `classes` (section name -> dataclass), is joined to `root`. The tasks then read only what these
+    absolute paths name, whatever their working directory."""
+    resolved = copy.deepcopy(params)
+    for dotted in PATH_FIELDS:
+        name, *keys = dotted.split(".")
+        if name not in classes or not isinstance(resolved.get(name) or {}, dict):
+            continue  # no step reads it, or a bad section (the params check names it)
+        data = resolved.get(name) or {}
+        parent = _field(data, keys[:-1]) if len(keys) > 1 else data
+        if not isinstance(parent, dict):
+            continue
+        leaf = keys[-1]
+        value = parent[leaf] if leaf in parent else _field(from_dict(classes[name], None, name), keys)
+        if _is_local_relative(value):
+            parent[leaf] = str(Path(root) / str(value))
+            resolved[name] = data  # a section that was absent (its defaults) is written out
+    return resolved
 
 
 def feature_config(params: str | dict[str, Any]) -> Any:
@@ -119,9 +196,43 @@ def validate_params(
             # Cross-field checks some params classes carry (e.g. volume_min <= volume_max, per-model overrides).
             for model in models if hasattr(value, "for_model") else ():
                 value.for_model(model)
+                if hasattr(value, "teacher_for"):  # train: the teacher must be a known model, not itself
+                    value.teacher_for(model)
             if callable(getattr(value, "validate", None)):
                 value.validate()
     return missing
+
+
+def section_classes(steps: typing.Iterable[str]) -> dict[str, type]:
+    """{params.yaml section: its dataclass} for every section the given steps read (steps not built are skipped)."""
+    found: dict[str, type] = {}
+    for name in steps:
+        try:
+            step = importlib.import_module(f"components.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"components.{name}":
+                continue
+            raise
+        for section_name, cls in params_sections(step).values():
+            found.setdefault(section_name, cls)
+    return found
+
+
+def teachers(params: str | dict[str, Any], models: typing.Iterable[str]) -> dict[str, str]:
+    """{student: teacher} for `models` and, in turn, their teachers (train.teacher, per-model overrides)."""
+    from components import train
+
+    _name, cls = params_sections(train)["params"]
+    train_params = section(params, "train", cls)
+    found: dict[str, str] = {}
+    pending = list(models)
+    while pending:
+        model = pending.pop()
+        teacher = train_params.teacher_for(model)
+        if teacher and model not in found:
+            found[model] = teacher
+            pending.append(teacher)
+    return found
 
 
 # components.quantize.QUANTIZED_FILE's names (a test keeps them equal); importing it here would load TensorFlow

@@ -76,9 +76,10 @@ def _task_dir(full_command: list[str]) -> Path | None:
 class _Launcher:
     """Replacement for kfp.local.subprocess_task_handler.run_local_subprocess (same signature)."""
 
-    def __init__(self, run: LocalRun, task_timeout_s: float) -> None:
+    def __init__(self, run: LocalRun, task_timeout_s: float, drop_environment: tuple[str, ...] = ()) -> None:
         self.run = run
         self.task_timeout_s = task_timeout_s
+        self.drop_environment = drop_environment
         self.lock = threading.Lock()
         self.stopped = False
 
@@ -91,6 +92,8 @@ class _Launcher:
                 return 1
         task_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(env_vars or {}), "PYTHONUNBUFFERED": "1"}
+        for name in self.drop_environment:  # already in the run's params: a task must not read them twice
+            env.pop(name, None)
         start = time.monotonic()
         returncode = self._execute(full_command, env, task_dir / LOG_NAME)
         record = TaskRecord(task_dir, time.monotonic() - start, returncode)
@@ -180,11 +183,13 @@ def run_local(
     pipeline_root: Path,
     task_timeout_s: float = 3600.0,
     cache: bool = False,
+    drop_environment: tuple[str, ...] = (),
 ) -> LocalRun:
     """Run `pipeline_func(**arguments)` with kfp.local; raise LocalRunError naming the failed task and its log.
 
     With `cache`, tasks whose caching is enabled reuse the outputs of an earlier run under the same root when
     their inputs are unchanged (kfp.local's file cache in <root>/.cache); hil, gate and promote always run.
+    The environment variables in `drop_environment` are removed from the tasks' environment.
     """
     from kfp import local
 
@@ -203,7 +208,8 @@ def run_local(
     )
     run = LocalRun(run_dir=None)
     start = time.monotonic()
-    with _patched_launcher(_Launcher(run, task_timeout_s)), warnings.catch_warnings():
+    launcher = _Launcher(run, task_timeout_s, drop_environment)
+    with _patched_launcher(launcher), warnings.catch_warnings():
         # Our images are not named "python*"; locally the image is ignored anyway.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         # Resources and display names matter on a cluster only; kfp.local warns once per task.

@@ -84,6 +84,7 @@ def train(
     model: Output[Model],
     history: Output[Artifact],
     metrics: Output[Metrics],
+    teacher: Input[Model] = None,
 ):
     import shutil
     from pathlib import Path
@@ -91,9 +92,11 @@ def train(
     from components import train as step
     from pipelines.glue import log_scalars, step_args
 
+    # teacher: the train output of the model train.teacher names, wired in the DAG (run refuses it missing).
     result = step.run(
         patches_dir=Path(patches.path), out_dir=Path(model.path), model_name=model_name,
-        reports_dir=Path(history.path), **step_args(params, step),
+        reports_dir=Path(history.path), teacher_dir=Path(teacher.path) if teacher is not None else None,
+        **step_args(params, step),
     )  # fmt: skip
     shutil.copyfile(Path(model.path) / "train.json", metrics.path)
     log_scalars(metrics, result)

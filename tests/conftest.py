@@ -37,6 +37,32 @@ def _required_dir(variable: str) -> Path:
     return path
 
 
+# What `make demo` (dvc repro) leaves in the clone. Tests work in their own tmp dirs: `make test` after `make demo`
+# must neither depend on these outputs nor change them (the README runs the two commands in order in one clone).
+WORKING_TREE_OUTPUTS = ("models", "artifacts", "reports", "work")
+
+
+def _outputs_snapshot() -> dict[str, tuple[int, int]]:
+    found = {}
+    for name in WORKING_TREE_OUTPUTS:
+        for path in (REPO / name).rglob("*"):
+            with contextlib.suppress(OSError):  # a file removed while walking: the next snapshot shows it
+                stat = path.stat()
+                found[str(path.relative_to(REPO))] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def working_tree_outputs_untouched() -> Iterator[None]:
+    """Fails the test that wrote into the clone's models/, artifacts/, reports/ or work/."""
+    before = _outputs_snapshot()
+    yield
+    after = _outputs_snapshot()
+    if after != before:
+        changed = sorted(set(after.items()) ^ set(before.items()))
+        pytest.fail(f"the test changed the working tree's outputs: {sorted({p for p, _ in changed})[:5]}")
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return _required_dir("AED_SHARED")

@@ -3,6 +3,7 @@ workspace with the project's files, and a shell runner that shows DVC's output w
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import pandas as pd
 import yaml
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def sh(*args: str, cwd: Path, env: dict, timeout: float = 900) -> str:
@@ -71,3 +73,23 @@ def dvc_workspace(
     sh("aed", "ingest", "--fetch-only", cwd=work, env=env)
     sh("dvc", "commit", "--force", "-q", "data.dvc", cwd=work, env=env)
     return env
+
+
+def stale_clone(root: Path, repo_dir: Path = REPO) -> Path:
+    """A working directory as `make demo` leaves a clone: params.yaml, baselines and outputs of other splits."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(repo_dir / "params.yaml", root / "params.yaml")
+    shutil.copytree(repo_dir / "baselines", root / "baselines")
+    teacher = root / "models" / "yamnet_1024" / "float"
+    teacher.mkdir(parents=True)
+    layout = {"model": "yamnet_1024", "splits": {"fold-1": {"train": ["9-x"], "val": [], "test": ["9-y"]}}}
+    (teacher / "splits.json").write_text(json.dumps(layout))
+    for folder in ("artifacts/patches", "reports", "work/hil", ".cache/aed"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "stale.txt").write_text("from another run")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under root with its size and modification time: equal snapshots, nothing touched."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}

@@ -49,10 +49,11 @@ class TrainParams:
     fine_tune_epochs: int = bounded(10, 0, 1000)
     fine_tune_learning_rate: float = bounded(1e-4, 1e-7, 1.0)
     # knowledge distillation: targets = (1 - w) * one-hot + w * the teacher's softmax on the clean training patch
-    # (or on each augmented copy: teacher_on_augmented). The teacher is the same-split model of another model's
-    # train output (e.g. models/yamnet_1024/float) with the same test and non-test clips (checked), so it never
-    # saw this split's test clips.
-    teacher_dir: str | None = None
+    # (or on each augmented copy: teacher_on_augmented). `teacher` names the model that teaches (e.g. yamnet_1024);
+    # its train output is given to the step explicitly (`aed train --teacher DIR`, the KFP task's `teacher` input),
+    # never looked up in the working directory. Its same-split model must have the same test and non-test clips
+    # (checked), so it never saw this split's test clips.
+    teacher: str | None = None
     teacher_weight: float = bounded(0.5, 0.0, 1.0)
     teacher_on_augmented: bool = False  # the teacher labels each augmented (mixed) copy, not the clean patch
     # > 1 softens the teacher's softmax (p ** (1 / T), renormalized: its logits divided by T)
@@ -72,6 +73,22 @@ class TrainParams:
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "overrides"}
         merged = from_dict(TrainParams, {**base, **override}, f"train.overrides.{model_name}")
         return dataclasses.replace(merged, overrides={})
+
+    def teacher_for(self, model_name: str) -> str | None:
+        """The model that teaches `model_name` (None: no distillation); refuses an unknown or self teacher."""
+        from aed.models.yamnet import MODEL_SPECS  # imports Keras: only when asked
+        from aed.params import ParamsError
+
+        teacher = self.for_model(model_name).teacher
+        if teacher is None:
+            return None
+        overridden = "teacher" in (self.overrides.get(model_name) or {})
+        name = f"train.overrides.{model_name}.teacher" if overridden else "train.teacher"
+        if teacher == model_name:
+            raise ParamsError(f"{name}: {model_name} cannot teach itself")
+        if teacher not in MODEL_SPECS:
+            raise ParamsError(f"{name}: unknown model {teacher!r}; known: {sorted(MODEL_SPECS)}")
+        return teacher
 
     def validate(self) -> None:
         from aed.params import ParamsError

@@ -52,13 +52,20 @@ def _seed_for(params: TrainParams, split: Split) -> int:
 
 
 def train_split(
-    store: PatchStore, split: Split, model_name: str, params: TrainParams, source: ModelSource = ModelSource()
+    store: PatchStore,
+    split: Split,
+    model_name: str,
+    params: TrainParams,
+    source: ModelSource = ModelSource(),
+    teacher_dir: Path | None = None,
 ) -> SplitResult:
     """Train on the split's training clips, selecting epochs on its validation clips. With train.refit, then
     retrain from the same start on training + validation clips for the selected numbers of epochs: every
-    non-test clip is used, and the test clips stay unseen."""
+    non-test clip is used, and the test clips stay unseen. `teacher_dir` is the train output of the model that
+    params.teacher names (required then, refused otherwise)."""
     params.validate()
-    selected = _train_once(store, split, model_name, params, source)
+    check_teacher_given(params, model_name, teacher_dir)
+    selected = _train_once(store, split, model_name, params, source, teacher_dir)
     if not params.refit or not split.val_clips:
         return selected
     started = time.perf_counter()
@@ -70,7 +77,9 @@ def train_split(
         fine_tune_blocks=params.fine_tune_blocks if selected.fine_tune_epochs else 0,
         early_stopping_patience=0,
     )
-    refitted = _train_once(store, whole, model_name, refit_params, source, seed=_seed_for(params, split))
+    refitted = _train_once(
+        store, whole, model_name, refit_params, source, teacher_dir, seed=_seed_for(params, split)
+    )
     offset = len(selected.history)
     refit_history = [
         {**row, "phase": f"refit_{row['phase']}", "epoch": offset + index + 1}
@@ -88,6 +97,7 @@ def _train_once(
     model_name: str,
     params: TrainParams,
     source: ModelSource,
+    teacher_dir: Path | None,
     seed: int | None = None,
 ) -> SplitResult:
     seed = _seed_for(params, split) if seed is None else seed
@@ -119,7 +129,7 @@ def _train_once(
             net, train_patches, train_labels, val_patches, val_labels, val_clips, params, split, rng, timings
         )
 
-    teacher = _load_teacher(params, split)
+    teacher = load_teacher(Path(teacher_dir), split) if teacher_dir is not None else None
     hard_targets = one_hot(train_labels, len(store.class_names))
     started = time.perf_counter()
     n_copies = params.augment_copies if params.augment else 1
@@ -264,17 +274,37 @@ def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     return softened / softened.sum(axis=1, keepdims=True)
 
 
-def _load_teacher(params: TrainParams, split: Split) -> keras.Model | None:
-    if not params.teacher_dir:
-        return None
-    if not (Path(params.teacher_dir) / "splits.json").is_file():
-        # A run without the teacher's output (e.g. a pipeline branch of its own) trains without distillation;
-        # the record says so (distilled: false) rather than failing the whole run.
-        log.warning(
-            "%s: teacher %s not trained; training without distillation", split.name, params.teacher_dir
+def check_teacher_given(params: TrainParams, model_name: str, teacher_dir: Path | None) -> None:
+    """A configured teacher must be given, and a given one configured: training silently without distillation
+    (or with a teacher nobody asked for) would give another model than the params say."""
+    if params.teacher and teacher_dir is None:
+        raise ValueError(
+            f"train: {params.teacher} teaches {model_name} (train.teacher) but no teacher folder was given: "
+            f"pass {params.teacher}'s train output (aed train --teacher DIR, e.g. models/{params.teacher}/float)"
         )
-        return None
-    return load_teacher(Path(params.teacher_dir), split)
+    if not params.teacher and teacher_dir is not None:
+        raise ValueError(
+            f"train: a teacher folder ({teacher_dir}) was given but train.teacher is null for {model_name}"
+        )
+
+
+def check_teacher_dir(teacher_dir: Path, teacher: str, split_names: list[str]) -> None:
+    """Before any training: `teacher_dir` is `teacher`'s train output and has a model for every split."""
+    import json
+
+    layout_path = Path(teacher_dir) / "splits.json"
+    if not layout_path.is_file():
+        raise FileNotFoundError(f"{layout_path}: missing; train the teacher model ({teacher}) first")
+    try:
+        layout = json.loads(layout_path.read_text())
+        trained, splits = layout["model"], layout["splits"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{layout_path}: not a train output's splits.json ({error})") from None
+    if trained != teacher:
+        raise ValueError(f"{layout_path}: holds {trained}'s models, but train.teacher is {teacher}")
+    missing = [name for name in split_names if name not in splits]
+    if missing:
+        raise ValueError(f"{layout_path}: the teacher has no split(s) {missing}")
 
 
 def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:

@@ -11,6 +11,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,15 +64,46 @@ def apply_overrides(params: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
-def load_checked(path: Path, overrides: list[str]) -> tuple[dict[str, Any], PipelineParams, list[str]]:
+# The folder of params.yaml's relative paths inside the images (docker/base.Dockerfile's WORKDIR, which holds the
+# approved gate baselines): what a compiled or submitted pipeline resolves them against.
+IMAGE_PROJECT_DIR = Path("/opt/aed")
+
+# Environment variables that replace a params value in `aed <step>`. run-local writes them into the run's params
+# (and keeps them from the tasks' environment), so that the params of a run say what its tasks use.
+ENVIRONMENT_PARAMS = ("AED_DATA_MIRROR", "AED_S3_ENDPOINT_URL")
+
+
+def fold_environment(params: dict[str, Any]) -> dict[str, Any]:
+    """params with AED_DATA_MIRROR (the dataset source, no pinned hash) and AED_S3_ENDPOINT_URL (the registry's
+    endpoint) applied, as `aed ingest` and `aed promote` apply them."""
+    from components.common import env_path
+
+    result = copy.deepcopy(params)
+    mirror = env_path("AED_DATA_MIRROR")
+    if mirror is not None:
+        result["ingest"] = {**(result.get("ingest") or {}), "source": str(mirror.resolve()), "sha256": None}
+    endpoint = os.environ.get("AED_S3_ENDPOINT_URL", "").strip()
+    if endpoint:
+        result["promote"] = {**(result.get("promote") or {}), "endpoint_url": endpoint}
+    return result
+
+
+def load_checked(
+    path: Path, overrides: list[str], root: Path | None = None, environment: bool = False
+) -> tuple[dict[str, Any], PipelineParams, list[str]]:
     """(params with overrides, pipeline settings, models): every step's sections checked, before any task.
 
+    Relative paths of params (glue.PATH_FIELDS) are resolved against `root` (default: the images' project
+    folder), so that no task depends on its working directory; `environment` folds ENVIRONMENT_PARAMS in.
     The models, one branch each, are `models.names` (the same list `aed evaluate` defaults to)."""
     from aed.models.config import ModelsParams
     from pipelines.aed_pipeline import STEPS
-    from pipelines.glue import section, validate_params
+    from pipelines.glue import resolve_paths, section, section_classes, validate_params
 
     params = apply_overrides(read_params(path), overrides)
+    if environment:
+        params = fold_environment(params)
+    params = resolve_paths(params, root or IMAGE_PROJECT_DIR, section_classes(STEPS))
     settings = from_dict(PipelineParams, params.get(SECTION), SECTION)
     models = section(params, "models", ModelsParams)
     models.validate()
@@ -105,10 +137,20 @@ def _run_local(args: argparse.Namespace) -> int:
     from pipelines.aed_pipeline import build_pipeline
     from pipelines.local_run import run_local
 
-    params, settings, models = load_checked(args.params, args.set)
+    # Relative paths in params mean the params file's folder here (the clone, as for `dvc repro`).
+    params, settings, models = load_checked(
+        args.params, args.set, root=Path(args.params).resolve().parent, environment=True
+    )
     root = Path(args.root or settings.local_root)
     pipeline = build_pipeline(params, models, _images(settings, args), until=args.until, retries=False)
-    run = run_local(pipeline, {}, root, task_timeout_s=settings.task_timeout_s, cache=args.cache)
+    run = run_local(
+        pipeline,
+        {},
+        root,
+        task_timeout_s=settings.task_timeout_s,
+        cache=args.cache,
+        drop_environment=ENVIRONMENT_PARAMS,
+    )
     summary = summarize(run, models)
     if run.run_dir is not None:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -6,6 +6,10 @@ Outputs (out_dir = models/<model>/float):
                              evaluate read it, so calibration and testing use exactly these clips)
     train.json               record: params, best epoch and validation accuracy per split, timings
 reports_dir/history/<split>.csv   per-epoch history (DVC plots)
+
+Distillation: `train.teacher` names the model that teaches (train.overrides.yamnet_256.teacher: yamnet_1024);
+its train output is an explicit input (`teacher_dir`, `aed train --teacher DIR`, the KFP task's `teacher`
+artifact). A configured teacher that is not given fails the step: it never trains silently without it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from aed.patchstore import PatchStore, load_patch_store
 from aed.records import write_json, write_record
 from aed.splits import Split, full_training_split, make_splits
 from aed.training import ModelSource, TrainParams, train_split
+from aed.training.trainer import check_teacher_dir, check_teacher_given
 from components.common import add_params_option
 
 log = logging.getLogger(__name__)
@@ -39,13 +44,16 @@ def run(
     out_dir: Path,
     params: TrainParams,
     model_name: str,
-    reports_dir: Path | None = None,
+    reports_dir: Path,
     models: ModelsParams | None = None,
+    teacher_dir: Path | None = None,
 ) -> dict:
     models = models or ModelsParams()
     models.validate()
+    teacher = params.teacher_for(model_name)
     params = params.for_model(model_name)
     params.validate()
+    check_teacher_given(params, model_name, teacher_dir)
     store = load_patch_store(patches_dir)
     splits = make_splits(
         store.index,
@@ -60,12 +68,14 @@ def run(
         splits.append(
             full_training_split(store.index, store.class_names, params.validation_fraction, params.seed)
         )
-    out_dir, reports_dir = Path(out_dir), Path(reports_dir or Path("reports") / model_name)
+    if teacher is not None and teacher_dir is not None:
+        check_teacher_dir(Path(teacher_dir), teacher, [split.name for split in splits])
+    out_dir, reports_dir = Path(out_dir), Path(reports_dir)
     yamnet_h5, yamnet_h5_sha256 = models.h5_for(model_name)
     source = ModelSource(True, yamnet_h5, yamnet_h5_sha256)
     started = time.perf_counter()
     jobs = [
-        SplitJob(Path(patches_dir), split, model_name, params, source, out_dir, reports_dir)
+        SplitJob(Path(patches_dir), split, model_name, params, source, out_dir, reports_dir, teacher_dir)
         for split in splits
     ]
     rows = run_split_jobs(jobs, params.jobs, store)
@@ -95,9 +105,10 @@ def run(
         "seconds": round(time.perf_counter() - started, 2),
         "params": dataclasses.asdict(params),
     }
-    write_record(
-        out_dir / "train.json", "train", metrics, inputs={"patches": Path(patches_dir) / "index.csv"}
-    )
+    inputs = {"patches": Path(patches_dir) / "index.csv"}
+    if teacher_dir is not None:
+        inputs["teacher"] = Path(teacher_dir)  # the whole train output: its models and splits.json
+    write_record(out_dir / "train.json", "train", metrics, inputs=inputs)
     return metrics
 
 
@@ -114,6 +125,7 @@ class SplitJob:
     source: ModelSource
     out_dir: Path
     reports_dir: Path
+    teacher_dir: Path | None = None
 
 
 def train_and_save(job: SplitJob, store: PatchStore | None = None) -> dict:
@@ -122,7 +134,7 @@ def train_and_save(job: SplitJob, store: PatchStore | None = None) -> dict:
     started = time.perf_counter()
     store = load_patch_store(job.patches_dir) if store is None else store
     split = job.split
-    result = train_split(store, split, job.model_name, job.params, job.source)
+    result = train_split(store, split, job.model_name, job.params, job.source, job.teacher_dir)
     (job.out_dir / split.name).mkdir(parents=True, exist_ok=True)
     result.model.save(job.out_dir / split.name / "model.keras")
     history_path = job.reports_dir / "history" / f"{split.name}.csv"
@@ -186,6 +198,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
     parser.add_argument("--out", type=Path, default=None, help="default: models/<model>/float")
     parser.add_argument("--reports", type=Path, default=None, help="default: reports/<model>")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train output of the model train.teacher names (e.g. models/yamnet_1024/float); required then",
+    )
     parser.set_defaults(handler=_main)
 
 
@@ -193,7 +212,8 @@ def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "train", TrainParams)
     models = load_section(args.params, "models", ModelsParams)
     out = args.out or Path("models") / args.model / "float"
-    metrics = run(args.patches, out, params, args.model, args.reports, models)
+    reports = args.reports or Path("reports") / args.model
+    metrics = run(args.patches, out, params, args.model, reports, models, args.teacher)
     summary = {
         name: (row["best_epoch"], row["val_accuracy"] and round(row["val_accuracy"], 4))
         for name, row in metrics["splits"].items()

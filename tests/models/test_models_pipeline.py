@@ -127,17 +127,19 @@ def test_distillation_trains_with_either_loss(yamnet_dir: Path, tiny_store: Path
     import pandas as pd
 
     teacher_dir = tmp_path / "teacher"
-    train.run(tiny_store, teacher_dir, _params(final_model=False), "yamnet_256", tmp_path / "rt")
+    train.run(tiny_store, teacher_dir, _params(final_model=False), "yamnet_1024", tmp_path / "rt")
     outputs = {}
     for mode in ("targets", "kd"):
         params = _params(
             final_model=False,
-            teacher_dir=str(teacher_dir),
+            teacher="yamnet_1024",
             teacher_weight=0.9,
             teacher_temperature=2.0,
             distillation=mode,
         )
-        record = train.run(tiny_store, tmp_path / mode, params, "yamnet_256", tmp_path / f"r{mode}")
+        record = train.run(
+            tiny_store, tmp_path / mode, params, "yamnet_256", tmp_path / f"r{mode}", teacher_dir=teacher_dir
+        )
         assert record["splits"]["fold-2"]["distilled"] is True
         history = pd.read_csv(tmp_path / f"r{mode}" / "history" / "fold-2.csv")
         assert history["accuracy"].between(0.0, 1.0).all()  # against the label columns only

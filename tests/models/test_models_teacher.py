@@ -163,3 +163,100 @@ def test_kd_loss_is_hintons_and_is_minimal_at_the_teachers_logits() -> None:
     soft_only = kd_loss(3, 1.0, temperature)
     assert value(soft_only, teacher_logits) < value(soft_only, teacher_logits / temperature) - 1e-3
     assert value(soft_only, teacher_logits) < value(soft_only, teacher_logits + np.array([[0.3, -0.3, 0.0]]))
+
+
+# -- the teacher is an explicit input, never a folder found in the working directory ----------------------------
+def _aed(*args: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from components.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+def _stale_clone(root: Path) -> Path:
+    """A working directory as `make demo` leaves it: a YAMNet-1024 train output of other splits in models/."""
+    _write_layout(root / "models" / "yamnet_1024" / "float", test=["9-z"])
+    return root
+
+
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+
+def test_a_configured_teacher_that_is_not_given_fails_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """yamnet_256 is taught by yamnet_1024 (params.yaml): without --teacher, `aed train` refuses, even when the
+    working directory holds a models/yamnet_1024/float (it is never looked up there)."""
+    monkeypatch.chdir(_stale_clone(tmp_path))
+    code, err = _aed("train", "--params", str(REPO_PARAMS), "--model", "yamnet_256", "--patches", "nowhere")
+    assert code == 2, err
+    assert "yamnet_1024 teaches yamnet_256 (train.teacher) but no teacher folder was given" in err
+    assert "--teacher DIR" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_teacher_given_without_one_configured_is_refused(tmp_path: Path) -> None:
+    teacher = tmp_path / "t"
+    _write_layout(teacher, test=["1-a"])
+    code, err = _aed(
+        "train", "--params", str(REPO_PARAMS), "--model", "yamnet_1024", "--teacher", str(teacher),
+        "--patches", str(tmp_path / "none"),
+    )  # fmt: skip
+    assert code == 2 and "train.teacher is null for yamnet_1024" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("yamnet_256", "train.overrides.yamnet_256.teacher: yamnet_256 cannot teach itself"),
+        ("yamnet_2048", "train.overrides.yamnet_256.teacher: unknown model 'yamnet_2048'"),
+    ],
+)
+def test_a_bad_teacher_name_is_refused(tmp_path: Path, override: str, expected: str) -> None:
+    import yaml
+
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["train"]["overrides"]["yamnet_256"]["teacher"] = override
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code, err = _aed("train", "--params", str(tmp_path / "params.yaml"), "--model", "yamnet_256")
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_old_working_directory_key_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["train"]["overrides"]["yamnet_256"]["teacher_dir"] = "models/yamnet_1024/float"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code, err = _aed("train", "--params", str(tmp_path / "params.yaml"), "--model", "yamnet_256")
+    assert code == 2 and "teacher_dir" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_teacher_folder_of_another_model_or_without_the_split_is_refused(tmp_path: Path) -> None:
+    from aed.training.trainer import check_teacher_dir
+
+    _write_layout(tmp_path / "t", test=["1-a"])
+    layout = json.loads((tmp_path / "t" / "splits.json").read_text())
+    (tmp_path / "t" / "splits.json").write_text(json.dumps({**layout, "model": "yamnet_256"}))
+    with pytest.raises(ValueError, match="holds yamnet_256's models, but train.teacher is yamnet_1024"):
+        check_teacher_dir(tmp_path / "t", "yamnet_1024", ["fold-1"])
+    (tmp_path / "t" / "splits.json").write_text(json.dumps({**layout, "model": "yamnet_1024"}))
+    check_teacher_dir(tmp_path / "t", "yamnet_1024", ["fold-1"])
+    with pytest.raises(ValueError, match=r"the teacher has no split\(s\) \['final'\]"):
+        check_teacher_dir(tmp_path / "t", "yamnet_1024", ["fold-1", "final"])
+    with pytest.raises(FileNotFoundError, match="train the teacher model \\(yamnet_1024\\) first"):
+        check_teacher_dir(tmp_path / "nowhere", "yamnet_1024", ["fold-1"])
+
+
+def test_train_split_never_trains_silently_without_its_teacher() -> None:
+    from aed.training import TrainParams
+    from aed.training.trainer import train_split
+
+    split = Split("fold-1", 1, ("2-a",), (), ("1-a",))
+    with pytest.raises(ValueError, match="no teacher folder was given"):
+        train_split(None, split, "yamnet_256", TrainParams(teacher="yamnet_1024"))  # type: ignore[arg-type]

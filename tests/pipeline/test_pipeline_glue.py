@@ -32,7 +32,7 @@ def test_deployable_model_prefers_final_and_ignores_intermediate_files(tmp_path:
 def test_step_args_reads_every_params_section_of_run() -> None:
     import components.train as train
 
-    params = {"train": {"epochs": 3}, "models": {"names": ["yamnet_256"]}}
+    params = {"train": {"epochs": 3}, "models": {"names": ["yamnet_256"], "weights_cache_dir": "/cache/w"}}
     args = glue.step_args(params, train)
     assert args["params"].epochs == 3 and args["models"].names == ["yamnet_256"]
     assert "models" not in glue.step_args({"train": {}}, train)  # absent section: the step's own default
@@ -56,3 +56,53 @@ def test_log_scalars_flattens_numbers_and_skips_configuration() -> None:
         {"a": 1, "b": {"c": 0.5, "d": "text"}, "ok": True, "nan": float("nan"), "params": {"epochs": 50}},
     )
     assert sink.metadata == {"a": 1, "b.c": 0.5, "ok": 1.0}
+
+
+def test_a_task_refuses_every_relative_path_param(tmp_path: Path) -> None:
+    """In a task a relative path would be read in the working directory: each path field is refused, one line."""
+    import copy
+    import importlib
+
+    from pipelines.aed_pipeline import STEPS
+
+    reader = {}  # params section -> a step module that reads it
+    for step_name in STEPS:
+        module = importlib.import_module(f"components.{step_name}")
+        for section_name, _cls in glue.params_sections(module).values():
+            reader.setdefault(section_name, module)
+    resolved = glue.resolve_paths({}, tmp_path, glue.section_classes(STEPS))  # every path field absolute
+    for dotted in glue.PATH_FIELDS:
+        name, *keys = dotted.split(".")
+        params = copy.deepcopy(resolved)
+        node = params.setdefault(name, {})
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = "relative/thing"
+        with pytest.raises(ParamsError) as raised:
+            glue.step_args(params, reader[name])
+        message = str(raised.value)
+        assert message.startswith(f"{dotted}: relative path 'relative/thing' in a pipeline task"), message
+        assert "\n" not in message
+
+
+def test_resolve_paths_joins_relative_values_and_defaults_to_the_root(tmp_path: Path) -> None:
+    from pipelines.aed_pipeline import STEPS
+
+    classes = glue.section_classes(STEPS)
+    params = {
+        "gate": {"baseline": "baselines/hil-{model_name}-{profile}.json"},
+        "promote": {"registry": "s3://bucket/prefix"},
+        "ingest": {"source": "https://example.invalid/a.zip", "cache_dir": "/abs/cache"},
+    }
+    resolved = glue.resolve_paths(params, tmp_path, classes)
+    assert resolved["gate"]["baseline"] == str(tmp_path / "baselines" / "hil-{model_name}-{profile}.json")
+    assert resolved["promote"]["registry"] == "s3://bucket/prefix"  # URLs are not paths
+    assert resolved["ingest"]["source"] == "https://example.invalid/a.zip"
+    assert resolved["ingest"]["cache_dir"] == "/abs/cache"
+    # absent keys and sections: their relative defaults are written out, resolved
+    assert resolved["hil"]["workdir"] == str(tmp_path / "work" / "hil")
+    assert resolved["models"]["weights_cache_dir"] == str(tmp_path / ".cache" / "aed" / "weights")
+    assert params["gate"]["baseline"].startswith("baselines/")  # the input is not changed
+    for dotted in glue.PATH_FIELDS:  # nothing relative is left for a task to read in its working directory
+        name, *keys = dotted.split(".")
+        glue.require_absolute_paths(name, resolved.get(name, {}))

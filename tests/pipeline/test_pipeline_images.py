@@ -112,3 +112,14 @@ def test_this_environment_is_the_lock() -> None:
     }
     assert not mismatched, f"venv differs from requirements.lock (lock, venv): {mismatched}"
     assert pins["kfp"] == metadata.version("kfp")
+
+
+def test_relative_params_paths_resolve_where_the_image_holds_the_project() -> None:
+    """`aed pipeline compile | submit` resolve params.yaml's relative paths in IMAGE_PROJECT_DIR: it must be the
+    base image's WORKDIR, where params.yaml and the approved gate baselines are copied."""
+    from components.pipeline_cli import IMAGE_PROJECT_DIR
+
+    instructions = _instructions(DOCKER / "base.Dockerfile")
+    assert ("WORKDIR", str(IMAGE_PROJECT_DIR)) in instructions
+    copied = " ".join(arguments for name, arguments in instructions if name == "COPY")
+    assert "baselines ./baselines" in copied and "params.yaml" in copied

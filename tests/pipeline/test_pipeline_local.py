@@ -15,6 +15,7 @@ import pytest
 from components.cli import main as aed_main
 from pipelines.aed_pipeline import STEPS
 from pipelines.local_run import LocalRunError, run_local
+from tests.dvc_workspace import snapshot, stale_clone
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -150,6 +151,11 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
         pytest.fail(f"steps missing from components/: {STEPS[len(steps) :]}")
     mirror = _reduced_mirror(esc10_dir, tmp_path / "mirror", per_class=5)
     monkeypatch.setenv("AED_DATA_MIRROR", str(mirror))
+    # Run where `make demo` ran: a clone whose models/yamnet_1024/float holds other splits (the README's two
+    # commands in order). No task may read it, nor write there.
+    clone = stale_clone(tmp_path / "clone")
+    untouched = snapshot(clone)
+    monkeypatch.chdir(clone)
     root, registry = tmp_path / "root", tmp_path / "registry"
     overrides = [
         f"promote.registry={registry}",
@@ -186,7 +192,13 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
     # every task ran, succeeded, left its log, and every output it declared exists
     ran = {t["task"] for t in summary["tasks"]}
     expected = set(steps[:3]) | {f"{s.replace('_', '-')}-yamnet-256" for s in steps[3:] if s != "promote"}
+    # YAMNet-256 distils from YAMNet-1024 (params.yaml): the teacher is trained in the run, for teaching only
+    expected |= {"train-yamnet-1024"} if "train" in steps else set()
     assert ran == expected and all(t["exit"] == 0 for t in summary["tasks"])
+    if "train" in steps:
+        trained = json.loads((run_dir / "train-yamnet-256" / "metrics").read_text())
+        assert trained["splits"]["fold-1"]["distilled"] is True
+        assert "teacher" in trained["inputs"]
     for executor_output in run_dir.rglob("executor_output.json"):
         task_dir = executor_output.parent
         assert (task_dir / "task.log").is_file()
@@ -222,6 +234,7 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
     assert {t["task"] for t in second["tasks"]} == {"hil-yamnet-256", "gate-yamnet-256", "promote-yamnet-256"}
     verdict = second["models"]["yamnet_256"]
     assert verdict["gate_passed"] is True and verdict["gate_verdict"] == "pass"
+    assert snapshot(clone) == untouched, "a task read or wrote the working directory"
     latest = json.loads((registry / "yamnet_256" / "latest.json").read_text())
     assert latest["version"] == verdict["promoted_version"]
     version_dir = registry / "yamnet_256" / latest["version"]

@@ -63,7 +63,14 @@ def test_submit_uploads_once_then_reuses_the_version(
     assert reference["pipeline_id"] == "pl-1"
     assert reference["pipeline_version_id"] in {v["pipeline_version_id"] for v in kfp_server.versions["pl-1"]}
     sent = json.loads(run["runtime_config"]["parameters"]["params"])
-    assert sent == yaml.safe_load(params_file.read_text())
+    # the params file's values, with its relative paths resolved in the images' project folder (no task reads
+    # its working directory)
+    written = yaml.safe_load(params_file.read_text())
+    assert sent["gate"]["baseline"] == "/opt/aed/" + written["gate"]["baseline"]
+    assert sent["promote"]["registry"] == "/opt/aed/" + written["promote"]["registry"]
+    for name in ("gate", "promote", "hil", "ingest", "models"):
+        sent.pop(name), written.pop(name)
+    assert sent == written
 
     # same pipeline again: nothing uploaded, the version and the experiment are reused
     uploads_before = len(kfp_server.calls("POST", "/apis/v2beta1/pipelines/upload"))

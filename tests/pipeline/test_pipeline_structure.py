@@ -79,18 +79,23 @@ def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
         assert names >= {f"{s}-{model}" for s in board_steps}
     deps = {name: set(task.get("dependentTasks", [])) for name, task in _all_tasks(compiled).items()}
     assert deps["validate"] == {"ingest"} and deps["patch"] == {"ingest", "validate"}
+    # YAMNet-256 distils from YAMNet-1024 (train.overrides.yamnet_256.teacher): its teacher is an input artifact
+    assert deps["train-yamnet-1024"] == {"patch"}
+    assert deps["train-yamnet-256"] == {"patch", "train-yamnet-1024"}
+    teacher = _all_tasks(compiled)["train-yamnet-256"]["inputs"]["artifacts"]["teacher"]["taskOutputArtifact"]
+    assert teacher == {"outputArtifactKey": "model", "producerTask": "train-yamnet-1024"}
+    assert "teacher" not in _all_tasks(compiled)["train-yamnet-1024"].get("inputs", {}).get("artifacts", {})
     for model in ("yamnet-256", "yamnet-1024"):
-        assert deps[f"train-{model}"] == {"patch"}
         assert deps[f"quantize-{model}"] == {"patch", f"train-{model}"}
         assert deps[f"evaluate-{model}"] == {"patch", f"train-{model}", f"quantize-{model}"}
     for model in ("yamnet-256", "yamnet-1024"):
         assert deps[f"gate-{model}"] == {f"evaluate-{model}", f"convert-{model}", f"hil-{model}"}
         assert deps[f"hil-{model}"] == {"patch", f"quantize-{model}"}
-    # the branches do not depend on each other: they run in parallel on a cluster
+    # beyond the teacher edge the branches do not depend on each other: they run in parallel on a cluster
     for name, needs in deps.items():
         for model, other in (("yamnet-256", "yamnet-1024"), ("yamnet-1024", "yamnet-256")):
             if name.endswith(model) and not name.startswith("promote"):
-                assert not any(d.endswith(other) for d in needs), (name, needs)
+                assert not any(d.endswith(other) for d in needs - {"train-yamnet-1024"}), (name, needs)
     # promote waits for every task of both branches: a failure anywhere stops the run before a promotion
     waits_for = set(_condition_of(compiled, "promote-yamnet-256")["dependentTasks"])
     for model in ("yamnet-256", "yamnet-1024"):
@@ -263,3 +268,46 @@ def test_pipelines_package_holds_no_step_logic() -> None:
             for name in names:
                 if name.startswith("aed") or name.startswith("hil_runner"):
                     assert name in allowed, f"{path.name} imports {name}"
+
+
+def _dag(params: dict, models: list[str], tmp_path: Path, name: str) -> dict:
+    return _spec(
+        compile_pipeline(tmp_path / f"{name}.yaml", params, models, Images(registry="r.example/t", tag="1"))
+    )
+
+
+def test_a_teacher_outside_models_names_is_trained_to_teach_only(tmp_path: Path) -> None:
+    """models.names: [yamnet_256] still distils: YAMNet-1024 gets its train task (no branch), wired as teacher."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    tasks_ = _all_tasks(_dag(params, ["yamnet_256"], tmp_path, "one"))
+    assert {"train-yamnet-1024", "train-yamnet-256"} <= set(tasks_)
+    assert not any(name.endswith("yamnet-1024") and not name.startswith("train") for name in tasks_)
+    assert set(tasks_["train-yamnet-256"]["dependentTasks"]) == {"patch", "train-yamnet-1024"}
+    # without a teacher, no teacher task and no teacher input
+    params["train"]["overrides"]["yamnet_256"]["teacher"] = None
+    tasks_ = _all_tasks(_dag(params, ["yamnet_256"], tmp_path, "none"))
+    assert not any(name.endswith("yamnet-1024") for name in tasks_)
+    assert "teacher" not in tasks_["train-yamnet-256"].get("inputs", {}).get("artifacts", {})
+
+
+@pytest.mark.parametrize(
+    ("teachers", "expected"),
+    [
+        ({"yamnet_256": "yamnet_256"}, "train.overrides.yamnet_256.teacher: yamnet_256 cannot teach itself"),
+        ({"yamnet_256": "yamnet_512"}, "train.overrides.yamnet_256.teacher: unknown model 'yamnet_512'"),
+        (
+            {"yamnet_256": "yamnet_1024", "yamnet_1024": "yamnet_256"},
+            "train.teacher: yamnet_256 -> yamnet_1024",
+        ),
+    ],
+)
+def test_a_bad_teacher_fails_before_any_task_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, teachers: dict, expected: str
+) -> None:
+    args = ["pipeline", "compile", "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / "x.yaml")]
+    for model, teacher in teachers.items():
+        args += ["--set", f"train.overrides.{model}.teacher={teacher}"]
+    assert aed_main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.yaml").exists()
