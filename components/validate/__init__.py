@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -11,6 +11,7 @@ from typing import Literal
 import pandas as pd
 
 from aed.datasets.errors import DatasetError
+from aed.outputs import OutputSpec, replacing
 from aed.params import bounded, load_section
 from aed.records import write_record
 from aed.validation.audio_checks import AudioCheckConfig
@@ -50,8 +51,6 @@ def run(
     manifest = pd.read_csv(
         manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
     )
-    if docs_dir is not None and docs_dir.exists():
-        shutil.rmtree(docs_dir)
     expectation_parameters = {
         "classes": sorted(params.classes),
         "fold_min": params.fold_min,
@@ -68,9 +67,13 @@ def run(
     audio_config = AudioCheckConfig(
         silent_peak_dbfs=params.silent_peak_dbfs, min_active_s=params.min_active_s
     )
-    outcome = validate_manifest(
-        manifest, raw_dir, expectation_parameters, audio_config, docs_dir, params.jobs
-    )
+    # The Data Docs folder is replaced whole, and only when it is absent, empty or earlier Data Docs.
+    sources = {"raw audio folder": raw_dir, "manifest": manifest_path}
+    docs = nullcontext(None) if docs_dir is None else replacing(docs_dir, OutputSpec("validate"), sources)
+    with docs as staging:
+        outcome = validate_manifest(
+            manifest, raw_dir, expectation_parameters, audio_config, staging, params.jobs
+        )
     validated_path.parent.mkdir(parents=True, exist_ok=True)
     outcome.passed.to_csv(validated_path, index=False)
     report = {
