@@ -178,7 +178,10 @@ def _remove_leftovers(target: Path) -> None:
     of them belongs to a live writer)."""
     for kind in _HIDDEN_KINDS:
         for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -229,7 +232,7 @@ def _swap_in(staging: Path, target: Path) -> None:
 
 def _interrupted_note(output: Path, error: BaseException) -> None:
     if isinstance(error, KeyboardInterrupt | Interrupted):
-        print(f"{output}: interrupted; the partial output was removed, the previous one kept", file=sys.stderr)
+        print(f"{output}: interrupted; the partial output was removed, the old one kept", file=sys.stderr)
 
 
 @contextmanager
@@ -341,7 +344,5 @@ def verify_manifest(folder: Path, step: str) -> dict:
             problems.append(f"{name} has another sha256")
     if problems:
         shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
-        raise ManifestMismatch(
-            f"{folder}: files do not match its manifest: {shown}; run `aed {step}` again"
-        )
+        raise ManifestMismatch(f"{folder}: files do not match its manifest: {shown}; run `aed {step}` again")
     return manifest
