@@ -58,12 +58,16 @@ def hidden_siblings(folder: Path) -> list[str]:
 # --- the mechanism -------------------------------------------------------------------------------------------
 
 
+def attempt(output: Path, spec: OutputSpec = SPEC, sources: dict | None = None) -> None:
+    with replacing(output, spec, sources):
+        pytest.fail("a refused output must not be written")
+
+
 def test_a_folder_without_the_step_marker_is_refused_and_kept(tmp_path):
     folder = user_folder(tmp_path / "out")
     before = tree(folder)
     with pytest.raises(OutputError, match=r"not written by `aed patch`.*no valid \.aed-output\.json"):
-        with replacing(folder, SPEC):
-            pytest.fail("the body must not run")
+        attempt(folder, SPEC)
     assert tree(folder) == before and hidden_siblings(folder) == []
 
 
@@ -72,21 +76,18 @@ def test_a_folder_marked_by_another_step_is_refused(tmp_path):
     with replacing(folder, OutputSpec("train")) as staging:
         (staging / "model.keras").write_text("m")
     with pytest.raises(OutputError, match="names `aed train`"):
-        with replacing(folder, SPEC):
-            pass
+        attempt(folder, SPEC)
     assert (folder / "model.keras").read_text() == "m"
 
 
 def test_a_file_or_a_symlink_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="is a file, not a folder"):
-        with replacing(tmp_path / "file", SPEC):
-            pass
+        attempt(tmp_path / "file", SPEC)
     user_folder(tmp_path / "real")
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(OutputError, match="is a symbolic link"):
-        with replacing(tmp_path / "link", SPEC):
-            pass
+        attempt(tmp_path / "link", SPEC)
     assert (tmp_path / "real" / "thesis.tex").exists() and (tmp_path / "file").read_text() == "x"
 
 
@@ -108,8 +109,7 @@ def test_an_output_overlapping_an_input_is_refused(tmp_path, relation):
     output = {"is": source, "inside": source / "sub", "contains": tmp_path}[relation]
     before = tree(tmp_path)
     with pytest.raises(OutputError, match="never replaces its own input"):
-        with replacing(output, SPEC, {"raw audio folder": source}):
-            pass
+        attempt(output, SPEC, {"raw audio folder": source})
     assert tree(tmp_path) == before
 
 
@@ -117,8 +117,7 @@ def test_an_overlap_through_a_symlinked_path_is_refused(tmp_path):
     source = user_folder(tmp_path / "source")
     (tmp_path / "alias").symlink_to(source)
     with pytest.raises(OutputError, match="lies inside the raw audio folder"):
-        with replacing(tmp_path / "alias" / "sub", SPEC, {"raw audio folder": source}):
-            pass
+        attempt(tmp_path / "alias" / "sub", SPEC, {"raw audio folder": source})
     assert (source / "sub" / "index.csv").exists()
 
 
@@ -127,10 +126,9 @@ def test_a_failure_while_writing_keeps_the_old_output_and_removes_the_partial_on
     with replacing(folder, SPEC) as staging:
         (staging / "a").write_text("old")
     before = tree(folder)
-    with pytest.raises(RuntimeError, match="boom"):
-        with replacing(folder, SPEC) as staging:
-            (staging / "a").write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), replacing(folder, SPEC) as staging:
+        (staging / "a").write_text("half")
+        raise RuntimeError("boom")
     assert tree(folder) == before and hidden_siblings(folder) == []
 
 
@@ -138,8 +136,7 @@ def test_a_second_writer_is_refused_with_the_holder_pid(tmp_path):
     folder = tmp_path / "out"
     with replacing(folder, SPEC) as staging:
         with pytest.raises(OutputLocked, match=rf"another process \(pid {os.getpid()}\) is writing it"):
-            with replacing(folder, SPEC):
-                pass
+            attempt(folder, SPEC)
         (staging / "a").write_text("first")
     assert (folder / "a").read_text() == "first"
     with output_lock(folder):  # released: the lock can be taken again
