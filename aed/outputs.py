@@ -254,7 +254,7 @@ def replacing(
         try:
             with _sigterm_unwinds():
                 yield staging
-                if spec.manifest:
+                if spec.manifest and any(staging.iterdir()):  # an empty folder is anyone's to replace
                     write_manifest(staging, spec.step, params)
                 check_replaceable(target, spec)  # nothing else writes it meanwhile, but a user could have
                 _swap_in(staging, target)
