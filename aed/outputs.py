@@ -139,6 +139,12 @@ def _marker_owner(marker: Path, spec: OutputSpec) -> str | None:
     return owner if isinstance(owner, str) else None
 
 
+def check_output(output: Path, spec: OutputSpec, sources: dict[str, Path | None] | None = None) -> None:
+    """Both refusals, for a step to run before its long work (`replacing` checks again when it starts)."""
+    check_not_overlapping(output, sources or {})
+    check_replaceable(output, spec)
+
+
 def lock_path(output: Path) -> Path:
     target = _real(output)
     return target.parent / f".{target.name}.aed-lock"
@@ -244,8 +250,7 @@ def replacing(
 ) -> Iterator[Path]:
     """Yield an empty temporary folder to write the step's output in; on success it replaces `output`
     atomically (with the marker and manifest added), on any failure it is removed and `output` is untouched."""
-    check_not_overlapping(output, sources or {})
-    check_replaceable(output, spec)
+    check_output(output, spec, sources)
     target = _real(output)
     with output_lock(target):
         _remove_leftovers(target)

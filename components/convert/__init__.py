@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from aed.footprint import estimate
-from aed.outputs import OutputSpec, replacing
+from aed.outputs import OutputSpec, check_output, replacing
 from aed.params import bounded, load_section
 from aed.records import sha256_file, write_record
 from aed.stedgeai import (
@@ -53,6 +53,7 @@ class ConvertParams:
 
 def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_path: Path | None) -> dict:
     model, out_dir = Path(model), Path(out_dir)
+    check_output(out_dir, OutputSpec("convert"), {"model": model})
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     estimated = estimate(model, target, tool_version=params.runtime_constants)

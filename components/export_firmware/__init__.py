@@ -10,7 +10,7 @@ import numpy as np
 
 from aed import firmware
 from aed.features import FeatureConfig
-from aed.outputs import OutputSpec, replacing
+from aed.outputs import OutputSpec, check_output, replacing
 from aed.params import bounded, load_section, read_params
 from aed.records import sha256_file, write_record
 from components.common import add_params_option
@@ -32,6 +32,7 @@ def run(
     clip: Path | None = None,
 ) -> dict:
     model, out_dir = Path(model), Path(out_dir)
+    check_output(out_dir, OutputSpec("export_firmware"), {"model": model, "golden clip": clip})
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     if not class_names:

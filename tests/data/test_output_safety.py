@@ -440,3 +440,55 @@ def test_validate_replaces_its_own_data_docs(tmp_path, validate_inputs):
         assert (docs / "index.html").is_file() and (docs / MARKER).is_file()
     assert hidden_siblings(docs) == []
     assert "aed-tmp" not in (docs / "index.html").read_text()  # no link into the temporary folder
+
+
+# --- the other steps' output folders -------------------------------------------------------------------------
+
+
+def five_fold_store(root: Path) -> Path:
+    clips = [
+        ({"clip_id": f"{fold}-{n}", "label": "ab"[n % 2], "fold": fold, "split": ""}, np.ones((1, 64, 96, 1)))
+        for fold in range(1, 6)
+        for n in range(4)
+    ]
+    write_patch_store(root, clips, ["a", "b"])
+    return root
+
+
+def run_step(step: str, out: Path, tmp_path: Path) -> None:
+    """Each step with valid inputs up to its output folder (the refusal comes before any model is read)."""
+    from components import convert, export_firmware, quantize, train
+    from components.export_firmware import ExportFirmwareParams
+
+    store = five_fold_store(tmp_path / "patches")
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"TFL3")
+    if step == "train":
+        from aed.training import TrainParams
+
+        train.run(store, out, TrainParams(), "yamnet_256", tmp_path / "reports")
+    elif step == "quantize":
+        (tmp_path / "float").mkdir()
+        (tmp_path / "float" / "splits.json").write_text(json.dumps({"splits": {}}))
+        quantize.run(store, tmp_path / "float", out, quantize.QuantizeParams(), "yamnet_256")
+    elif step == "convert":
+        convert.run(convert.ConvertParams(use_stedgeai="never"), model, "stm32u5", out, None)
+    else:
+        export_firmware.run(ExportFirmwareParams(), PatchParams().feature_config(), ["a"], model, out, None)
+
+
+@pytest.mark.parametrize("step", ["train", "quantize", "convert", "export_firmware"])
+def test_every_step_refuses_an_output_folder_it_did_not_write(tmp_path, step):
+    folder = user_folder(tmp_path / "mine")
+    before = tree(folder)
+    with pytest.raises(OutputError, match=f"not written by `aed {step}`"):
+        run_step(step, folder, tmp_path)
+    assert tree(folder) == before
+
+
+@pytest.mark.parametrize("step", ["train", "quantize"])
+def test_a_model_step_refuses_to_write_into_its_patch_store(tmp_path, step):
+    before = tree(five_fold_store(tmp_path / "patches"))
+    with pytest.raises(OutputError, match="the patch store"):
+        run_step(step, tmp_path / "patches" / "models", tmp_path)
+    assert tree(tmp_path / "patches") == before
