@@ -108,6 +108,24 @@ def check_not_overlapping(output: Path, sources: dict[str, Path | None]) -> None
         raise OutputError(f"{output}: {relation} the {name} {source}; a step never replaces its own input")
 
 
+def check_file_outputs(outputs: dict[str, Path | None], sources: dict[str, Path | None]) -> None:
+    """A step's single-file outputs (records, CSVs) must not overwrite one of its inputs or land inside an input
+    folder or a folder it writes whole (where the file would corrupt that folder, or be swapped away)."""
+    for name, output in outputs.items():
+        if output is None:
+            continue
+        real = Path(output).expanduser().resolve()
+        for source_name, source in sources.items():
+            if source is None:
+                continue
+            folder = Path(source).expanduser().resolve()
+            if real == folder or folder in real.parents:
+                relation = "is" if real == folder else "lies inside"
+                raise OutputError(
+                    f"{name} {output}: {relation} the {source_name} {source}; choose another path"
+                )
+
+
 def check_replaceable(output: Path, spec: OutputSpec) -> None:
     """Absent, empty, or marked as this step's: anything else is not ours to delete."""
     target = _real(output)

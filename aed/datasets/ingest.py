@@ -27,7 +27,7 @@ from aed.datasets import fetch
 from aed.datasets.errors import DatasetError
 from aed.datasets.layouts import CATALOG_COLUMNS, build_catalog
 from aed.outputs import OutputSpec, check_not_overlapping, check_replaceable, replacing
-from aed.records import sha256_file, write_json
+from aed.records import atomic_write_text, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [*CATALOG_COLUMNS, "duration_s", "sample_rate", "channels", "sha256", "problem"]
@@ -163,6 +163,5 @@ def write_manifest(raw_dir: Path, manifest_path: Path, describe: Callable = desc
     )
     rows = [describe(raw_dir, row) for row in catalog.to_dict("records")]
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(manifest_path, index=False)
+    atomic_write_text(manifest_path, manifest.to_csv(index=False))
     return manifest

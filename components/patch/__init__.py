@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from aed.features import FeatureConfig
+from aed.outputs import check_file_outputs
 from aed.params import bounded, load_section
 from aed.patching import patch_clips
 from aed.patchstore import PatchStoreError, write_patch_store
@@ -72,6 +73,10 @@ def run(
     )
     classes = sorted(class_names or set(manifest["label"]))
     check_patch_fits(params)
+    check_file_outputs(
+        {"--metrics": metrics_path},
+        {"manifest": manifest_path, "raw audio folder": raw_dir, "patch store": patches_dir},
+    )
     clips = manifest.to_dict("records")
     if not clips:
         raise PatchStoreError(f"{manifest_path}: no clips; the patch store would be empty, nothing written")
@@ -104,12 +109,13 @@ def run(
 
 def check_patch_fits(params: PatchParams) -> None:
     """A patch longer than the longest audio a clip can have (max_duration_s) gives no patch at all."""
-    samples = int(round(params.max_duration_s * params.sample_rate))
+    longest_s = max(params.max_duration_s, params.min_length_s)  # short clips are tiled up to min_length_s
+    samples = int(round(longest_s * params.sample_rate))
     frames = 0 if samples < params.n_fft else 1 + (samples - params.n_fft) // params.hop_length
     if params.patch_frames > frames:
         raise PatchStoreError(
             f"patch.patch_frames: {params.patch_frames} frames is longer than the {frames} frames of the "
-            f"longest clip (patch.max_duration_s {params.max_duration_s} s at hop_length {params.hop_length}); "
+            f"longest clip ({longest_s} s at hop_length {params.hop_length}); "
             "no clip would give a patch"
         )
 

@@ -11,9 +11,9 @@ from typing import Literal
 import pandas as pd
 
 from aed.datasets.errors import DatasetError
-from aed.outputs import OutputSpec, replacing
+from aed.outputs import OutputSpec, check_file_outputs, replacing
 from aed.params import bounded, load_section
-from aed.records import write_record
+from aed.records import atomic_write_text, write_record
 from aed.validation.audio_checks import AudioCheckConfig
 from aed.validation.validate import validate_manifest
 from components.common import add_params_option
@@ -48,6 +48,10 @@ def run(
 ) -> dict:
     if not params.classes:
         raise DatasetError("validate.classes: empty class list; list the classes the model must learn")
+    check_file_outputs(
+        {"--validated": validated_path, "--report": report_path},
+        {"manifest": manifest_path, "raw audio folder": raw_dir, "Data Docs folder": docs_dir},
+    )
     manifest = pd.read_csv(
         manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
     )
@@ -74,8 +78,7 @@ def run(
         outcome = validate_manifest(
             manifest, raw_dir, expectation_parameters, audio_config, staging, params.jobs
         )
-    validated_path.parent.mkdir(parents=True, exist_ok=True)
-    outcome.passed.to_csv(validated_path, index=False)
+    atomic_write_text(validated_path, outcome.passed.to_csv(index=False))
     report = {
         **outcome.report,
         "policy": params.on_bad_file,

@@ -492,3 +492,20 @@ def test_a_model_step_refuses_to_write_into_its_patch_store(tmp_path, step):
     with pytest.raises(OutputError, match="the patch store"):
         run_step(step, tmp_path / "patches" / "models", tmp_path)
     assert tree(tmp_path / "patches") == before
+
+
+def test_single_file_outputs_never_overwrite_an_input_or_land_in_a_folder_written_whole(
+    tmp_path, validate_inputs
+):
+    manifest, raw = validate_inputs
+    before = tree(tmp_path)
+    params = ValidateParams(classes=["a", "b"], jobs=1)
+    with pytest.raises(OutputError, match="--validated .*: is the manifest"):
+        validate(params, manifest, raw, manifest, tmp_path / "validation.json", None)
+    with pytest.raises(OutputError, match="--report .*: lies inside the raw audio folder"):
+        validate(params, manifest, raw, tmp_path / "v.csv", raw / "catalog.csv", None)
+    with pytest.raises(OutputError, match="--manifest .*: lies inside the raw folder"):
+        ingest(IngestParams(source=str(tmp_path / "src"), layout="csv"), raw, raw / "catalog.csv")
+    with pytest.raises(OutputError, match="--metrics .*: lies inside the patch store"):
+        patch(PatchParams(jobs=1), manifest, raw, tmp_path / "p", tmp_path / "p" / "patch.json")
+    assert tree(tmp_path) == before
