@@ -242,8 +242,13 @@ def _signals_blocked() -> Iterator[None]:
 def _swap_in(staging: Path, target: Path) -> None:
     aside = _sibling(target, "aed-old") if target.exists() else None
     with _signals_blocked():
-        if aside is not None:
-            os.rename(target, aside)
+        try:
+            if aside is not None:
+                os.rename(target, aside)
+        except OSError as error:  # e.g. a mount point (EBUSY): the folder itself cannot be moved
+            raise OutputError(
+                f"{target}: cannot be replaced ({error.strerror}); give a folder inside it instead"
+            ) from None
         try:
             os.rename(staging, target)
         except BaseException:

@@ -303,7 +303,7 @@ def big_dataset(tmp_path_factory) -> tuple[Path, Path, Path]:
 def test_a_killed_patch_run_leaves_the_complete_old_store_never_a_mix(tmp_path, big_dataset, signum):
     small, large, raw = big_dataset
     out = tmp_path / "work" / "patches"
-    old_params = params_file(tmp_path / "old.yaml", patch_step=48)
+    old_params = params_file(tmp_path / "old.yaml", patch_step=48, shard_size=1)  # as the new run's shards
     assert run_cli(*patch_argv(old_params, small, raw, out))[0] == 0
     old = load_patch_store(out)
     old_index, old_patches = old.index.copy(), old.patches()
