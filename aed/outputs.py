@@ -21,6 +21,7 @@ written in a temporary sibling, then each moved into place, the batch with SIGIN
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -201,7 +202,7 @@ def _remove_leftovers(target: Path) -> None:
     """Temporary and set-aside siblings of earlier runs killed by SIGKILL (called with the lock held, so none
     of them belongs to a live writer)."""
     for kind in _HIDDEN_KINDS:
-        for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
+        for leftover in target.parent.glob(f".{glob.escape(target.name)}.{kind}-*"):
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
