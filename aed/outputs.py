@@ -241,23 +241,26 @@ def _signals_blocked() -> Iterator[None]:
 
 
 def _swap_in(staging: Path, target: Path) -> None:
+    """Old aside, new in, with SIGINT / SIGTERM held back (a signal then arrives once the new output is in)."""
     aside = _sibling(target, "aed-old") if target.exists() else None
-    with _signals_blocked():
-        try:
-            if aside is not None:
-                os.rename(target, aside)
-        except OSError as error:  # e.g. a mount point (EBUSY): the folder itself cannot be moved
-            raise OutputError(
-                f"{target}: cannot be replaced ({error.strerror}); give a folder inside it instead"
-            ) from None
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            if aside is not None:
-                os.rename(aside, target)
-            raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        with _signals_blocked():
+            try:
+                if aside is not None:
+                    os.rename(target, aside)
+            except OSError as error:  # e.g. a mount point (EBUSY): the folder itself cannot be moved
+                raise OutputError(
+                    f"{target}: cannot be replaced ({error.strerror}); give a folder inside it instead"
+                ) from None
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                if aside is not None:
+                    os.rename(aside, target)
+                raise
+    finally:
+        if aside is not None and aside.exists():
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def _interrupted_note(output: Path, error: BaseException) -> None:
@@ -288,8 +291,9 @@ def replacing(
                 check_replaceable(target, spec)  # nothing else writes it meanwhile, but a user could have
                 _swap_in(staging, target)
         except BaseException as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            _interrupted_note(output, error)
+            if staging.exists():  # else the new output is in place and a signal arrived just after
+                shutil.rmtree(staging, ignore_errors=True)
+                _interrupted_note(output, error)
             raise
 
 
@@ -303,6 +307,7 @@ def publishing(folder: Path) -> Iterator[Path]:
         _remove_leftovers(target)
         staging = _sibling(target, "aed-tmp")
         staging.mkdir(parents=True)
+        published = False
         try:
             with _sigterm_unwinds():
                 yield staging
@@ -312,8 +317,10 @@ def publishing(folder: Path) -> Iterator[Path]:
                 with _signals_blocked():
                     for relative in files:
                         os.replace(staging / relative, target / relative)
+                    published = True  # a signal held back arrives after this block
         except BaseException as error:
-            _interrupted_note(folder, error)
+            if not published:
+                _interrupted_note(folder, error)
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
