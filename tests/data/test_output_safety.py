@@ -24,6 +24,7 @@ from aed.outputs import (
     OutputSpec,
     output_lock,
     params_sha256,
+    publishing,
     replacing,
 )
 from aed.patchstore import PatchStoreError, load_patch_store, write_patch_store
@@ -509,3 +510,23 @@ def test_single_file_outputs_never_overwrite_an_input_or_land_in_a_folder_writte
     with pytest.raises(OutputError, match="--metrics .*: lies inside the patch store"):
         patch(PatchParams(jobs=1), manifest, raw, tmp_path / "p", tmp_path / "p" / "patch.json")
     assert tree(tmp_path) == before
+
+
+def test_files_published_into_a_shared_folder_arrive_together_or_not_at_all(tmp_path):
+    shared = tmp_path / "reports" / "yamnet_256"
+    (shared / "history").mkdir(parents=True)
+    (shared / "history" / "fold-1.csv").write_text("train's")
+    (shared / "evaluation.json").write_text("old")
+    with pytest.raises(RuntimeError), publishing(shared) as staging:
+        (staging / "evaluation.json").write_text("half")
+        raise RuntimeError("evaluate failed")
+    assert tree(shared) == {"history/fold-1.csv": b"train's", "evaluation.json": b"old"}
+    with publishing(shared) as staging:
+        (staging / "evaluation.json").write_text("new")
+        (staging / "confusion_tflite.json").write_text("[]")
+    assert tree(shared) == {
+        "confusion_tflite.json": b"[]",
+        "evaluation.json": b"new",
+        "history/fold-1.csv": b"train's",
+    }
+    assert hidden_siblings(shared) == []
