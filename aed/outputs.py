@@ -80,12 +80,9 @@ def params_sha256(params: Any) -> str:
 
 
 def _real(output: Path) -> Path:
-    """The output's absolute path with its parents' symlinks resolved; the output itself must not be a link
-    (replacing a link would swap the link, not what it points to)."""
-    output = Path(output)
-    if output.is_symlink():
-        raise OutputError(f"{output}: is a symbolic link; give the real folder to write")
-    real = output.resolve()
+    """The output's real path, symlinks resolved (a linked data/raw on another disk is replaced where it lies,
+    the link kept; the ownership rules apply to the real folder)."""
+    real = Path(output).expanduser().resolve()
     if real.parent == real:
         raise OutputError(f"{output}: cannot be replaced (it is the file-system root)")
     return real

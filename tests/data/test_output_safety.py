@@ -81,15 +81,24 @@ def test_a_folder_marked_by_another_step_is_refused(tmp_path):
     assert (folder / "model.keras").read_text() == "m"
 
 
-def test_a_file_or_a_symlink_is_refused(tmp_path):
+def test_a_file_or_a_link_to_a_foreign_folder_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="is a file, not a folder"):
         attempt(tmp_path / "file", SPEC)
     user_folder(tmp_path / "real")
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    with pytest.raises(OutputError, match="is a symbolic link"):
+    with pytest.raises(OutputError, match="not written by `aed patch`"):
         attempt(tmp_path / "link", SPEC)
     assert (tmp_path / "real" / "thesis.tex").exists() and (tmp_path / "file").read_text() == "x"
+
+
+def test_a_linked_output_is_replaced_where_it_lies_and_the_link_kept(tmp_path):
+    with replacing(tmp_path / "disk" / "raw", SPEC) as staging:
+        (staging / "a").write_text("old")
+    (tmp_path / "raw").symlink_to(tmp_path / "disk" / "raw")
+    with replacing(tmp_path / "raw", SPEC) as staging:
+        (staging / "a").write_text("new")
+    assert (tmp_path / "raw").is_symlink() and (tmp_path / "disk" / "raw" / "a").read_text() == "new"
 
 
 def test_absent_or_empty_folders_and_own_folders_are_replaced_whole(tmp_path):
