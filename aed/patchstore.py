@@ -4,6 +4,10 @@ Layout of a store directory:
     shard-00000.npy ...   float32 (n, 64, 96, 1) log-mel patches
     index.csv             one row per patch: clip_id, patch, label, label_index, fold, split, shard, row
     classes.json          {"class_names": [...]}: model output order (sorted, Python string order)
+    .aed-output.json      marker and manifest: every file's size and sha256 and the params hash (aed.outputs)
+
+A store is written in a temporary sibling and swapped in whole; the loader refuses one whose files are not the
+ones listed in its manifest, so an interrupted or concurrent writer can never leave a store that loads mixed.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aed.outputs import OutputError, OutputSpec, replacing, verify_manifest
+
 INDEX_COLUMNS = ["clip_id", "patch", "label", "label_index", "fold", "split", "shard", "row"]
 
 
-class PatchStoreError(ValueError):
+STEP = "patch"
+
+
+class PatchStoreError(OutputError):
     pass
 
 
@@ -28,6 +37,7 @@ class PatchStore:
     root: Path
     index: pd.DataFrame
     class_names: list[str]
+    params_sha256: str | None = None
 
     def shard(self, number: int) -> np.ndarray:
         return np.load(self.root / shard_name(number), mmap_mode="r")
@@ -59,12 +69,22 @@ def write_patch_store(
     clips: Iterable[tuple[dict, np.ndarray]],
     class_names: list[str],
     shard_size: int = 4096,
+    params: object = None,
+    sources: dict[str, Path | None] | None = None,
 ) -> pd.DataFrame:
-    """Write (clip metadata, patches) pairs as shards; returns the index. Clip metadata needs
-    clip_id, label, fold and split."""
-    root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob("shard-*.npy"):
-        old.unlink()
+    """Write (clip metadata, patches) pairs as shards; returns the index. Clip metadata needs clip_id, label,
+    fold and split. The store is written in a temporary sibling and replaces root only when complete
+    (aed.outputs.replacing): root must be absent, empty or an earlier store, and none of `sources`; params (the
+    step's parameters) are hashed into the manifest. A clip without patches or with non-finite values stops
+    the write, and root keeps its old content."""
+    with replacing(root, OutputSpec(STEP), sources, params) as staging:
+        index = _write_shards(staging, clips, class_names, shard_size)
+    return index
+
+
+def _write_shards(
+    root: Path, clips: Iterable[tuple[dict, np.ndarray]], class_names: list[str], shard_size: int
+) -> pd.DataFrame:
     label_index = {name: i for i, name in enumerate(class_names)}
     rows: list[dict] = []
     pending: list[np.ndarray] = []
@@ -79,6 +99,7 @@ def write_patch_store(
             pending, pending_count = [], 0
 
     for clip, patches in clips:
+        _check_patches(clip["clip_id"], patches)
         for number in range(len(patches)):
             if pending_count == shard_size:
                 flush()
@@ -97,10 +118,28 @@ def write_patch_store(
             pending.append(patches[number : number + 1])
             pending_count += 1
     flush()
+    if not rows:
+        raise PatchStoreError("no clip to write: the patch store would be empty; nothing written")
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     index.to_csv(root / "index.csv", index=False)
     (root / "classes.json").write_text(json.dumps({"class_names": list(class_names)}, indent=2) + "\n")
     return index
+
+
+def _check_patches(clip_id: str, patches: np.ndarray) -> None:
+    """A clip that gives no patch would silently drop out of training and evaluation; a non-finite value would
+    poison every model trained on the store. Both stop the write."""
+    if len(patches) == 0:
+        raise PatchStoreError(
+            f"clip {clip_id}: gives no patch (shorter than patch.patch_frames after silence removal, or "
+            "silent); nothing written"
+        )
+    finite = np.isfinite(patches)
+    if not finite.all():
+        raise PatchStoreError(
+            f"clip {clip_id}: {int(finite.size - finite.sum())} of {finite.size} patch values are NaN or "
+            "infinite (check patch.fmin, patch.fmax, patch.log_offset); nothing written"
+        )
 
 
 def load_patch_store(root: Path) -> PatchStore:
@@ -109,6 +148,10 @@ def load_patch_store(root: Path) -> PatchStore:
     for required in (index_path, classes_path):
         if not required.exists():
             raise PatchStoreError(f"{required}: missing; is {root} a patch store written by `aed patch`?")
+    try:
+        manifest = verify_manifest(root, STEP)
+    except OutputError as error:
+        raise PatchStoreError(str(error)) from None
     index = pd.read_csv(index_path, dtype={"clip_id": str, "label": str, "split": str})
     missing = [column for column in INDEX_COLUMNS if column not in index.columns]
     if missing:
@@ -117,4 +160,4 @@ def load_patch_store(root: Path) -> PatchStore:
     unknown = sorted(set(index["label"]) - set(class_names))
     if unknown:
         raise PatchStoreError(f"{index_path}: labels {unknown} are not in {classes_path}")
-    return PatchStore(root=root, index=index, class_names=class_names)
+    return PatchStore(root, index, class_names, manifest.get("params_sha256"))

@@ -26,11 +26,15 @@ from aed.audio import AudioError, probe
 from aed.datasets import fetch
 from aed.datasets.errors import DatasetError
 from aed.datasets.layouts import CATALOG_COLUMNS, build_catalog
-from aed.records import sha256_file, write_json
+from aed.outputs import OutputSpec, check_not_overlapping, check_replaceable, replacing
+from aed.records import atomic_write_text, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [*CATALOG_COLUMNS, "duration_s", "sample_rate", "channels", "sha256", "problem"]
 LICENCE_FILES = ("ATTRIBUTION.txt", "LICENSE", "LICENSE.txt", "README.md", "SHA256SUMS")
+# data/raw is pinned by data.dvc: its ownership marker is the SOURCE.json ingest always wrote there (with its
+# fingerprint), so that the folder's DVC hash does not change.
+RAW_OUTPUT = OutputSpec("ingest", marker="SOURCE.json", marker_key="fingerprint", manifest=False)
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,8 @@ def stage_source(spec: SourceSpec, cache_dir: Path) -> Path:
         fetch.download(spec.source, archive, spec.sha256)
         extracted = cache_dir / "extracted" / sha256_file(archive)[:16]
         if not extracted.exists():
-            fetch.extract_zip(archive, extracted.with_suffix(".tmp"))
-            extracted.with_suffix(".tmp").rename(extracted)
+            with replacing(extracted, OutputSpec("ingest")) as staging:
+                fetch.extract_zip(archive, staging)
         return extracted
     if scheme == "s3":
         bucket, prefix = fetch.parse_s3_url(spec.source)
@@ -85,7 +89,11 @@ def is_fetched(raw_dir: Path, spec: SourceSpec) -> bool:
     marker = raw_dir / "SOURCE.json"
     if not marker.exists() or not (raw_dir / "catalog.csv").exists():
         return False
-    return json.loads(marker.read_text()).get("fingerprint") == spec.fingerprint()
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False  # not a folder ingest wrote: fetching into it is refused (aed.outputs)
+    return isinstance(recorded, dict) and recorded.get("fingerprint") == spec.fingerprint()
 
 
 def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFrame:
@@ -95,11 +103,21 @@ def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFra
         return pd.read_csv(
             raw_dir / "catalog.csv", dtype={"clip_id": str, "path": str, "label": str, "split": str}
         )
+    local_source = Path(spec.source).expanduser() if not urlparse(spec.source).scheme else None
+    sources = {"dataset source": local_source, "download cache": cache_dir}
+    # Refused before a download: raw_dir is replaced whole, so it must not hold its own source, nor be a
+    # folder ingest did not write.
+    check_not_overlapping(raw_dir, sources)
+    check_replaceable(raw_dir, RAW_OUTPUT)
     root = stage_source(spec, cache_dir)
     catalog, dataset_root = build_catalog(spec.layout, root, spec.options)
-    if raw_dir.exists():
-        shutil.rmtree(raw_dir)
-    raw_dir.mkdir(parents=True)
+    sources.update({"staged dataset": root, "dataset root": dataset_root})
+    with replacing(raw_dir, RAW_OUTPUT, sources) as staging:
+        _copy_selection(catalog, dataset_root, staging, spec)
+    return catalog
+
+
+def _copy_selection(catalog: pd.DataFrame, dataset_root: Path, raw_dir: Path, spec: SourceSpec) -> None:
     for row in tqdm(
         catalog.itertuples(index=False), total=len(catalog), desc="fetch", unit="clip", leave=False
     ):
@@ -120,7 +138,6 @@ def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFra
         "sha256": spec.sha256,
     }
     write_json(raw_dir / "SOURCE.json", {**source_record, "fingerprint": spec.fingerprint()})
-    return catalog
 
 
 def describe_clip(raw_dir: Path, row: dict) -> dict:
@@ -146,6 +163,5 @@ def write_manifest(raw_dir: Path, manifest_path: Path, describe: Callable = desc
     )
     rows = [describe(raw_dir, row) for row in catalog.to_dict("records")]
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(manifest_path, index=False)
+    atomic_write_text(manifest_path, manifest.to_csv(index=False))
     return manifest

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from aed.footprint import estimate
+from aed.outputs import OutputSpec, check_output, replacing
 from aed.params import bounded, load_section
 from aed.records import sha256_file, write_record
 from aed.stedgeai import (
+    StedgeaiError,
     StedgeaiNotFound,
     StedgeaiOptions,
     StedgeaiReportError,
@@ -50,18 +53,22 @@ class ConvertParams:
 
 def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_path: Path | None) -> dict:
     model, out_dir = Path(model), Path(out_dir)
+    check_output(out_dir, OutputSpec("convert"), {"model": model})
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     estimated = estimate(model, target, tool_version=params.runtime_constants)
-    # The directory always exists (a DVC / KFP output) but holds only the tool's files: empty when it did not run.
-    out_dir.mkdir(parents=True, exist_ok=True)
     tool = None
     if params.use_stedgeai != "never":
         tool = find_stedgeai(Path(params.stedgeai) if params.stedgeai else None)
         if tool is None and params.use_stedgeai == "require":
             raise StedgeaiNotFound("convert.use_stedgeai is 'require' but no stedgeai was found "
                                    "(convert.stedgeai, $STEDGEAI_CORE_DIR or PATH)")  # fmt: skip
-    figures = _with_stedgeai(params, tool, model, target, out_dir) if tool else _estimator_only(estimated)
+    # The directory always exists (a DVC / KFP output) but holds only the tool's files (and the output marker):
+    # written aside and swapped in whole, only over an earlier convert output.
+    with replacing(out_dir, OutputSpec("convert"), {"model": model}) as staging:
+        figures = (
+            _in_output(params, tool, model, target, staging, out_dir) if tool else _estimator_only(estimated)
+        )
     figures["target"] = target
     figures["model_sha256"] = estimated["model_sha256"]
     figures["latency_ms"] = round(estimated["latency"]["ms"], 4)
@@ -72,6 +79,26 @@ def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_p
     )
     if record_path is not None:
         write_record(record_path, "convert", figures, inputs={"model": model})
+    return figures
+
+
+def _in_output(
+    params: ConvertParams, tool: Path, model: Path, target: str, staging: Path, out_dir: Path
+) -> dict:
+    """stedgeai run in the temporary folder, its paths reported where they will be. On a failure the folder is
+    removed, so its log is kept beside the output, and the message points there."""
+    try:
+        figures = _with_stedgeai(params, tool, model, target, staging)
+    except (StedgeaiError, StedgeaiReportError) as error:
+        log = staging / "stedgeai.log"
+        if not log.is_file():
+            raise
+        kept = out_dir.parent / f"{out_dir.name}.stedgeai-failed.log"
+        shutil.copyfile(log, kept)
+        raise type(error)(
+            str(error).replace(str(log), str(kept)).replace(str(staging), str(out_dir))
+        ) from error
+    figures["argv"] = [argument.replace(str(staging), str(out_dir)) for argument in figures["argv"]]
     return figures
 
 

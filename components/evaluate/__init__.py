@@ -23,6 +23,7 @@ import numpy as np
 from aed.evaluation import agreement, confusion_rows, per_class_report, save_confusion_png, score
 from aed.models.config import ModelsParams
 from aed.models.runners import load_keras, predict_keras, predict_onnx, predict_tflite
+from aed.outputs import publishing
 from aed.params import load_section
 from aed.patchstore import load_patch_store
 from aed.records import write_json, write_record
@@ -124,9 +125,11 @@ def run(
     started = time.perf_counter()
     metrics = {}
     for model_name in model_names:
-        metrics[model_name] = evaluate_model(
-            store, Path(models_root) / model_name, model_name, params, Path(reports_root) / model_name
-        )
+        # reports/<model> is shared with train's histories: the files are written aside and moved in together.
+        with publishing(Path(reports_root) / model_name) as staged:
+            metrics[model_name] = evaluate_model(
+                store, Path(models_root) / model_name, model_name, params, staged
+            )
         log.info(
             "evaluate %s: %s",
             model_name,

@@ -10,6 +10,7 @@ import numpy as np
 
 from aed import firmware
 from aed.features import FeatureConfig
+from aed.outputs import OutputSpec, check_output, replacing
 from aed.params import bounded, load_section, read_params
 from aed.records import sha256_file, write_record
 from components.common import add_params_option
@@ -31,6 +32,7 @@ def run(
     clip: Path | None = None,
 ) -> dict:
     model, out_dir = Path(model), Path(out_dir)
+    check_output(out_dir, OutputSpec("export_firmware"), {"model": model, "golden clip": clip})
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     if not class_names:
@@ -44,21 +46,12 @@ def run(
         raise ValueError(
             f"{model}: the model has {output.size} outputs but {len(class_names)} class names are set"
         )
-    golden = out_dir / "golden"
-    golden.mkdir(parents=True, exist_ok=True)
-    arrays = {"audio_int16": audio, "logmel_patch": patch, "input_int8": model_input, "output": output}
-    for name, array in arrays.items():
-        np.save(golden / f"{name}.npy", array)
     header = firmware.config_header(config, class_names, scale, zero_point, params.ood_threshold)
-    written = [
-        firmware.write_text(out_dir / "ai_model_config.h", header),
-        firmware.write_text(out_dir / "user_mel_tables.h", firmware.tables_header(tables)),
-        firmware.write_text(out_dir / "user_mel_tables.c", firmware.tables_source(tables)),
-        firmware.write_text(
-            out_dir / "golden_vectors.h", firmware.golden_header(audio, patch, model_input, output)
-        ),
-        *(golden / f"{name}.npy" for name in arrays),
-    ]
+    # The firmware folder is written aside and swapped in whole, only over an earlier export-firmware output.
+    with replacing(out_dir, OutputSpec("export_firmware"), {"model": model, "golden clip": clip}) as staging:
+        arrays = {"audio_int16": audio, "logmel_patch": patch, "input_int8": model_input, "output": output}
+        written = _write_files(staging, tables, header, arrays)
+        files = {str(path.relative_to(staging)): sha256_file(path) for path in written}
     figures = {
         "input_scale": scale,
         "input_zero_point": zero_point,
@@ -68,11 +61,32 @@ def run(
         "golden_clip": str(clip) if clip else f"synthetic(seed={params.golden_seed})",
         "golden_top_class": class_names[int(np.argmax(output))],
         "log_note": "golden log-mel uses ln(mel + 1e-4) (Python recipe); the firmware uses logf(mel)",
-        "files": {str(path.relative_to(out_dir)): sha256_file(path) for path in written},
+        "files": files,
     }
     if record_path is not None:
         write_record(record_path, "export_firmware", figures, inputs={"model": model})
     return figures
+
+
+def _write_files(
+    out_dir: Path, tables: firmware.MelTables, header: str, arrays: dict[str, np.ndarray]
+) -> list[Path]:
+    golden = out_dir / "golden"
+    golden.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        np.save(golden / f"{name}.npy", array)
+    audio, patch, model_input, output = (
+        arrays[k] for k in ("audio_int16", "logmel_patch", "input_int8", "output")
+    )
+    return [
+        firmware.write_text(out_dir / "ai_model_config.h", header),
+        firmware.write_text(out_dir / "user_mel_tables.h", firmware.tables_header(tables)),
+        firmware.write_text(out_dir / "user_mel_tables.c", firmware.tables_source(tables)),
+        firmware.write_text(
+            out_dir / "golden_vectors.h", firmware.golden_header(audio, patch, model_input, output)
+        ),
+        *(golden / f"{name}.npy" for name in arrays),
+    ]
 
 
 def _clip_int16(path: Path, config: FeatureConfig) -> np.ndarray:

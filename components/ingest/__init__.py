@@ -7,9 +7,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from aed.datasets.errors import DatasetError
 from aed.datasets.ingest import SourceSpec, fetch_source, is_fetched, write_manifest
+from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.records import write_record
 from components.common import add_params_option, env_path
@@ -66,6 +68,11 @@ def run(
     describe: bool = True,
 ) -> dict:
     spec = source_spec(params)
+    local_source = None if urlparse(spec.source).scheme else Path(spec.source)
+    check_file_outputs(
+        {"--manifest": manifest_path, "--metrics": metrics_path},
+        {"raw folder": raw_dir, "dataset source": local_source, "download cache": Path(params.cache_dir)},
+    )
     if fetch:
         fetch_source(spec, raw_dir, Path(params.cache_dir))
     elif not is_fetched(raw_dir, spec):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from aed.features import FeatureConfig
+from aed.outputs import check_file_outputs
 from aed.params import bounded, load_section
 from aed.patching import patch_clips
-from aed.patchstore import write_patch_store
+from aed.patchstore import PatchStoreError, write_patch_store
 from aed.records import write_record
 from components.common import add_params_option
 
@@ -69,10 +72,24 @@ def run(
         manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
     )
     classes = sorted(class_names or set(manifest["label"]))
+    check_patch_fits(params)
+    check_file_outputs(
+        {"--metrics": metrics_path},
+        {"manifest": manifest_path, "raw audio folder": raw_dir, "patch store": patches_dir},
+    )
     clips = manifest.to_dict("records")
+    if not clips:
+        raise PatchStoreError(f"{manifest_path}: no clips; the patch store would be empty, nothing written")
     started = time.perf_counter()
     patches = patch_clips([raw_dir / clip["path"] for clip in clips], params.feature_config(), params.jobs)
-    index = write_patch_store(patches_dir, zip(clips, patches, strict=True), classes, params.shard_size)
+    # The parameters that make the store, hashed into its manifest (jobs only changes the speed).
+    identity = {**dataclasses.asdict(params), "class_names": classes}
+    identity.pop("jobs")
+    sources = {"raw audio folder": raw_dir, "manifest": manifest_path}
+    with closing(patches):  # on an error or a signal, the worker pool stops now, not at exit
+        index = write_patch_store(
+            patches_dir, zip(clips, patches, strict=True), classes, params.shard_size, identity, sources
+        )
     seconds = time.perf_counter() - started
     audio_seconds = float(manifest["duration_s"].clip(upper=params.max_duration_s).sum())
     metrics = {
@@ -88,6 +105,19 @@ def run(
     if metrics_path:
         write_record(metrics_path, "patch", metrics, inputs={"manifest": manifest_path})
     return metrics
+
+
+def check_patch_fits(params: PatchParams) -> None:
+    """A patch longer than the longest audio a clip can have (max_duration_s) gives no patch at all."""
+    longest_s = max(params.max_duration_s, params.min_length_s)  # short clips are tiled up to min_length_s
+    samples = int(round(longest_s * params.sample_rate))
+    frames = 0 if samples < params.n_fft else 1 + (samples - params.n_fft) // params.hop_length
+    if params.patch_frames > frames:
+        raise PatchStoreError(
+            f"patch.patch_frames: {params.patch_frames} frames is longer than the {frames} frames of the "
+            f"longest clip ({longest_s} s at hop_length {params.hop_length}); "
+            "no clip would give a patch"
+        )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

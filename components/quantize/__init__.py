@@ -9,6 +9,7 @@ The deployable model is int8/final/ (trained on every clip).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -19,8 +20,9 @@ from typing import Literal
 import numpy as np
 
 from aed.models.runners import load_keras
+from aed.outputs import OutputSpec, replacing
 from aed.params import bounded, load_section
-from aed.patchstore import load_patch_store
+from aed.patchstore import PatchStore, load_patch_store
 from aed.quantize import QuantizationError, to_int8_tflite, to_qdq_onnx
 from aed.records import write_record
 from components.common import add_params_option
@@ -71,6 +73,27 @@ def run(patches_dir: Path, model_dir: Path, out_dir: Path, params: QuantizeParam
         raise FileNotFoundError(f"{splits_path}: missing; run `aed train --model {model_name}` first")
     splits = json.loads(splits_path.read_text())["splits"]
     store = load_patch_store(patches_dir)
+    # The int8 folder is written aside and swapped in whole, only over an earlier quantize output.
+    sources = {"float models": model_dir, "patch store": Path(patches_dir)}
+    with replacing(out_dir, OutputSpec("quantize"), sources, dataclasses.asdict(params)) as staging:
+        metrics = _quantize_into(staging, store, model_dir, splits_path, splits, params, model_name, fmt)
+    for name, info in metrics[
+        "splits"
+    ].items():  # where the file is once swapped in, not where it was written
+        info["path"] = str(out_dir / name / QUANTIZED_FILE[fmt])
+    return metrics
+
+
+def _quantize_into(
+    out_dir: Path,
+    store: PatchStore,
+    model_dir: Path,
+    splits_path: Path,
+    splits: dict,
+    params: QuantizeParams,
+    model_name: str,
+    fmt: str,
+) -> dict:
     per_split = {}
     started = time.perf_counter()
     for name, split in splits.items():

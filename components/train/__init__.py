@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from aed.models.config import ModelsParams
+from aed.outputs import OutputSpec, publishing, replacing
 from aed.params import load_section
 from aed.patchstore import PatchStore, load_patch_store
 from aed.records import write_json, write_record
@@ -73,6 +74,27 @@ def run(
     out_dir, reports_dir = Path(out_dir), Path(reports_dir)
     yamnet_h5, yamnet_h5_sha256 = models.h5_for(model_name)
     source = ModelSource(True, yamnet_h5, yamnet_h5_sha256)
+    # The model folder is written aside and swapped in whole; the histories join a folder shared with evaluate.
+    teacher = Path(params.teacher_dir) if params.teacher_dir else None
+    sources = {"patch store": Path(patches_dir), "teacher": teacher}
+    with (
+        replacing(out_dir, OutputSpec("train"), sources, dataclasses.asdict(params)) as staging,
+        publishing(reports_dir) as staged_reports,
+    ):
+        metrics = _train_into(staging, staged_reports, patches_dir, store, splits, params, model_name, source)
+    return metrics
+
+
+def _train_into(
+    out_dir: Path,
+    reports_dir: Path,
+    patches_dir: Path,
+    store: PatchStore,
+    splits: list[Split],
+    params: TrainParams,
+    model_name: str,
+    source: ModelSource,
+) -> dict:
     started = time.perf_counter()
     jobs = [
         SplitJob(Path(patches_dir), split, model_name, params, source, out_dir, reports_dir, teacher_dir)

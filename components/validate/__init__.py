@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -11,8 +11,9 @@ from typing import Literal
 import pandas as pd
 
 from aed.datasets.errors import DatasetError
+from aed.outputs import OutputSpec, check_file_outputs, replacing
 from aed.params import bounded, load_section
-from aed.records import write_record
+from aed.records import atomic_write_text, write_record
 from aed.validation.audio_checks import AudioCheckConfig
 from aed.validation.validate import validate_manifest
 from components.common import add_params_option
@@ -47,11 +48,13 @@ def run(
 ) -> dict:
     if not params.classes:
         raise DatasetError("validate.classes: empty class list; list the classes the model must learn")
+    check_file_outputs(
+        {"--validated": validated_path, "--report": report_path},
+        {"manifest": manifest_path, "raw audio folder": raw_dir, "Data Docs folder": docs_dir},
+    )
     manifest = pd.read_csv(
         manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
     )
-    if docs_dir is not None and docs_dir.exists():
-        shutil.rmtree(docs_dir)
     expectation_parameters = {
         "classes": sorted(params.classes),
         "fold_min": params.fold_min,
@@ -68,11 +71,14 @@ def run(
     audio_config = AudioCheckConfig(
         silent_peak_dbfs=params.silent_peak_dbfs, min_active_s=params.min_active_s
     )
-    outcome = validate_manifest(
-        manifest, raw_dir, expectation_parameters, audio_config, docs_dir, params.jobs
-    )
-    validated_path.parent.mkdir(parents=True, exist_ok=True)
-    outcome.passed.to_csv(validated_path, index=False)
+    # The Data Docs folder is replaced whole, and only when it is absent, empty or earlier Data Docs.
+    sources = {"raw audio folder": raw_dir, "manifest": manifest_path}
+    docs = nullcontext(None) if docs_dir is None else replacing(docs_dir, OutputSpec("validate"), sources)
+    with docs as staging:
+        outcome = validate_manifest(
+            manifest, raw_dir, expectation_parameters, audio_config, staging, params.jobs
+        )
+    atomic_write_text(validated_path, outcome.passed.to_csv(index=False))
     report = {
         **outcome.report,
         "policy": params.on_bad_file,
