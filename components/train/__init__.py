@@ -75,13 +75,14 @@ def run(
     yamnet_h5, yamnet_h5_sha256 = models.h5_for(model_name)
     source = ModelSource(True, yamnet_h5, yamnet_h5_sha256)
     # The model folder is written aside and swapped in whole; the histories join a folder shared with evaluate.
-    teacher = Path(params.teacher_dir) if params.teacher_dir else None
-    sources = {"patch store": Path(patches_dir), "teacher": teacher}
+    sources = {"patch store": Path(patches_dir), "teacher": Path(teacher_dir) if teacher_dir else None}
     with (
         replacing(out_dir, OutputSpec("train"), sources, dataclasses.asdict(params)) as staging,
         publishing(reports_dir) as staged_reports,
     ):
-        metrics = _train_into(staging, staged_reports, patches_dir, store, splits, params, model_name, source)
+        metrics = _train_into(
+            staging, staged_reports, patches_dir, store, splits, params, model_name, source, teacher_dir
+        )
     return metrics
 
 
@@ -94,6 +95,7 @@ def _train_into(
     params: TrainParams,
     model_name: str,
     source: ModelSource,
+    teacher_dir: Path | None,
 ) -> dict:
     started = time.perf_counter()
     jobs = [

@@ -381,8 +381,8 @@ def test_nan_gate_thresholds_are_refused_before_a_pipeline_starts() -> None:
     from pipelines.glue import validate_params
 
     with pytest.raises(ValueError, match="gate.min_cosine: nan is not a finite number"):
-        validate_params({"gate": {"min_cosine": math.nan}}, ["gate"])
-    assert validate_params({"gate": {}}, ["gate"]) == []
+        validate_params({"gate": {"min_cosine": math.nan, "baseline": "/opt/aed/baseline.json"}}, ["gate"])
+    assert validate_params({"gate": {"baseline": "/opt/aed/baseline.json"}}, ["gate"]) == []
 
 
 def test_output_paths_that_are_folders_are_refused_with_one_line(tmp_path, capsys) -> None:

@@ -278,13 +278,18 @@ def test_hil_job_refuses_non_finite_patches(tiny_model, patch_store, tmp_path, p
 def test_cli_hil_run_on_an_all_nan_store_exits_2_with_one_line(tiny_model, tmp_path, capsys) -> None:
     import numpy as np
 
+    from aed.outputs import write_manifest
     from aed.patchstore import write_patch_store
     from components.cli import main as aed_main
 
-    store = tmp_path / "nan-store"  # as `aed patch` wrote it from `patch.fmax: .inf`
+    # `aed patch` no longer writes a non-finite store; an old or hand-made one (shards then manifest) is refused here
+    store = tmp_path / "nan-store"
     clips = [({"clip_id": f"c{n}", "label": "dog", "fold": 1, "split": "test"},
-              np.full((3, 64, 96, 1), np.nan, np.float32)) for n in range(6)]  # fmt: skip
+              np.zeros((3, 64, 96, 1), np.float32)) for n in range(6)]  # fmt: skip
     write_patch_store(store, clips, ["dog", "rain"])
+    for shard in store.glob("shard-*.npy"):
+        np.save(shard, np.full_like(np.load(shard), np.nan))
+    write_manifest(store, "patch")
     params = tmp_path / "params.yaml"
     params.write_text(f"hil:\n  farm: local\n  inventory: {tmp_path / 'none.yaml'}\n")
     code = aed_main(["hil", "run", "--params", str(params), "--model", str(tiny_model), "--patches", str(store),
