@@ -33,3 +33,18 @@ def test_awkward_passwords_are_masked_whole() -> None:
         out = redact(f"fetch https://user:{secret}@host:9000/x.zip failed")
         assert secret not in out and "host:9000/x.zip" in out, out
     assert redact("endpoint user:pw1234@minio:9000 refused") == f"endpoint user:{MASK}@minio:9000 refused"
+
+
+def test_ingest_never_prints_the_password_of_its_source(tmp_path, monkeypatch, capsys) -> None:
+    from components.cli import main
+
+    monkeypatch.delenv("AED_DATA_MIRROR", raising=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "ingest:\n  source: https://alice:hunter22secret@127.0.0.1:9/esc50.zip\n  sha256: null\n"
+    )
+    code = main(["ingest", "--params", str(params), "--no-fetch", "--raw-dir", str(tmp_path / "raw"),
+                 "--manifest", str(tmp_path / "manifest.csv"), "--metrics", str(tmp_path / "ingest.json")])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2 and "does not hold the configured source" in captured.err
+    assert "hunter22secret" not in captured.err + captured.out

@@ -28,6 +28,7 @@ from aed.datasets.errors import DatasetError
 from aed.datasets.layouts import CATALOG_COLUMNS, build_catalog
 from aed.outputs import OutputSpec, check_not_overlapping, check_replaceable, replacing
 from aed.records import atomic_write_text, sha256_file, write_json
+from aed.redact import redact
 
 log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [*CATALOG_COLUMNS, "duration_s", "sample_rate", "channels", "sha256", "problem"]
@@ -99,7 +100,7 @@ def is_fetched(raw_dir: Path, spec: SourceSpec) -> bool:
 def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFrame:
     """Copy the selected clips of the source into raw_dir (idempotent)."""
     if is_fetched(raw_dir, spec):
-        log.info("%s already holds %s; not fetching again", raw_dir, spec.source)
+        log.info("%s already holds %s; not fetching again", raw_dir, redact(spec.source))
         return pd.read_csv(
             raw_dir / "catalog.csv", dtype={"clip_id": str, "path": str, "label": str, "split": str}
         )

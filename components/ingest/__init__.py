@@ -14,6 +14,7 @@ from aed.datasets.ingest import SourceSpec, fetch_source, is_fetched, write_mani
 from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.records import write_record
+from aed.redact import redact
 from components.common import add_params_option, env_path
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
@@ -77,14 +78,14 @@ def run(
         fetch_source(spec, raw_dir, Path(params.cache_dir))
     elif not is_fetched(raw_dir, spec):
         raise DatasetError(
-            f"{raw_dir}: does not hold the configured source {spec.source} ({spec.layout}); "
+            f"{raw_dir}: does not hold the configured source {redact(spec.source)} ({spec.layout}); "
             "fetch it first with `aed ingest --fetch-only` (make data) or `dvc pull data.dvc`"
         )
     if not describe:
-        return {"source": spec.source}
+        return {"source": redact(spec.source)}
     manifest = write_manifest(raw_dir, manifest_path)
     metrics = {
-        "source": spec.source,
+        "source": redact(spec.source),  # the record is a file: no password of the URL in it
         "layout": spec.layout,
         "n_clips": len(manifest),
         "n_with_problem": int((manifest["problem"] != "").sum()),
