@@ -88,7 +88,12 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str) -> T:
 
 
 def load_section(path: Path, section: str, cls: type[T]) -> T:
-    return from_dict(cls, read_params(path).get(section), section)
+    """One section of the params file as `cls`; an error names the file and the key."""
+    data = read_params(path).get(section)
+    try:
+        return from_dict(cls, data, section)
+    except ParamsError as error:
+        raise ParamsError(f"{path}: {error}") from None
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
