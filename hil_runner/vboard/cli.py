@@ -41,6 +41,8 @@ def serve(args: argparse.Namespace) -> int:
         tcp_address(args.tcp)  # a bad address is refused before the model is loaded
     if args.model is not None and not Path(args.model).is_file():
         raise FileNotFoundError(f"--model {args.model}: no such file")
+    if args.slot is not None and Path(args.slot).is_dir():
+        raise IsADirectoryError(f"--slot {args.slot}: is a directory; give the flash slot's file path")
     faults = parse_faults(args.fault)  # before the (slow) model load
     board = VirtualBoard(
         get_profile(args.profile),
