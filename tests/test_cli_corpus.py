@@ -1107,3 +1107,74 @@ def _wait_for_boards(process: subprocess.Popen[str], timeout: float = 90) -> Non
             return
         time.sleep(0.2)
     pytest.fail("no virtual board was started")
+
+
+# -- the CLI's own handling ---------------------------------------------------------------------------------------
+def _with_handler(monkeypatch: pytest.MonkeyPatch, handler: object) -> None:
+    """`aed estimate` whose handler is replaced (the parser and error handling stay the real ones)."""
+    import components.estimate as estimate
+
+    def register(subparsers: object) -> None:
+        parser = subparsers.add_parser("estimate")  # type: ignore[attr-defined]
+        parser.set_defaults(handler=handler)
+
+    monkeypatch.setattr(estimate, "register", register)
+
+
+def test_an_unexpected_exception_is_one_internal_error_line_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: object) -> int:
+        return {}["missing"]  # a bug, not the user's input
+
+    _with_handler(monkeypatch, broken)
+    code, out, err = run_in_process(["estimate"], capsys)
+    assert code == 1 and out == ""
+    assert _one_line(err) == [
+        "aed estimate: internal error: KeyError: 'missing' (run with -v for the traceback)"
+    ]
+    with pytest.raises(KeyError):
+        main(["-v", "estimate"])
+
+
+def test_ctrl_c_is_one_line_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    _with_handler(monkeypatch, interrupted)
+    code, _, err = run_in_process(["estimate"], capsys)
+    assert code == 130 and _one_line(err) == ["aed estimate: interrupted"]
+
+
+def test_secrets_are_masked_in_printed_lines_and_log_records(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    def leaky(args: object) -> int:
+        print("fetching https://alice:hunter2pass@example.org/data.zip")
+        logging.getLogger("aed.test").warning(
+            "retry %s", "s3://KEY:topsecret@bucket/x?X-Amz-Signature=abc123"
+        )
+        raise OSError("cannot reach https://bob:swordfish@kfp.example.org")
+
+    _with_handler(monkeypatch, leaky)
+    code, out, err = run_in_process(["estimate"], capsys)
+    assert code == 2
+    assert "hunter2pass" not in out and "alice:***@example.org" in out
+    assert "swordfish" not in err and "bob:***@kfp.example.org" in err
+    handler = logging.StreamHandler(stream := __import__("io").StringIO())
+    from components.cli import RedactingFilter
+
+    handler.addFilter(RedactingFilter())
+    logging.getLogger().addHandler(handler)
+    try:
+        logging.getLogger("aed.test").warning(
+            "retry %s", "s3://KEY:topsecret@bucket/x?X-Amz-Signature=abc123"
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "topsecret" not in stream.getvalue() and "abc123" not in stream.getvalue()
+    assert "KEY:***@bucket" in stream.getvalue()
