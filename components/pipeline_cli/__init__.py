@@ -80,8 +80,11 @@ def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]
             if error.name == f"components.{step}":
                 continue
             raise
-        for name, cls in params_sections(module).values():
-            known[name] = {f.name for f in dataclasses.fields(cls)}
+        for arg, (name, cls) in params_sections(module).items():
+            if (
+                arg == "params" or name in params
+            ):  # as glue.step_args reads them (a FeatureConfig is not a section)
+                known[name] = {f.name for f in dataclasses.fields(cls)}
     return known
 
 
