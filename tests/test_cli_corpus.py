@@ -1072,7 +1072,7 @@ def tiny_int8(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sigint_during_hil_run_prints_one_line_and_exits_130(corpus: Path, tiny_int8: Path) -> None:
     """Ctrl-C while the virtual boards run the job: one line, exit 130, no traceback from any thread or child."""
-    params = _params_with(corpus / "slow_hil.yaml", {"hil": {"virtual_link": "tcp", "latency_repeats": 200}})
+    params = _params_with(corpus / "slow_hil.yaml", {"hil": {"virtual_link": "tcp", "latency_repeats": 1000}})
     argv = ["hil", "run", "--params", str(params), "--model", str(tiny_int8), "--patches",
             str(corpus / "patches"), "--out", str(corpus / "sigint.json"), "--no-progress"]  # fmt: skip
     process = subprocess.Popen(
