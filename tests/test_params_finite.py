@@ -177,7 +177,10 @@ def test_a_section_of_the_wrong_type_names_the_file_and_section(section: object,
         ("patch.bogus=1", "unknown key patch.bogus"),
         ("pipeline.hots=http://x", "unknown key pipeline.hots"),
         ("traing.epochs=3", "unknown section 'traing'"),
-        ("config.fmax=1", "unknown section 'config'"),  # export_firmware's FeatureConfig argument is no section
+        (
+            "config.fmax=1",
+            "unknown section 'config'",
+        ),  # export_firmware's FeatureConfig argument is no section
     ],
 )
 def test_set_refuses_what_nothing_reads(item: str, message: str) -> None:
