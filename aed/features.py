@@ -6,6 +6,7 @@ Time-domain steps (silence removal, 1 s minimum) and the log-mel / patch steps f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,6 +30,66 @@ class FeatureConfig:
     log_offset: float = 1e-4
     patch_frames: int = 96
     patch_step: int = 72
+
+    def __post_init__(self) -> None:
+        """Refuse a front end that cannot work (ValueError "field: problem", before any clip is read): NaN or
+        inf anywhere, ln(0) = -inf, a band past Nyquist, frames or patches that cannot be cut."""
+        for name, value in vars(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        _require(self.sample_rate > 0, "sample_rate", f"{self.sample_rate} must be > 0")
+        _require(self.max_duration_s > 0, "max_duration_s", f"{self.max_duration_s} must be > 0")
+        _require(self.silence_top_db > 0, "silence_top_db", f"{self.silence_top_db} must be > 0")
+        _require(self.silence_frame >= 1, "silence_frame", f"{self.silence_frame} must be >= 1")
+        _require(
+            0 <= self.min_length_s <= self.max_duration_s,
+            "min_length_s",
+            f"{self.min_length_s} must be in [0, max_duration_s {self.max_duration_s}]",
+        )
+        _require(
+            self.log_offset > 0, "log_offset", f"{self.log_offset} must be > 0 (ln(0) of silent bins is -inf)"
+        )
+        nyquist = self.sample_rate / 2
+        _require(self.fmin >= 0, "fmin", f"{self.fmin} must be >= 0")
+        _require(self.fmin < self.fmax, "fmin", f"{self.fmin} must be below fmax {self.fmax}")
+        _require(self.fmax <= nyquist, "fmax", f"{self.fmax} must be <= sample_rate / 2 = {nyquist:g}")
+        _require(self.n_fft >= 2, "n_fft", f"{self.n_fft} must be >= 2")
+        _require(
+            1 <= self.win_length <= self.n_fft,
+            "win_length",
+            f"{self.win_length} must be in [1, n_fft {self.n_fft}]",
+        )
+        _require(
+            1 <= self.hop_length <= self.win_length,
+            "hop_length",
+            f"{self.hop_length} must be in [1, win_length {self.win_length}] (else samples are skipped)",
+        )
+        _require(self.n_mels >= 1, "n_mels", f"{self.n_mels} must be >= 1")
+        _require(
+            1 <= self.patch_step <= self.patch_frames,
+            "patch_step",
+            f"{self.patch_step} must be in [1, patch_frames {self.patch_frames}] (else frames are skipped)",
+        )
+        most = self.max_frames()
+        _require(self.patch_frames <= most, "patch_frames",
+                 f"{self.patch_frames} frames is longer than the {most} frames of a max_duration_s "
+                 f"{self.max_duration_s:g} s clip: every clip would give 0 patches")  # fmt: skip
+        try:
+            sparse_mel(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
+        except ValueError as error:
+            raise ValueError(
+                f"n_mels: {self.n_mels} bands between fmin and fmax do not fit n_fft: {error}"
+            ) from None
+
+    def max_frames(self) -> int:
+        """STFT frames of the longest clip the front end keeps (max_duration_s; center off)."""
+        samples = int(round(self.max_duration_s * self.sample_rate))
+        return 0 if samples < self.n_fft else 1 + (samples - self.n_fft) // self.hop_length
+
+
+def _require(condition: bool, field: str, problem: str) -> None:
+    if not condition:
+        raise ValueError(f"{field}: {problem}")
 
 
 def hz_to_mel_htk(freq: np.ndarray | float) -> np.ndarray:

@@ -7,6 +7,7 @@ unchanged pipeline reuses the existing version instead of piling up identical on
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import urllib.error
@@ -75,6 +76,11 @@ def check_host(host: str, timeout_s: float) -> None:
         # retry healthz 5 x 5 s and log a traceback each time, so stop here with the status.
         hint = " (authentication required)" if error.code in (401, 403) else ""
         raise SubmitError(f"KFP host {host} answered HTTP {error.code} on {HEALTHZ}{hint}") from None
+    except http.client.HTTPException as error:
+        # something listens there but does not speak HTTP (a wrong port: SSH, a database, a serial bridge)
+        raise SubmitError(
+            f"KFP host {host} did not answer in HTTP ({type(error).__name__}); is this the KFP API port?"
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise SubmitError(

@@ -5,6 +5,7 @@ Every figure it returns is computed, not measured, and carries `source: estimato
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,11 @@ def load_graph(model_path: Path) -> Graph:
     if suffix == ".tflite":
         from aed.footprint.tflite_reader import read_tflite
 
-        return read_tflite(path)
+        try:
+            return read_tflite(path)
+        except (struct.error, IndexError, UnicodeDecodeError, OverflowError) as error:
+            # offsets that point past the end of a truncated or corrupt flatbuffer
+            raise ModelFormatError(f"{path}: not a readable .tflite model ({error})") from None
     if suffix == ".onnx":
         from aed.footprint.onnx_reader import read_onnx
 

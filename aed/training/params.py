@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aed.params import bounded, from_dict
+from aed.params import ParamsError, bounded, from_dict
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,10 @@ class TrainParams:
 
     def for_model(self, model_name: str) -> TrainParams:
         """These parameters with the model's overrides applied (validated like the section itself)."""
-        override = dict(self.overrides.get(model_name) or {})
+        override = self.overrides.get(model_name) or {}
+        if not isinstance(override, dict):
+            raise ParamsError(f"train.overrides.{model_name}: expected a mapping of keys, got {override!r}")
+        override = dict(override)
         if not override:
             return dataclasses.replace(self, overrides={})
         base = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "overrides"}

@@ -1,13 +1,14 @@
-"""Per-file checks that need the samples: decodes, finite, not silent, enough sound after silence removal."""
+"""Per-file checks: the manifest path stays inside the raw dir; the samples decode, are finite, within full scale,
+not silent, with enough sound after silence removal."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from aed.audio import AudioError, load_audio
+from aed.audio import AudioError, load_audio, read_audio
 from aed.features import FeatureConfig, remove_silence
 
 
@@ -26,6 +27,10 @@ def check_clip(path: Path, config: AudioCheckConfig = AudioCheckConfig()) -> lis
         return [str(error)]
     peak = float(np.max(np.abs(signal))) if signal.size else 0.0
     peak_dbfs = 20.0 * np.log10(peak) if peak > 0 else -np.inf
+    if peak > 1.0:  # resampling can overshoot a full-scale file a little: judge the file's own samples
+        over = _file_peak_dbfs(path, config.features.max_duration_s)
+        if over > 0.0:
+            return [f"{path}: peak {over:+.1f} dBFS above full scale (float samples beyond [-1, 1])"]
     if peak_dbfs <= config.silent_peak_dbfs:
         return [f"{path}: silent (peak {peak_dbfs:.1f} dBFS <= {config.silent_peak_dbfs} dBFS)"]
     active = remove_silence(signal, config.features.silence_top_db, config.features.silence_frame)
@@ -33,3 +38,26 @@ def check_clip(path: Path, config: AudioCheckConfig = AudioCheckConfig()) -> lis
     if active_s < config.min_active_s:
         return [f"{path}: only {active_s:.3f} s of sound after silence removal (< {config.min_active_s} s)"]
     return []
+
+
+def _file_peak_dbfs(path: Path, max_duration_s: float) -> float:
+    samples, _ = read_audio(path, max_duration_s)
+    peak = float(np.max(np.abs(samples)))
+    return 20.0 * float(np.log10(peak)) if peak > 0 else -np.inf
+
+
+def path_problem(relative: str) -> str | None:
+    """Why a manifest path may not be joined to the raw dir (it would read a file outside it), or None.
+
+    Checked on the text, not on the resolved path: the raw dir itself may be a symlink to a mirror."""
+    if not relative or not relative.strip():
+        return "empty path"
+    for flavour in (PurePosixPath, PureWindowsPath):
+        pure = flavour(relative)
+        if pure.is_absolute() or pure.anchor:
+            return f"path {relative!r} is absolute (must be relative to the raw dir)"
+        if ".." in pure.parts:
+            return f"path {relative!r} contains '..' (leaves the raw dir)"
+    if "\x00" in relative:
+        return f"path {relative!r} contains a NUL byte"
+    return None

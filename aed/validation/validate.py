@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from aed.validation.audio_checks import AudioCheckConfig, check_clip
-from aed.validation.expectations import ROW_KEY, failing_rows, run_suites, summary
+from aed.validation.audio_checks import AudioCheckConfig, check_clip, path_problem
+from aed.validation.expectations import ROW_KEY, failing_rows, load_suite_definition, run_suites, summary
 
 UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
 
@@ -46,14 +46,19 @@ def validate_manifest(
     docs_dir: Path | None = None,
     jobs: int = 2,
 ) -> ValidationOutcome:
+    missing = sorted(set(manifest_columns()) - set(manifest.columns))
+    if missing:  # a file that is not an ingest manifest: refused whole, not row by row
+        raise ValueError(f"manifest: missing column(s) {missing}; expected the columns `aed ingest` writes")
     frame = manifest.reset_index(drop=True).copy()
     frame.insert(0, ROW_KEY, range(len(frame)))
     frame["problem"] = frame["problem"].fillna("")
     reasons: dict[int, list[str]] = {row: [] for row in frame[ROW_KEY]}
 
-    for row, problem in zip(frame[ROW_KEY], frame["problem"], strict=True):
+    for row, problem, path in zip(frame[ROW_KEY], frame["problem"], frame["path"].astype(str), strict=True):
         if problem:
             reasons[row].append(problem)
+        if outside := path_problem(path):  # never decoded: it would read outside the raw dir
+            reasons[row].append(outside)
     first_row = frame.groupby("clip_id")[ROW_KEY].transform("min")
     for row, first in zip(frame[ROW_KEY], first_row, strict=True):
         if row != first:
@@ -63,7 +68,11 @@ def validate_manifest(
     for row, found in _row_failures_except_unique(gx_manifest).items():
         reasons[row].extend(found)
 
-    to_decode = [row for row in frame[ROW_KEY] if not frame.at[row, "problem"]]
+    to_decode = [
+        row
+        for row in frame[ROW_KEY]
+        if not frame.at[row, "problem"] and not path_problem(str(frame.at[row, "path"]))
+    ]
     paths = [raw_dir / frame.at[row, "path"] for row in to_decode]
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         for row, found in zip(
@@ -94,6 +103,16 @@ def validate_manifest(
             if not line["success"]
         ]
     return outcome
+
+
+def manifest_columns() -> list[str]:
+    """The columns of an ingest manifest, as the manifest suite expects them (without the added row key)."""
+    expectation = next(
+        e
+        for e in load_suite_definition("manifest")["expectations"]
+        if e["type"] == "expect_table_columns_to_match_set"
+    )
+    return [column for column in expectation["kwargs"]["column_set"] if column != ROW_KEY]
 
 
 def _row_failures_except_unique(result: dict) -> dict[int, list[str]]:

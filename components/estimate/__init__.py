@@ -11,6 +11,8 @@ from aed.records import write_json
 
 
 def run(model: Path, target: str, out: Path | None = None, allow_float: bool = False) -> dict:
+    if out is not None and Path(out).is_dir():  # refused before the work, not after it
+        raise IsADirectoryError(f"--out {out}: is a directory; give a file path for the JSON result")
     result = estimate(model, target, allow_float=allow_float)
     if out is not None:
         write_json(out, result)

@@ -38,7 +38,10 @@ def run(
     if not class_names:
         raise ValueError("export-firmware: no class names (validate.classes in params.yaml)")
     tables = firmware.mel_tables(config)
-    scale, zero_point = firmware.input_quantization(model)
+    try:
+        scale, zero_point = firmware.input_quantization(model)
+    except ValueError as error:  # LiteRT / onnx say what is wrong, not which file
+        raise firmware.FirmwareExportError(f"{model}: not a readable model ({error})") from None
     audio = _clip_int16(clip, config) if clip else firmware.golden_audio(config, params.golden_seed)
     patch = firmware.golden_patch(audio, config)
     model_input, output = firmware.run_model(model, patch, scale, zero_point)

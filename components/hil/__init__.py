@@ -159,6 +159,8 @@ def _run_main(args: argparse.Namespace) -> int:
     if args.farm:
         params.farm = args.farm
     if args.max_patches is not None:
+        if args.max_patches < 0:
+            raise ValueError(f"--max-patches {args.max_patches}: expected 0 (all) or a positive count")
         params.max_patches = args.max_patches
     patch = load_section(args.params, "patch", PatchParams)
     metrics = run(params, args.patches, args.out, model_path=args.model, quantized_dir=args.quantized_dir,

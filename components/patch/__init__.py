@@ -40,6 +40,9 @@ class PatchParams:
     shard_size: int = bounded(4096, 1)
     jobs: int = bounded(0, 0)
 
+    def __post_init__(self) -> None:
+        self.feature_config()  # the front end's cross-field limits, refused at load before any clip is read
+
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(
             sample_rate=self.sample_rate,
@@ -71,6 +74,9 @@ def run(
     manifest = pd.read_csv(
         manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
     )
+    missing = sorted({"clip_id", "path", "label", "duration_s"} - set(manifest.columns))
+    if missing:
+        raise ValueError(f"{manifest_path}: missing column(s) {missing}; expected a validated manifest")
     classes = sorted(class_names or set(manifest["label"]))
     check_patch_fits(params)
     check_file_outputs(

@@ -88,6 +88,47 @@ def fold_environment(params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]:
+    """{section: its keys (None: any)}: the sections the steps read (keys from their dataclasses), the pipeline's
+    own, and any other section the params file already has."""
+    import dataclasses
+    import importlib
+
+    from pipelines.glue import params_sections
+
+    known: dict[str, set[str] | None] = {name: None for name in params}
+    known[SECTION] = {f.name for f in dataclasses.fields(PipelineParams)}
+    for step in steps:
+        try:
+            module = importlib.import_module(f"components.{step}")
+        except ModuleNotFoundError as error:
+            if error.name == f"components.{step}":
+                continue
+            raise
+        for arg, (name, cls) in params_sections(module).items():
+            if (
+                arg == "params" or name in params
+            ):  # as glue.step_args reads them (a FeatureConfig is not a section)
+                known[name] = {f.name for f in dataclasses.fields(cls)}
+    return known
+
+
+def check_override_targets(overrides: list[str], known: dict[str, set[str] | None]) -> None:
+    """Refuse `--set` on a section or key nothing reads (a typo would otherwise be silently ignored)."""
+    for item in overrides:
+        keys = item.partition("=")[0].split(".")
+        section = keys[0]
+        if section not in known:
+            raise ParamsError(
+                f"--set {item!r}: unknown section {section!r}; known: {', '.join(sorted(known))}"
+            )
+        fields = known[section]
+        if len(keys) > 1 and fields is not None and keys[1] not in fields:
+            raise ParamsError(
+                f"--set {item!r}: unknown key {section}.{keys[1]}; known: {', '.join(sorted(fields))}"
+            )
+
+
 def load_checked(
     path: Path, overrides: list[str], root: Path | None = None, environment: bool = False
 ) -> tuple[dict[str, Any], PipelineParams, list[str]]:
@@ -100,7 +141,9 @@ def load_checked(
     from pipelines.aed_pipeline import STEPS
     from pipelines.glue import resolve_paths, section, section_classes, validate_params
 
-    params = apply_overrides(read_params(path), overrides)
+    raw = read_params(path)
+    check_override_targets(overrides, known_keys(raw, STEPS))
+    params = apply_overrides(raw, overrides)
     if environment:
         params = fold_environment(params)
     params = resolve_paths(params, root or IMAGE_PROJECT_DIR, section_classes(STEPS))

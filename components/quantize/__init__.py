@@ -71,7 +71,10 @@ def run(patches_dir: Path, model_dir: Path, out_dir: Path, params: QuantizeParam
     splits_path = model_dir / "splits.json"
     if not splits_path.is_file():
         raise FileNotFoundError(f"{splits_path}: missing; run `aed train --model {model_name}` first")
-    splits = json.loads(splits_path.read_text())["splits"]
+    try:
+        splits = json.loads(splits_path.read_text())["splits"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{splits_path}: not the splits.json `aed train` writes ({error})") from None
     store = load_patch_store(patches_dir)
     # The int8 folder is written aside and swapped in whole, only over an earlier quantize output.
     sources = {"float models": model_dir, "patch store": Path(patches_dir)}

@@ -37,34 +37,60 @@ def serve(args: argparse.Namespace) -> int:
 
     if args.model is None and args.slot is None:
         raise ValueError("give --model and/or --slot")
+    if args.tcp:
+        tcp_address(args.tcp)  # a bad address is refused before the model is loaded
+    if args.model is not None and not Path(args.model).is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such file")
+    if args.slot is not None and Path(args.slot).is_dir():
+        raise IsADirectoryError(f"--slot {args.slot}: is a directory; give the flash slot's file path")
+    faults = parse_faults(args.fault)  # before the (slow) model load
     board = VirtualBoard(
         get_profile(args.profile),
         model_path=args.model,
         slot=args.slot,
-        faults=parse_faults(args.fault),
+        faults=faults,
         seed=args.seed,
         realtime=args.realtime,
     )
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    if args.tcp:
-        host, _, port = args.tcp.rpartition(":")
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"note: binding {host}; the protocol has no authentication", file=sys.stderr)
-        descriptor = board.serve_tcp(host or "127.0.0.1", int(port or 0))
-    else:
-        descriptor = board.serve_pty(args.baud)
-    print(f"READY {descriptor}", flush=True)
-    try:
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:  # the board's threads are stopped whatever happens, or the process would never exit
+        if args.tcp:
+            host, port = tcp_address(args.tcp)
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                print(f"note: binding {host}; the protocol has no authentication", file=sys.stderr)
+            descriptor = board.serve_tcp(host, port)
+        else:
+            descriptor = board.serve_pty(args.baud)
+        print(f"READY {descriptor}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
         board.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
+def tcp_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (PORT 0: any free port; HOST empty: 127.0.0.1) or ValueError naming the option."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--tcp {text!r}: expected HOST:PORT with a port in 0-65535")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The standalone entry point: bad input is one line and exit 2, Ctrl-C exit 130, never a traceback."""
     parser = argparse.ArgumentParser(prog="python -m hil_runner.vboard", description=__doc__)
     add_arguments(parser)
-    return serve(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return serve(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"vboard: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2

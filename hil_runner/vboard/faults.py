@@ -3,6 +3,7 @@ board's lifetime, so that tests are deterministic and the fault hits mid-job."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 RUN_FAULTS = ("drop", "garble", "stop", "reset", "wrong_reqid", "stray", "error")
@@ -44,24 +45,42 @@ class FaultPlan:
 NO_FAULTS = FaultPlan()
 
 
+# Inclusive limits of the float faults: a negative or NaN delay would crash time.sleep and an infinite one hang.
+FLOAT_LIMITS = {"noise": (0.0, 10.0), "delay": (0.0, 600.0), "reset_pause": (0.0, 600.0)}
+
+
 def parse_faults(specs: list[str] | None) -> FaultPlan:
-    """`drop=3`, `version=4.0`, `noise=0.05`, ... (repeatable or comma separated)."""
+    """`drop=3`, `version=4.0`, `noise=0.05`, ... (repeatable or comma separated). A bad name or value is a
+    ValueError naming the item: run numbers are >= 1, versions MAJOR.MINOR with 0-255 each, floats finite and in
+    FLOAT_LIMITS."""
     values: dict[str, object] = {}
-    known = {f.name: f for f in fields(FaultPlan)}
+    known = {f.name for f in fields(FaultPlan)}
     for spec in specs or []:
         for item in filter(None, (part.strip() for part in spec.split(","))):
             name, sep, value = item.partition("=")
             if name not in known or not sep:
-                raise ValueError(f"fault {item!r}: expected one of {sorted(known)} as name=value")
-            try:
-                if name in RUN_FAULTS:
-                    values[name] = int(value)
-                elif name == "version":
-                    major, _, minor = value.partition(".")
-                    int(major), int(minor or 0)
-                    values[name] = value
-                else:
-                    values[name] = float(value)
-            except ValueError:
-                raise ValueError(f"fault {item!r}: bad value {value!r}") from None
+                raise ValueError(f"--fault {item!r}: expected name=value with a name in {sorted(known)}")
+            values[name] = _fault_value(item, name, value.strip())
     return FaultPlan(**values)  # type: ignore[arg-type]
+
+
+def _fault_value(item: str, name: str, value: str) -> int | float | str:
+    if name in RUN_FAULTS:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--fault {item!r}: bad value {value!r} ({name} takes a run number >= 1)")
+        return int(value)
+    if name == "version":
+        major, _, minor = value.partition(".")
+        if not all(part.isdigit() and int(part) <= 255 for part in (major, minor or "0")):
+            raise ValueError(f"--fault {item!r}: bad value {value!r} (version is MAJOR.MINOR, 0-255 each)")
+        return value
+    low, high = FLOAT_LIMITS[name]
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--fault {item!r}: bad value {value!r} ({name} takes a number)") from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ValueError(
+            f"--fault {item!r}: bad value {value!r} ({name}: a finite number in [{low:g}, {high:g}])"
+        )
+    return number
