@@ -29,6 +29,7 @@ from aed.datasets.layouts import CATALOG_COLUMNS, build_catalog
 from aed.outputs import OutputSpec, check_not_overlapping, check_replaceable, replacing
 from aed.records import atomic_write_text, sha256_file, write_json
 from aed.redact import redact
+from aed.tables import read_table
 
 log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [*CATALOG_COLUMNS, "duration_s", "sample_rate", "channels", "sha256", "problem"]
@@ -101,9 +102,7 @@ def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFra
     """Copy the selected clips of the source into raw_dir (idempotent)."""
     if is_fetched(raw_dir, spec):
         log.info("%s already holds %s; not fetching again", raw_dir, redact(spec.source))
-        return pd.read_csv(
-            raw_dir / "catalog.csv", dtype={"clip_id": str, "path": str, "label": str, "split": str}
-        )
+        return read_table(raw_dir / "catalog.csv", what="catalog")
     local_source = Path(spec.source).expanduser() if not urlparse(spec.source).scheme else None
     sources = {"dataset source": local_source, "download cache": cache_dir}
     # Refused before a download: raw_dir is replaced whole, so it must not hold its own source, nor be a
@@ -159,9 +158,7 @@ def write_manifest(raw_dir: Path, manifest_path: Path, describe: Callable = desc
     catalog_path = raw_dir / "catalog.csv"
     if not catalog_path.exists():
         raise DatasetError(f"{catalog_path}: missing; fetch the source first (aed ingest)")
-    catalog = pd.read_csv(
-        catalog_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
-    )
+    catalog = read_table(catalog_path, what="catalog")
     rows = [describe(raw_dir, row) for row in catalog.to_dict("records")]
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     atomic_write_text(manifest_path, manifest.to_csv(index=False))

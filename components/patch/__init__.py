@@ -10,14 +10,13 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from aed.features import FeatureConfig
 from aed.outputs import check_file_outputs
 from aed.params import bounded, load_section
 from aed.patching import patch_clips
 from aed.patchstore import PatchStoreError, write_patch_store
 from aed.records import write_record
+from aed.tables import read_table
 from components.common import add_params_option
 
 
@@ -71,12 +70,7 @@ def run(
     class_names: list[str] | None = None,
 ) -> dict:
     """class_names fixes the model output order; default: the manifest's labels, sorted (the reference's rule)."""
-    manifest = pd.read_csv(
-        manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
-    )
-    missing = sorted({"clip_id", "path", "label", "duration_s"} - set(manifest.columns))
-    if missing:
-        raise ValueError(f"{manifest_path}: missing column(s) {missing}; expected a validated manifest")
+    manifest = read_table(manifest_path, ("clip_id", "path", "label", "duration_s"), "validated manifest")
     classes = sorted(class_names or set(manifest["label"]))
     check_patch_fits(params)
     check_file_outputs(

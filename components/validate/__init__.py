@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
-
 from aed.datasets.errors import DatasetError
 from aed.outputs import OutputSpec, check_file_outputs, replacing
 from aed.params import bounded, load_section
 from aed.records import atomic_write_text, write_record
+from aed.tables import read_table
 from aed.validation.audio_checks import AudioCheckConfig
-from aed.validation.validate import validate_manifest
+from aed.validation.validate import manifest_columns, validate_manifest
 from components.common import add_params_option
 
 
@@ -52,9 +51,7 @@ def run(
         {"--validated": validated_path, "--report": report_path},
         {"manifest": manifest_path, "raw audio folder": raw_dir, "Data Docs folder": docs_dir},
     )
-    manifest = pd.read_csv(
-        manifest_path, dtype={"clip_id": str, "path": str, "label": str, "split": str}, keep_default_na=False
-    )
+    manifest = read_table(manifest_path, manifest_columns(), "manifest (as `aed ingest` writes it)")
     expectation_parameters = {
         "classes": sorted(params.classes),
         "fold_min": params.fold_min,

@@ -224,12 +224,26 @@ def patch_dataset(root: Path, clips: int, seconds: float = 3.0) -> tuple[Path, P
     return manifest, root / "raw"
 
 
-def test_digital_silence_with_log_offset_zero_is_refused_naming_the_clip(tmp_path):
+def test_a_clip_giving_non_finite_patches_is_refused_naming_the_clip(tmp_path, monkeypatch):
+    """Bad params (log_offset 0) and non-finite audio are refused before; this is the last guard, at the write."""
+    import components.patch as step
+
     manifest, raw = patch_dataset(tmp_path, 2)
     frame = pd.read_csv(manifest)
-    frame.loc[1, ["clip_id", "path"]] = ["quiet", "silence.wav"]
+    frame.loc[1, "clip_id"] = "quiet"
     frame.to_csv(manifest, index=False)
-    params = PatchParams(jobs=1, remove_silence=False, log_offset=0.0)
+    computed = step.patch_clips
+
+    def one_clip_goes_wrong(paths, config, jobs):
+        for number, patches in enumerate(computed(paths, config, jobs)):
+            yield (
+                np.where(np.arange(patches.size).reshape(patches.shape) % 7 == 0, -np.inf, patches)
+                if number
+                else patches
+            )
+
+    monkeypatch.setattr(step, "patch_clips", one_clip_goes_wrong)
+    params = PatchParams(jobs=1, remove_silence=False)
     with pytest.raises(PatchStoreError, match="clip quiet: .* are NaN or infinite"):
         patch(params, manifest, raw, tmp_path / "patches", None)
     assert not (tmp_path / "patches").exists()

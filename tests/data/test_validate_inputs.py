@@ -76,3 +76,28 @@ def test_wav_just_above_full_scale_is_quarantined(tmp_path: Path) -> None:
     loud = write_audio(tmp_path / "loud.wav", tone(2.0, amplitude=1.5), subtype="FLOAT")
     (reason,) = check_clip(loud, AudioCheckConfig())
     assert "above full scale" in reason and "loud.wav" in reason
+
+
+@pytest.mark.parametrize("step", ["validate", "patch"])
+@pytest.mark.parametrize(
+    "content",
+    [b'clip_id,path\n"a,b\n', b"", b"\xff\xfe\x00garbage\n\x80\x81", b"only_one_column\nx\n"],
+    ids=["open-quote", "empty", "bytes", "columns"],
+)
+def test_an_unreadable_manifest_is_one_line_naming_the_file(step, content, tmp_path, capsys) -> None:
+    from components.cli import main
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes(content)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    out = tmp_path / "out"
+    args = {
+        "validate": ["validate", "--manifest", str(manifest), "--raw-dir", str(raw), "--validated",
+                     str(out / "validated.csv"), "--report", str(out / "report.json"), "--data-docs", str(out / "docs")],
+        "patch": ["patch", "--manifest", str(manifest), "--raw-dir", str(raw), "--out", str(out / "patches"),
+                  "--metrics", str(out / "patch.json")],
+    }[step]  # fmt: skip
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and str(manifest) in err, err
