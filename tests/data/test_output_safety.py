@@ -207,7 +207,6 @@ def test_non_finite_patches_are_refused_naming_the_clip_and_nothing_is_written(t
 def patch_dataset(root: Path, clips: int, seconds: float = 3.0) -> tuple[Path, Path]:
     """One audio file, many manifest rows: a dataset as long as needed at no disk cost."""
     write_audio(root / "raw" / "a.wav", tone(seconds))
-    write_audio(root / "raw" / "silence.wav", np.zeros(int(seconds * 16000), np.float32))
     rows = [
         {
             "clip_id": f"c{n:05d}",
