@@ -97,6 +97,12 @@ def write_audio(path: Path, signal: np.ndarray, sample_rate: int = 16000, subtyp
     return path
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child that a test interrupts: a shell started in the background (nohup, CI) hands its
+    children SIGINT ignored, and Python then keeps it ignored; a terminal's Ctrl-C is what the test imitates."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from components.cli import main
+from tests.conftest import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -1078,7 +1079,7 @@ def test_sigint_during_hil_run_prints_one_line_and_exits_130(corpus: Path, tiny_
     process = subprocess.Popen(
         [sys.executable, "-m", "components.cli", *argv],
         cwd=corpus, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=default_sigint,
     )  # fmt: skip
     try:
         _wait_for_boards(process)

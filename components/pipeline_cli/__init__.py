@@ -116,7 +116,10 @@ def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]
 def check_override_targets(overrides: list[str], known: dict[str, set[str] | None]) -> None:
     """Refuse `--set` on a section or key nothing reads (a typo would otherwise be silently ignored)."""
     for item in overrides:
-        keys = item.partition("=")[0].split(".")
+        target, sep, _ = item.partition("=")
+        if not sep or "." not in target:
+            continue  # not section.key=value: apply_overrides says so
+        keys = target.split(".")
         section = keys[0]
         if section not in known:
             raise ParamsError(

@@ -35,7 +35,7 @@ from components.patch import PatchParams
 from components.patch import run as patch
 from components.validate import ValidateParams
 from components.validate import run as validate
-from tests.conftest import REPO, tone, write_audio
+from tests.conftest import REPO, default_sigint, tone, write_audio
 
 SPEC = OutputSpec("patch")
 
@@ -298,6 +298,7 @@ def start_patch(argv: list[str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=default_sigint,
     )
 
 

@@ -355,11 +355,11 @@ def test_the_verdict_names_the_model_and_the_record_it_judged(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("min_cosine: .nan", "gate.min_cosine: nan is not a finite number"),
-        ("max_accuracy_drop: .nan", "gate.max_accuracy_drop: nan is not a finite number"),
+        ("min_cosine: .nan", "gate.min_cosine: expected a finite number, got nan"),
+        ("max_accuracy_drop: .nan", "gate.max_accuracy_drop: expected a finite number, got nan"),
         ("max_latency_increase: .inf", "gate.max_latency_increase"),
-        ("min_top1_agreement: .nan", "gate.min_top1_agreement: nan is not a finite number"),
-        ("max_l2r: .nan", "gate.max_l2r: nan is not a finite number"),
+        ("min_top1_agreement: .nan", "gate.min_top1_agreement: expected a finite number, got nan"),
+        ("max_l2r: .nan", "gate.max_l2r: expected a finite number, got nan"),
         ("key_fields: [profile, colour]", "gate.key_fields: unknown field(s) ['colour']"),
     ],
 )
@@ -380,7 +380,7 @@ def test_record_checks_name_the_file(tmp_path) -> None:
 def test_nan_gate_thresholds_are_refused_before_a_pipeline_starts() -> None:
     from pipelines.glue import validate_params
 
-    with pytest.raises(ValueError, match="gate.min_cosine: nan is not a finite number"):
+    with pytest.raises(ValueError, match="gate.min_cosine: expected a finite number, got nan"):
         validate_params({"gate": {"min_cosine": math.nan, "baseline": "/opt/aed/baseline.json"}}, ["gate"])
     assert validate_params({"gate": {"baseline": "/opt/aed/baseline.json"}}, ["gate"]) == []
 

@@ -61,7 +61,7 @@ def test_bad_params_fail_before_any_task_starts(tmp_path: Path, capsys) -> None:
         ("quantize.opset=99", "quantize.opset: 99 is out of range [13, 21]"),
         ("pipeline.task_timeout_s=1", "pipeline.task_timeout_s: 1.0 is out of range"),
         ("promote.timeout_s=slow", "promote.timeout_s: expected a number, got 'slow'"),
-        ("patch.no_such_key=1", "patch: unknown key(s) ['no_such_key']"),
+        ("patch.no_such_key=1", "unknown key patch.no_such_key"),
         ("patch.n_mels=[1", "--set 'patch.n_mels=[1': the value is not valid YAML"),
         ("n_mels=1", "--set 'n_mels=1': expected section.key=value"),
     ]:
@@ -134,7 +134,7 @@ def test_ingest_failure_stops_the_run_and_promotes_nothing(
     )
     err = capsys.readouterr().err
     assert code == 2
-    assert "aed pipeline: error: task 'ingest' failed (exit code 1); log: " in err
+    assert "aed pipeline run-local: error: task 'ingest' failed (exit code 1); log: " in err
     log = _run_dir(root) / "ingest" / "task.log"
     assert log.is_file() and str(log) in err
     assert "no ESC-50 layout found" in log.read_text()

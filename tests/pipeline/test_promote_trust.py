@@ -306,8 +306,9 @@ def _s3(endpoint: str):
 
 @pytest.mark.slow
 def test_s3_store_keys_and_names_cannot_leave_the_prefix(s3_env: str, tmp_path: Path) -> None:
-    _s3(s3_env).create_bucket(Bucket="models")
-    store = open_store("s3://models/aed", S3Settings(endpoint_url=s3_env))
+    bucket = "prefix-confined"  # its own bucket: the moto server is shared by the whole session
+    _s3(s3_env).create_bucket(Bucket=bucket)
+    store = open_store(f"s3://{bucket}/aed", S3Settings(endpoint_url=s3_env))
     source = write(tmp_path / "file.txt", "x")
     for key in BAD_KEYS:
         for action in _accesses(store, source, key):
@@ -318,11 +319,11 @@ def test_s3_store_keys_and_names_cannot_leave_the_prefix(s3_env: str, tmp_path: 
             publish(store, name, {"model": source}, {})
         with pytest.raises(RegistryPathError):
             publish(store, "yamnet_256", {name: source}, {})
-    assert "Contents" not in _s3(s3_env).list_objects_v2(Bucket="models")
+    assert "Contents" not in _s3(s3_env).list_objects_v2(Bucket=bucket)
     published = publish(store, "yamnet_256", {"model": source}, {})
-    keys = {o["Key"] for o in _s3(s3_env).list_objects_v2(Bucket="models")["Contents"]}
+    keys = {o["Key"] for o in _s3(s3_env).list_objects_v2(Bucket=bucket)["Contents"]}
     assert keys and all(key.startswith("aed/yamnet_256/") for key in keys), keys
-    assert published.manifest_uri.startswith("s3://models/aed/yamnet_256/")
+    assert published.manifest_uri.startswith(f"s3://{bucket}/aed/yamnet_256/")
 
 
 @pytest.mark.slow
