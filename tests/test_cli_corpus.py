@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -146,6 +147,11 @@ def _c(name: str, *argv: str, code: int = 2, expect: str = "") -> Case:
     return Case(name, argv, code, expect=expect)
 
 
+def _line(name: str, command: str, code: int = 2, expect: str = "") -> Case:
+    """A case written as its command line (split as a shell would), one line per case."""
+    return _c(name, *shlex.split(command), code=code, expect=expect)
+
+
 def _gate(name: str, record: str) -> Case:
     """A gate with an unusable record: UNDECIDABLE, exit 2, its table on stdout (the record's content checks
     themselves are the gate's own tests)."""
@@ -155,16 +161,16 @@ def _gate(name: str, record: str) -> Case:
 
 
 PARAMS_CASES = [
-    _c("broken yaml", "patch", "--params", "{d}/broken.yaml"),
-    _c("yaml with tabs", "gate", "--params", "{d}/tabs.yaml"),
-    _c("section of wrong type", "patch", "--params", "{d}/wrong_type.yaml"),
-    _c("section is a list", "train", "--params", "{d}/wrong_type_list.yaml", "--model", "yamnet_256"),
-    _c("top level is a list", "validate", "--params", "{d}/top_list.yaml"),
-    _c("python object tag", "patch", "--params", "{d}/pyobj.yaml"),
-    _c("params not utf-8", "patch", "--params", "{d}/binary.yaml"),
-    _c("params missing", "gate", "--params", "{d}/missing.yaml"),
-    _c("params is a directory", "patch", "--params", "{d}/a_dir"),
-    _c("bad ingest layout", "ingest", "--params", "{d}/fsd_bad.yaml", "--raw-dir", "{d}/raw"),
+    _line("broken yaml", "patch --params {d}/broken.yaml"),
+    _line("yaml with tabs", "gate --params {d}/tabs.yaml"),
+    _line("section of wrong type", "patch --params {d}/wrong_type.yaml"),
+    _line("section is a list", "train --params {d}/wrong_type_list.yaml --model yamnet_256"),
+    _line("top level is a list", "validate --params {d}/top_list.yaml"),
+    _line("python object tag", "patch --params {d}/pyobj.yaml"),
+    _line("params not utf-8", "patch --params {d}/binary.yaml"),
+    _line("params missing", "gate --params {d}/missing.yaml"),
+    _line("params is a directory", "patch --params {d}/a_dir"),
+    _line("bad ingest layout", "ingest --params {d}/fsd_bad.yaml --raw-dir {d}/raw"),
 ]
 
 STEP_OF_SECTION = {
@@ -234,308 +240,101 @@ FRONT_END_ON_EXPORT = [
 ]
 
 SET_CASES = [
-    _c(
+    _line(
         "--set unknown section",
-        "pipeline",
-        "compile",
-        "--params",
-        "{d}/good.yaml",
-        "--set",
-        "bogus.key=1",
-        "--out",
-        "{d}/pipe.yaml",
-    ),  # fmt: skip
-    _c(
-        "--set unknown key",
-        "pipeline",
-        "compile",
-        "--params",
-        "{d}/good.yaml",
-        "--set",
-        "patch.bogus=1",
-        "--out",
-        "{d}/pipe.yaml",
-    ),  # fmt: skip
-    _c(
-        "--set nan",
-        "pipeline",
-        "run-local",
-        "--params",
-        "{d}/good.yaml",
-        "--set",
-        "train.learning_rate=.nan",
-        "--root",
-        "{d}/pr",
-    ),  # fmt: skip
-    _c(
-        "--set without =",
-        "pipeline",
-        "compile",
-        "--params",
-        "{d}/good.yaml",
-        "--set",
-        "patch.fmax",
-        "--out",
-        "{d}/pipe.yaml",
-    ),  # fmt: skip
-    _c(
+        "pipeline compile --params {d}/good.yaml --set bogus.key=1 --out {d}/pipe.yaml",
+    ),
+    _line(
+        "--set unknown key", "pipeline compile --params {d}/good.yaml --set patch.bogus=1 --out {d}/pipe.yaml"
+    ),
+    _line(
+        "--set nan", "pipeline run-local --params {d}/good.yaml --set train.learning_rate=.nan --root {d}/pr"
+    ),
+    _line("--set without =", "pipeline compile --params {d}/good.yaml --set patch.fmax --out {d}/pipe.yaml"),
+    _line(
         "--set python tag",
-        "pipeline",
-        "compile",
-        "--params",
-        "{d}/good.yaml",
-        "--set",
-        "patch.fmax=!!python/object/apply:os.system ['true']",
-        "--out",
-        "{d}/pipe.yaml",
-    ),  # fmt: skip
-    _c(
-        "--set section to scalar",
-        "pipeline",
-        "compile",
-        "--params",
-        "{d}/good.yaml",
-        "--set",
-        "patch=3",
-        "--out",
-        "{d}/pipe.yaml",
-    ),  # fmt: skip
+        "pipeline compile --params {d}/good.yaml --set 'patch.fmax=!!python/object/apply:os.system ['\"'\"'true'\"'\"']' --out {d}/pipe.yaml",
+    ),
+    _line(
+        "--set section to scalar", "pipeline compile --params {d}/good.yaml --set patch=3 --out {d}/pipe.yaml"
+    ),
 ]
 
 MODEL_CASES = [
-    _c("estimate truncated tflite", "estimate", "{d}/truncated.tflite", "--target", "stm32u5"),
-    _c("estimate empty tflite", "estimate", "{d}/empty.tflite", "--target", "stm32u5"),
-    _c("estimate garbage onnx", "estimate", "{d}/garbage.onnx", "--target", "stm32n6"),
-    _c("estimate directory", "estimate", "{d}/a_dir", "--target", "stm32u5"),
-    _c("estimate missing", "estimate", "{d}/missing.tflite", "--target", "stm32u5"),
-    _c("estimate bad target", "estimate", "{d}/truncated.tflite", "--target", "stm32f4"),
-    _c(
+    _line("estimate truncated tflite", "estimate {d}/truncated.tflite --target stm32u5"),
+    _line("estimate empty tflite", "estimate {d}/empty.tflite --target stm32u5"),
+    _line("estimate garbage onnx", "estimate {d}/garbage.onnx --target stm32n6"),
+    _line("estimate directory", "estimate {d}/a_dir --target stm32u5"),
+    _line("estimate missing", "estimate {d}/missing.tflite --target stm32u5"),
+    _line("estimate bad target", "estimate {d}/truncated.tflite --target stm32f4"),
+    _line(
         "convert truncated tflite",
-        "convert",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--target",
-        "stm32u5",
-        "--out",
-        "{d}/c_out",
-        "--record",
-        "{d}/c.json",
-    ),  # fmt: skip
-    _c(
+        "convert --params {d}/good.yaml --model {d}/truncated.tflite --target stm32u5 --out {d}/c_out --record {d}/c.json",
+    ),
+    _line(
         "convert model is a directory",
-        "convert",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/a_dir",
-        "--target",
-        "stm32u5",
-        "--out",
-        "{d}/c_out",
-        "--record",
-        "{d}/c.json",
-    ),  # fmt: skip
-    _c(
+        "convert --params {d}/good.yaml --model {d}/a_dir --target stm32u5 --out {d}/c_out --record {d}/c.json",
+    ),
+    _line(
         "convert no target",
-        "convert",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--model-name",
-        "nope",
-        "--out",
-        "{d}/c_out",
-        "--record",
-        "{d}/c.json",
-    ),  # fmt: skip
-    _c(
+        "convert --params {d}/good.yaml --model {d}/truncated.tflite --model-name nope --out {d}/c_out --record {d}/c.json",
+    ),
+    _line(
         "export-firmware truncated tflite",
-        "export-firmware",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--out",
-        "{d}/fw",
-    ),  # fmt: skip
-    _c(
+        "export-firmware --params {d}/good.yaml --model {d}/truncated.tflite --out {d}/fw",
+    ),
+    _line(
         "quantize truncated keras",
-        "quantize",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--patches",
-        "{d}/patches",
-        "--model-dir",
-        "{d}/models/yamnet_256/float",
-        "--out",
-        "{d}/q_out",
-    ),  # fmt: skip
-    _c(
+        "quantize --params {d}/good.yaml --model yamnet_256 --patches {d}/patches --model-dir {d}/models/yamnet_256/float --out {d}/q_out",
+    ),
+    _line(
         "evaluate truncated models",
-        "evaluate",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--patches",
-        "{d}/patches",
-        "--models-root",
-        "{d}/models",
-        "--reports",
-        "{d}/rep",
-        "--metrics",
-        "{d}/rep/m.json",
-    ),  # fmt: skip
-    _c(
+        "evaluate --params {d}/good.yaml --model yamnet_256 --patches {d}/patches --models-root {d}/models --reports {d}/rep --metrics {d}/rep/m.json",
+    ),
+    _line(
         "hil truncated tflite",
-        "hil",
-        "run",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/h.json",
-        "--no-progress",
-    ),  # fmt: skip
-    _c(
+        "hil run --params {d}/good.yaml --model {d}/truncated.tflite --patches {d}/patches --out {d}/h.json --no-progress",
+    ),
+    _line(
         "hil quantized dir truncated",
-        "hil",
-        "run",
-        "--params",
-        "{d}/good.yaml",
-        "--quantized-dir",
-        "{d}/int8_dir",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/h.json",
-        "--no-progress",
-    ),  # fmt: skip
-    _c(
+        "hil run --params {d}/good.yaml --quantized-dir {d}/int8_dir --patches {d}/patches --out {d}/h.json --no-progress",
+    ),
+    _line(
         "hil patches missing",
-        "hil",
-        "run",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--patches",
-        "{d}/missing",
-        "--out",
-        "{d}/h.json",
-        "--no-progress",
-    ),  # fmt: skip
-    _c(
+        "hil run --params {d}/good.yaml --model {d}/truncated.tflite --patches {d}/missing --out {d}/h.json --no-progress",
+    ),
+    _line(
         "hil unknown board",
-        "hil",
-        "run",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--boards",
-        "nucleo-nope",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/h.json",
-    ),  # fmt: skip
-    _c(
+        "hil run --params {d}/good.yaml --model {d}/truncated.tflite --boards nucleo-nope --patches {d}/patches --out {d}/h.json",
+    ),
+    _line(
         "train patches missing",
-        "train",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--patches",
-        "{d}/missing",
-        "--out",
-        "{d}/t_out",
-    ),  # fmt: skip
-    _c(
+        "train --params {d}/good.yaml --model yamnet_256 --patches {d}/missing --out {d}/t_out",
+    ),
+    _line(
         "train patches is empty dir",
-        "train",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--patches",
-        "{d}/a_dir",
-        "--out",
-        "{d}/t_out",
-    ),  # fmt: skip
-    _c(
+        "train --params {d}/good.yaml --model yamnet_256 --patches {d}/a_dir --out {d}/t_out",
+    ),
+    _line(
         "train unknown model",
-        "train",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "resnet",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/t_out",
-    ),  # fmt: skip
+        "train --params {d}/good.yaml --model resnet --patches {d}/patches --out {d}/t_out",
+    ),
 ]
 
 OUT_IS_A_FOLDER = [
-    _c(
-        "estimate --out folder",
-        "estimate",
-        "{d}/truncated.tflite",
-        "--target",
-        "stm32u5",
-        "--out",
-        "{d}/a_dir",
-    ),
-    _c(
+    _line("estimate --out folder", "estimate {d}/truncated.tflite --target stm32u5 --out {d}/a_dir"),
+    _line(
         "gate --verdict folder",
-        "gate",
-        "--params",
-        "{d}/good.yaml",
-        "--record",
-        "{d}/not_json.json",
-        "--verdict",
-        "{d}/a_dir",
-        "--baseline",
-        "{d}/not_json.json",
-    ),  # fmt: skip
-    _c(
+        "gate --params {d}/good.yaml --record {d}/not_json.json --verdict {d}/a_dir --baseline {d}/not_json.json",
+    ),
+    _line(
         "hil --out folder",
-        "hil",
-        "run",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/a_dir",
-        "--no-progress",
-    ),  # fmt: skip
-    _c(
+        "hil run --params {d}/good.yaml --model {d}/truncated.tflite --patches {d}/patches --out {d}/a_dir --no-progress",
+    ),
+    _line(
         "patch --metrics folder",
-        "patch",
-        "--params",
-        "{d}/good.yaml",
-        "--manifest",
-        "{d}/a_dir",
-        "--raw-dir",
-        "{d}/raw",
-        "--out",
-        "{d}/p_out",
-        "--metrics",
-        "{d}/a_dir",
-    ),  # fmt: skip
+        "patch --params {d}/good.yaml --manifest {d}/a_dir --raw-dir {d}/raw --out {d}/p_out --metrics {d}/a_dir",
+    ),
 ]
 
 RECORD_CASES = [
@@ -543,123 +342,38 @@ RECORD_CASES = [
     _gate("gate record missing", "{d}/missing.json"),
     _gate("gate record is a directory", "{d}/a_dir"),
     _gate("gate record with a null key", "{d}/null_key.json"),
-    _c(
+    _line(
         "promote gate not json",
-        "promote",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--gate",
-        "{d}/not_json.json",
-        "--artifact",
-        "m={d}/truncated.tflite",
-        "--out",
-        "{d}/prom.json",
-    ),  # fmt: skip
-    _c(
+        "promote --params {d}/good.yaml --model yamnet_256 --gate {d}/not_json.json --artifact m={d}/truncated.tflite --out {d}/prom.json",
+    ),
+    _line(
         "promote bad artifact arg",
-        "promote",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--gate",
-        "{d}/list.json",
-        "--artifact",
-        "no-equals-sign",
-        "--out",
-        "{d}/prom.json",
-    ),  # fmt: skip
-    _c(
+        "promote --params {d}/good.yaml --model yamnet_256 --gate {d}/list.json --artifact no-equals-sign --out {d}/prom.json",
+    ),
+    _line(
         "validate manifest missing",
-        "validate",
-        "--params",
-        "{d}/good.yaml",
-        "--manifest",
-        "{d}/missing.csv",
-        "--raw-dir",
-        "{d}/raw",
-        "--data-docs",
-        "{d}/dd",
-        "--report",
-        "{d}/vr.json",
-        "--validated",
-        "{d}/v.csv",
-    ),  # fmt: skip
-    _c(
+        "validate --params {d}/good.yaml --manifest {d}/missing.csv --raw-dir {d}/raw --data-docs {d}/dd --report {d}/vr.json --validated {d}/v.csv",
+    ),
+    _line(
         "validate manifest is a directory",
-        "validate",
-        "--params",
-        "{d}/good.yaml",
-        "--manifest",
-        "{d}/a_dir",
-        "--raw-dir",
-        "{d}/raw",
-        "--data-docs",
-        "{d}/dd",
-        "--report",
-        "{d}/vr.json",
-        "--validated",
-        "{d}/v.csv",
-    ),  # fmt: skip
-    _c(
+        "validate --params {d}/good.yaml --manifest {d}/a_dir --raw-dir {d}/raw --data-docs {d}/dd --report {d}/vr.json --validated {d}/v.csv",
+    ),
+    _line(
         "validate manifest wrong columns",
-        "validate",
-        "--params",
-        "{d}/good.yaml",
-        "--manifest",
-        "{d}/manifest_garbage.csv",
-        "--raw-dir",
-        "{d}/raw",
-        "--data-docs",
-        "{d}/dd",
-        "--report",
-        "{d}/vr.json",
-        "--validated",
-        "{d}/v.csv",
-    ),  # fmt: skip
-    _c(
+        "validate --params {d}/good.yaml --manifest {d}/manifest_garbage.csv --raw-dir {d}/raw --data-docs {d}/dd --report {d}/vr.json --validated {d}/v.csv",
+    ),
+    _line(
         "patch manifest wrong columns",
-        "patch",
-        "--params",
-        "{d}/good.yaml",
-        "--manifest",
-        "{d}/manifest_garbage.csv",
-        "--raw-dir",
-        "{d}/raw",
-        "--out",
-        "{d}/p_out",
-        "--metrics",
-        "{d}/pm.json",
-    ),  # fmt: skip
-    _c(
+        "patch --params {d}/good.yaml --manifest {d}/manifest_garbage.csv --raw-dir {d}/raw --out {d}/p_out --metrics {d}/pm.json",
+    ),
+    _line(
         "patch manifest binary",
-        "patch",
-        "--params",
-        "{d}/good.yaml",
-        "--manifest",
-        "{d}/manifest_binary.csv",
-        "--raw-dir",
-        "{d}/raw",
-        "--out",
-        "{d}/p_out",
-        "--metrics",
-        "{d}/pm.json",
-    ),  # fmt: skip
-    _c(
+        "patch --params {d}/good.yaml --manifest {d}/manifest_binary.csv --raw-dir {d}/raw --out {d}/p_out --metrics {d}/pm.json",
+    ),
+    _line(
         "ingest no-fetch raw dir missing",
-        "ingest",
-        "--params",
-        "{d}/good.yaml",
-        "--no-fetch",
-        "--raw-dir",
-        "{d}/missing",
-        "--manifest",
-        "{d}/m.csv",
-        "--metrics",
-        "{d}/im.json",
-    ),  # fmt: skip
+        "ingest --params {d}/good.yaml --no-fetch --raw-dir {d}/missing --manifest {d}/m.csv --metrics {d}/im.json",
+    ),
 ]
 
 VBOARD = ("hil", "vboard", "--profile", BOARD, "--model", "{d}/truncated.tflite", "--tcp", "127.0.0.1:0")
@@ -701,177 +415,76 @@ VBOARD_CASES = [_c(f"vboard --fault {fault}", *VBOARD, "--fault", fault) for fau
         "127.0.0.1:0",
     ),  # fmt: skip
     _c("vboard truncated model", *VBOARD),
-    _c("vboard unknown profile", "hil", "vboard", "--profile", "nope", "--model", "{d}/truncated.tflite"),
+    _line("vboard unknown profile", "hil vboard --profile nope --model {d}/truncated.tflite"),
 ]
 
 PIPELINE_CASES = [
-    _c("submit host not a url", "pipeline", "submit", "--params", "{d}/good.yaml", "--host", "localhost:1"),
-    _c(
+    _line("submit host not a url", "pipeline submit --params {d}/good.yaml --host localhost:1"),
+    _line(
         "schedule bad cron",
-        "pipeline",
-        "schedule",
-        "--params",
-        "{d}/good.yaml",
-        "--host",
-        "http://127.0.0.1:9",
-        "--cron",
-        "every day",
-    ),  # fmt: skip
-    _c(
-        "run-local unknown --until",
-        "pipeline",
-        "run-local",
-        "--params",
-        "{d}/good.yaml",
-        "--until",
-        "nope",
-        "--root",
-        "{d}/pr",
-    ),  # fmt: skip
+        "pipeline schedule --params {d}/good.yaml --host http://127.0.0.1:9 --cron 'every day'",
+    ),
+    _line(
+        "run-local unknown --until", "pipeline run-local --params {d}/good.yaml --until nope --root {d}/pr"
+    ),
 ]
 
 ARGPARSE_CASES = [
     _c("no command"),
     _c("unknown command", "frobnicate"),
-    _c("estimate without --target", "estimate", "{d}/truncated.tflite"),
-    _c("hil run bad --max-patches", "hil", "run", "--model", "x.tflite", "--max-patches", "many"),
-    _c("unknown option", "patch", "--frobnicate"),
+    _line("estimate without --target", "estimate {d}/truncated.tflite"),
+    _line("hil run bad --max-patches", "hil run --model x.tflite --max-patches many"),
+    _line("unknown option", "patch --frobnicate"),
 ]
 
 MORE_CASES = [
-    _c(
+    _line(
         "quantize splits not json",
-        "quantize",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "yamnet_256",
-        "--patches",
-        "{d}/patches",
-        "--model-dir",
-        "{d}/bad_splits",
-        "--out",
-        "{d}/q_out",
-    ),  # fmt: skip
-    _c(
+        "quantize --params {d}/good.yaml --model yamnet_256 --patches {d}/patches --model-dir {d}/bad_splits --out {d}/q_out",
+    ),
+    _line(
         "override not a mapping",
-        "train",
-        "--params",
-        "{d}/override_scalar.yaml",
-        "--model",
-        "yamnet_256",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/t_out",
+        "train --params {d}/override_scalar.yaml --model yamnet_256 --patches {d}/patches --out {d}/t_out",
         expect="train.overrides",
-    ),  # fmt: skip
-    _c(
+    ),
+    _line(
         "hil profiles value not a string",
-        "hil",
-        "run",
-        "--params",
-        "{d}/profiles_int.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/h.json",
+        "hil run --params {d}/profiles_int.yaml --model {d}/truncated.tflite --patches {d}/patches --out {d}/h.json",
         expect="hil.profiles",
-    ),  # fmt: skip
-    _c(
+    ),
+    _line(
         "hil --max-patches negative",
-        "hil",
-        "run",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--patches",
-        "{d}/patches",
-        "--out",
-        "{d}/h.json",
-        "--max-patches",
-        "-5",
+        "hil run --params {d}/good.yaml --model {d}/truncated.tflite --patches {d}/patches --out {d}/h.json --max-patches -5",
         expect="max-patches",
-    ),  # fmt: skip
-    _c(
-        "estimate directory named .tflite",
-        "estimate",
-        "{d}/dir.tflite",
-        "--target",
-        "stm32u5",
-        expect="dir.tflite",
     ),
-    _c(
-        "estimate onnx that is a tflite",
-        "estimate",
-        "{d}/tflite.onnx",
-        "--target",
-        "stm32n6",
-        expect="tflite.onnx",
+    _line(
+        "estimate directory named .tflite", "estimate {d}/dir.tflite --target stm32u5", expect="dir.tflite"
     ),
-    _c(
+    _line(
+        "estimate onnx that is a tflite", "estimate {d}/tflite.onnx --target stm32n6", expect="tflite.onnx"
+    ),
+    _line(
         "export-firmware clip missing",
-        "export-firmware",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--out",
-        "{d}/fw",
-        "--clip",
-        "{d}/missing.wav",
-    ),  # fmt: skip
-    _c(
+        "export-firmware --params {d}/good.yaml --model {d}/truncated.tflite --out {d}/fw --clip {d}/missing.wav",
+    ),
+    _line(
         "convert --out is a file",
-        "convert",
-        "--params",
-        "{d}/good.yaml",
-        "--model",
-        "{d}/truncated.tflite",
-        "--target",
-        "stm32u5",
-        "--out",
-        "{d}/not_json.json",
-        "--record",
-        "{d}/c.json",
-    ),  # fmt: skip
-    _c(
+        "convert --params {d}/good.yaml --model {d}/truncated.tflite --target stm32u5 --out {d}/not_json.json --record {d}/c.json",
+    ),
+    _line(
         "ingest raw dir is a file",
-        "ingest",
-        "--params",
-        "{d}/good.yaml",
-        "--no-fetch",
-        "--raw-dir",
-        "{d}/not_json.json",
-        "--manifest",
-        "{d}/m.csv",
-        "--metrics",
-        "{d}/im.json",
-    ),  # fmt: skip
-    _c(
+        "ingest --params {d}/good.yaml --no-fetch --raw-dir {d}/not_json.json --manifest {d}/m.csv --metrics {d}/im.json",
+    ),
+    _line(
         "params empty file then missing manifest",
-        "patch",
-        "--params",
-        "{d}/empty.yaml",
-        "--manifest",
-        "{d}/missing.csv",
-        "--out",
-        "{d}/p_out",
+        "patch --params {d}/empty.yaml --manifest {d}/missing.csv --out {d}/p_out",
         expect="missing.csv",
-    ),  # fmt: skip
-    _c(
+    ),
+    _line(
         "pipeline compile params missing",
-        "pipeline",
-        "compile",
-        "--params",
-        "{d}/missing.yaml",
-        "--out",
-        "{d}/pipe.yaml",
+        "pipeline compile --params {d}/missing.yaml --out {d}/pipe.yaml",
         expect="missing.yaml",
-    ),  # fmt: skip
+    ),
     _c(
         "hil vboard slot is a directory",
         "hil",
