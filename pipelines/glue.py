@@ -177,21 +177,28 @@ def class_names(params: str | dict[str, Any]) -> list[str] | None:
     return list(classes) if classes else None
 
 
+def step_modules(steps: typing.Iterable[str]) -> tuple[dict[str, ModuleType], list[str]]:
+    """({step: its components module} for the steps that are built, [the steps that are not])."""
+    modules: dict[str, ModuleType] = {}
+    missing: list[str] = []
+    for name in steps:
+        try:
+            modules[name] = importlib.import_module(f"components.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"components.{name}":
+                raise  # the step exists but one of its own imports is missing
+            missing.append(name)
+    return modules, missing
+
+
 def validate_params(
     params: dict[str, Any], steps: typing.Iterable[str], models: typing.Iterable[str] = ()
 ) -> list[str]:
     """Check every step's sections before any task starts; ParamsError names the first bad key.
 
     Returns the steps that are not built yet (their tasks would fail on import)."""
-    missing = []
-    for name in steps:
-        try:
-            step = importlib.import_module(f"components.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"components.{name}":
-                missing.append(name)
-                continue
-            raise
+    modules, missing = step_modules(steps)
+    for step in modules.values():
         for value in step_args(params, step).values():
             # Cross-field checks some params classes carry (e.g. volume_min <= volume_max, per-model overrides).
             for model in models if hasattr(value, "for_model") else ():
@@ -206,13 +213,7 @@ def validate_params(
 def section_classes(steps: typing.Iterable[str]) -> dict[str, type]:
     """{params.yaml section: its dataclass} for every section the given steps read (steps not built are skipped)."""
     found: dict[str, type] = {}
-    for name in steps:
-        try:
-            step = importlib.import_module(f"components.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"components.{name}":
-                continue
-            raise
+    for step in step_modules(steps)[0].values():
         for section_name, cls in params_sections(step).values():
             found.setdefault(section_name, cls)
     return found

@@ -92,19 +92,12 @@ def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]
     """{section: its keys (None: any)}: the sections the steps read (keys from their dataclasses), the pipeline's
     own, and any other section the params file already has."""
     import dataclasses
-    import importlib
 
-    from pipelines.glue import params_sections
+    from pipelines.glue import params_sections, step_modules
 
     known: dict[str, set[str] | None] = {name: None for name in params}
     known[SECTION] = {f.name for f in dataclasses.fields(PipelineParams)}
-    for step in steps:
-        try:
-            module = importlib.import_module(f"components.{step}")
-        except ModuleNotFoundError as error:
-            if error.name == f"components.{step}":
-                continue
-            raise
+    for module in step_modules(steps)[0].values():
         for arg, (name, cls) in params_sections(module).items():
             if (
                 arg == "params" or name in params
