@@ -6,9 +6,10 @@ Each is a sha256 hex digest over a canonical text, so that equal inputs give equ
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,22 @@ def frontend_sha256(config: Any) -> str:
 def dataset_sha256(store_dir: Path) -> str:
     """sha256 over the patch store's index.csv, classes.json and shard-*.npy files (name and content hash)."""
     store_dir = Path(store_dir)
-    files = [store_dir / name for name in STORE_FILES] + sorted(store_dir.glob(SHARD_GLOB))
+    names = [*STORE_FILES, *(path.name for path in store_dir.glob(SHARD_GLOB))]
+    for name in STORE_FILES:
+        if not (store_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{store_dir / name}: missing; is {store_dir} a patch store written by `aed patch`?"
+            )
+    return dataset_digest({name: sha256_file(store_dir / name) for name in names})
+
+
+def dataset_digest(file_sha256: Mapping[str, str]) -> str:
+    """dataset_sha256 from file hashes already known ({file name: sha256}, e.g. a verified store manifest), so
+    that the store is not read twice; files other than the store's own are left out."""
+    shards = sorted(name for name in file_sha256 if fnmatch.fnmatchcase(name, SHARD_GLOB))
     digest = hashlib.sha256()
-    for path in files:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; is {store_dir} a patch store written by `aed patch`?")
-        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    for name in [*STORE_FILES, *shards]:
+        digest.update(f"{name}:{file_sha256[name]}\n".encode())
     return digest.hexdigest()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ class PatchStore:
     index: pd.DataFrame
     class_names: list[str]
     params_sha256: str | None = None
+    file_sha256: dict[str, str] = field(
+        default_factory=dict
+    )  # {file name: sha256}, from the verified manifest
 
     def shard(self, number: int) -> np.ndarray:
         return np.load(self.root / shard_name(number), mmap_mode="r")
@@ -160,4 +163,5 @@ def load_patch_store(root: Path) -> PatchStore:
     unknown = sorted(set(index["label"]) - set(class_names))
     if unknown:
         raise PatchStoreError(f"{index_path}: labels {unknown} are not in {classes_path}")
-    return PatchStore(root, index, class_names, manifest.get("params_sha256"))
+    hashes = {name: entry["sha256"] for name, entry in manifest["files"].items()}
+    return PatchStore(root, index, class_names, manifest.get("params_sha256"), hashes)

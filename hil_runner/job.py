@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from aed.fingerprints import arrays_sha256, dataset_sha256, eval_set_sha256, frontend_sha256
+from aed.fingerprints import arrays_sha256, dataset_digest, eval_set_sha256, frontend_sha256
 from aed.record_schema import is_virtual_runtime, validate_hil_record
 from aed.records import make_record, sha256_file, tool_versions, write_json
 from hil_runner.boards.flash import NoFlash, get_strategy
@@ -128,7 +128,7 @@ def load_eval_set(
         labels=rows["label_index"].to_numpy(),
         class_names=list(store.class_names),
         source=Path(store_dir),
-        dataset_sha256=dataset_sha256(Path(store_dir)),
+        dataset_sha256=dataset_digest(store.file_sha256),  # hashes the loader just verified
         frontend_sha256=frontend_sha256(frontend or FeatureConfig()),
     )
 
