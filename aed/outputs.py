@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aed.records import sha256_file
+
 MARKER = ".aed-output.json"
 _HIDDEN_KINDS = ("aed-tmp", "aed-old")
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -327,17 +329,9 @@ def _files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MARKER)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path, step: str, params: Any = None) -> dict:
     files = {
-        name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+        name: {"size": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
         for name in _files(folder)
     }
     manifest = {
@@ -373,7 +367,7 @@ def verify_manifest(folder: Path, step: str) -> dict:
         expected = files[name] if isinstance(files[name], dict) else {}
         if (folder / name).stat().st_size != expected.get("size"):
             problems.append(f"{name} has another size")
-        elif _sha256(folder / name) != expected.get("sha256"):
+        elif sha256_file(folder / name) != expected.get("sha256"):
             problems.append(f"{name} has another sha256")
     if problems:
         shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
