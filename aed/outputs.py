@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aed.records import sha256_file
+from aed.records import atomic_write_text, sha256_file
 
 MARKER = ".aed-output.json"
 _HIDDEN_KINDS = ("aed-tmp", "aed-old")
@@ -339,10 +338,7 @@ def write_manifest(folder: Path, step: str, params: Any = None) -> dict:
         "params_sha256": None if params is None else params_sha256(params),
         "files": files,
     }
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(json.dumps(manifest, indent=2) + "\n")
-    os.replace(temporary, folder / MARKER)
+    atomic_write_text(folder / MARKER, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
