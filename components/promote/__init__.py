@@ -74,10 +74,10 @@ def check_judged(
         )
     record_path = Path(hil_record or _file_artifact(artifacts, RECORD_ARTIFACT) or verdict["record"]["path"])
     data, raw = read_json(record_path, "HIL record")
-    judged_record = verdict["record"]["sha256"]
-    if hashlib.sha256(raw).hexdigest() != judged_record:
+    judged_record, record_sha256 = verdict["record"]["sha256"], hashlib.sha256(raw).hexdigest()
+    if record_sha256 != judged_record:
         raise PromotionError(
-            f"{record_path}: changed since the gate judged it (sha256 {hashlib.sha256(raw).hexdigest()[:12]}…, "
+            f"{record_path}: changed since the gate judged it (sha256 {record_sha256[:12]}…, "
             f"verdict {gate_record} names {judged_record[:12]}…)"
         )
     validate_hil_record(data, record_path)
