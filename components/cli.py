@@ -1,4 +1,6 @@
-"""The `aed` console script: one subcommand per step, discovered from the `components` packages."""
+"""The steps' command line: one `aed` subcommand per step, discovered from the `components` packages, and the
+error handling every subcommand shares (one line, exit 2, for bad input). The console script itself is
+`pipelines.cli.main`, which adds `aed pipeline` on top (the DAG is the layer above the steps)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import os
 import pkgutil
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn, TextIO
 
 import yaml
@@ -21,15 +24,17 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, no traceback."""
-
-
 def step_packages() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(components.__path__) if m.ispkg)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+# A layer above the steps adds its own subcommands (`aed pipeline`) as {name: register(subparsers)}.
+Registrars = dict[str, Callable[[argparse._SubParsersAction], None]]
+
+
+def build_parser(
+    command: str | None = None, extra_commands: Registrars | None = None
+) -> argparse.ArgumentParser:
     """The parser with every step's subcommand, or only `command`'s when its package is named after it
     (`export-firmware` -> components.export_firmware): steps import TensorFlow and friends at module level,
     and `aed patch` should not pay for them."""
@@ -37,7 +42,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     packages = step_packages()
+    extra_commands = extra_commands or {}
     wanted = command.replace("-", "_") if command else None
+    if command in extra_commands:
+        extra_commands[command](subparsers)
+        return parser
+    for register in extra_commands.values() if wanted not in packages else ():
+        register(subparsers)
     for name in [wanted] if wanted in packages else packages:
         module = importlib.import_module(f"components.{name}")
         register = getattr(module, "register", None)
@@ -45,7 +56,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             raise RuntimeError(f"components.{name} has no register(subparsers)")
         register(subparsers)
     if wanted in packages and command not in subparsers.choices:
-        return build_parser(None)  # the package registers another name: fall back to every step
+        return build_parser(
+            None, extra_commands
+        )  # the package registers another name: fall back to every step
     return parser
 
 
@@ -86,29 +99,29 @@ class RedactingStream:
 # ValueError subclasses for bad content; OSError covers missing, unreadable and wrong-kind paths (a folder given
 # as a file); RuntimeError subclasses are the project's tool, board and server failures; yaml and JSON errors are
 # ValueError or YAMLError.
-INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, UserError, RuntimeError, yaml.YAMLError)
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, yaml.YAMLError)
 # RuntimeError subclasses that are bugs, not input problems
 BUGS: tuple[type[BaseException], ...] = (RecursionError, NotImplementedError)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, extra_commands: Registrars | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     try:
-        return _main(argv, command)
+        return _main(argv, command, extra_commands)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = streams
 
 
-def _main(argv: list[str], command: str | None) -> int:
+def _main(argv: list[str], command: str | None, extra_commands: Registrars | None) -> int:
     step = command or "?"
     verbose = "-v" in argv or "--verbose" in argv
     try:
-        args = build_parser(command).parse_args(argv)
+        args = build_parser(command, extra_commands).parse_args(argv)
         step = _step_name(args)
         _configure_logging(args.verbose)
         return int(args.handler(args) or 0)

@@ -1,8 +1,9 @@
 """The Kubeflow pipeline: ingest -> validate -> patch, then per model train -> quantize -> evaluate, convert,
 export_firmware -> hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in parallel branches.
 
-Every task is a lightweight component over `pipelines.tasks`, which calls `components.<step>.run`: the same entry
-point as `aed <step>` and the dvc.yaml stages. A task reads only its inputs and its image: a distilled model's
+Every task is a lightweight component over its step's task body, `components.<step>.task`, which calls
+`components.<step>.run`: the same entry point as `aed <step>` and the dvc.yaml stages. This module only assembles
+them. A task reads only its inputs and its image: a distilled model's
 teacher (train.teacher) is the teacher's train output, wired into the student's train task (a teacher outside
 models.names gets a train task of its own, no branch). The only pipeline parameter is `params`, the whole params.yaml as
 JSON text (its default is the repository's params.yaml at compile time), so a run on a cluster is configured exactly
@@ -16,21 +17,20 @@ model on the N6 (`hil.profiles`).
 
 # No `from __future__ import annotations`: KFP reads the pipeline function's annotations as real types.
 import copy
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines import glue, tasks
+from pipelines import glue
 from pipelines.images import Images
 
 PIPELINE_NAME = "aed-pipeline"
 SHARED_STEPS = ("ingest", "validate", "patch")
 MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "export_firmware", "hil", "gate", "promote")
 STEPS = SHARED_STEPS + MODEL_STEPS
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
 COMPILED = Path(__file__).with_name("aed_pipeline.yaml")
 
 
@@ -66,6 +66,11 @@ def task_suffix(model_name: str) -> str:
     return model_name.replace("_", "-").lower()
 
 
+def task_body(step: str) -> Callable:
+    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it)."""
+    return getattr(importlib.import_module(f"components.{step}.task"), step)
+
+
 def build_components(images: Images, models: list[str]) -> dict[str, Any]:
     """{"ingest": component, ..., "train/yamnet_256": component, ...}.
 
@@ -76,7 +81,7 @@ def build_components(images: Images, models: list[str]) -> dict[str, Any]:
 
     built: dict[str, Any] = {}
     for step in STEPS:
-        function = getattr(tasks, step)
+        function = task_body(step)
         component = dsl.component(base_image=images.name(SETTINGS[step].image), install_kfp_package=False)(
             function
         )

@@ -1,146 +1,17 @@
-"""Small helpers the KFP task bodies share: params sections in, KFP metric metadata out.
-
-They translate between KFP's world (one params dict, artifact paths, metadata) and a step's `run` signature; they
-hold no step logic. Every step's params dataclasses are found from the annotations of its `run`, so the pipeline
-validates exactly what `aed <step>` validates.
-"""
+"""Pipeline-wide params handling for `aed pipeline`: every step's sections checked before any task starts, relative
+paths made absolute, and the teacher of each distilled model."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import importlib
-import json
-import math
 import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from aed.params import ParamsError, from_dict
-
-
-def _dataclass_of(hint: Any) -> type | None:
-    """The dataclass in an annotation like `TrainParams` or `ModelsParams | None`."""
-    if dataclasses.is_dataclass(hint):
-        return hint
-    for option in typing.get_args(hint):
-        if dataclasses.is_dataclass(option):
-            return option
-    return None
-
-
-def section_name(step: ModuleType) -> str:
-    return getattr(step, "SECTION", step.__name__.rsplit(".", 1)[-1])
-
-
-def params_sections(step: ModuleType) -> dict[str, tuple[str, type]]:
-    """{run argument: (params.yaml section, dataclass)} for every dataclass-typed argument of `step.run`.
-
-    `params` reads the step's own section; any other such argument reads the section of its name (train's
-    `models: ModelsParams` reads `models`), exactly as the step's CLI handler does.
-    """
-    run = getattr(step, "run", None)
-    if run is None:
-        raise TypeError(f"{step.__name__} has no run()")
-    found = {}
-    for name, hint in typing.get_type_hints(run).items():
-        cls = _dataclass_of(hint)
-        if cls is not None:
-            found[name] = (section_name(step) if name == "params" else name, cls)
-    if "params" not in found:
-        raise TypeError(f"{step.__name__}.run has no dataclass-typed 'params' argument")
-    return found
-
-
-def params_dict(params: str | dict[str, Any]) -> dict[str, Any]:
-    """The pipeline's `params` parameter (params.yaml as JSON text) as a dict."""
-    if isinstance(params, dict):
-        return params
-    try:
-        data = json.loads(params)
-    except json.JSONDecodeError as error:
-        raise ParamsError(f"pipeline parameter 'params': not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ParamsError("pipeline parameter 'params': expected a JSON object (the params.yaml sections)")
-    return data
-
-
-def section(params: str | dict[str, Any], name: str, cls: type) -> Any:
-    """One params.yaml section as its dataclass, checked like `aed.params.load_section` does."""
-    data = params_dict(params).get(name)
-    if data is not None and not isinstance(data, dict):
-        raise ParamsError(f"{name}: expected a mapping, got {data!r}")
-    return from_dict(cls, data, name)
-
-
-def step_args(params: str | dict[str, Any], step: ModuleType) -> dict[str, Any]:
-    """The params dataclasses `step.run` takes, by argument name (`params=`, and e.g. `models=`).
-
-    An argument other than `params` is filled only when params.yaml has a section of that name; otherwise the
-    step's own default applies (train's `models=None`), and non-params dataclasses (a FeatureConfig) are left
-    to the caller. A path value that is still relative is refused (`require_absolute_paths`)."""
-    data = params_dict(params)
-    args = {
-        arg: section(data, name, cls)
-        for arg, (name, cls) in params_sections(step).items()
-        if arg == "params" or name in data
-    }
-    for arg, (name, _cls) in params_sections(step).items():
-        if arg in args:
-            require_absolute_paths(name, args[arg])
-    return args
-
-
-# Params values that name a local file or folder. In `aed <step>` and `dvc repro` a relative one is relative to
-# the project folder (where params.yaml is, the commands' working directory). A pipeline task has no such folder:
-# `aed pipeline` resolves them against params.yaml's folder (run-local) or the image's project folder
-# (compile, submit), and a task refuses any that is still relative instead of reading its working directory.
-PATH_FIELDS = (
-    "ingest.source",
-    "ingest.cache_dir",
-    "ingest.fsd50k.ontology",
-    "models.yamnet_1024_h5",
-    "models.weights_cache_dir",
-    "convert.stedgeai",
-    "hil.inventory",
-    "hil.lock_dir",
-    "hil.workdir",
-    "hil.firmware",
-    "gate.baseline",
-    "promote.registry",
-)
-
-
-def _is_local_relative(value: Any) -> bool:
-    """A relative local path (URLs like https:// or s3:// and empty values are not paths here)."""
-    if value is None or value == "":
-        return False
-    text = str(value)
-    return "://" not in text and not Path(text).expanduser().is_absolute()
-
-
-def _field(obj: Any, keys: list[str]) -> Any:
-    for key in keys:
-        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-        if obj is None:
-            return None
-    return obj
-
-
-def require_absolute_paths(section_name: str, value: Any) -> None:
-    """Refuse a params section whose path fields are relative: in a task they would be read in the working
-    directory, which is nobody's input."""
-    for dotted in PATH_FIELDS:
-        name, *keys = dotted.split(".")
-        if name != section_name:
-            continue
-        found = _field(value, keys)
-        if _is_local_relative(found):
-            raise ParamsError(
-                f"{dotted}: relative path {str(found)!r} in a pipeline task, which has no project folder; "
-                "give an absolute path (aed pipeline resolves params.yaml's relative paths)"
-            )
+from aed.params import from_dict
+from components.taskio import PATH_FIELDS, field_at, is_local_relative, params_sections, section, step_args
 
 
 def resolve_paths(params: dict[str, Any], root: Path, classes: dict[str, type]) -> dict[str, Any]:
@@ -153,28 +24,15 @@ def resolve_paths(params: dict[str, Any], root: Path, classes: dict[str, type]) 
         if name not in classes or not isinstance(resolved.get(name) or {}, dict):
             continue  # no step reads it, or a bad section (the params check names it)
         data = resolved.get(name) or {}
-        parent = _field(data, keys[:-1]) if len(keys) > 1 else data
+        parent = field_at(data, keys[:-1]) if len(keys) > 1 else data
         if not isinstance(parent, dict):
             continue
         leaf = keys[-1]
-        value = parent[leaf] if leaf in parent else _field(from_dict(classes[name], None, name), keys)
-        if _is_local_relative(value):
+        value = parent[leaf] if leaf in parent else field_at(from_dict(classes[name], None, name), keys)
+        if is_local_relative(value):
             parent[leaf] = str(Path(root) / str(value))
             resolved[name] = data  # a section that was absent (its defaults) is written out
     return resolved
-
-
-def feature_config(params: str | dict[str, Any]) -> Any:
-    """The front end's FeatureConfig from the `patch` section, as `aed export-firmware` builds it."""
-    from components.patch import PatchParams
-
-    return section(params, "patch", PatchParams).feature_config()
-
-
-def class_names(params: str | dict[str, Any]) -> list[str] | None:
-    """`validate.classes`: the model's output order, as `aed patch` and `aed export-firmware` read it."""
-    classes = (params_dict(params).get("validate") or {}).get("classes")
-    return list(classes) if classes else None
 
 
 def step_modules(steps: typing.Iterable[str]) -> tuple[dict[str, ModuleType], list[str]]:
@@ -234,37 +92,3 @@ def teachers(params: str | dict[str, Any], models: typing.Iterable[str]) -> dict
             found[model] = teacher
             pending.append(teacher)
     return found
-
-
-# components.quantize.QUANTIZED_FILE's names (a test keeps them equal); importing it here would load TensorFlow
-# in tasks that do not need it.
-INT8_FILES = ("model_int8.tflite", "model_qdq.onnx")
-
-
-def deployable_model(int8_dir: Path) -> Path:
-    """The int8 model to convert, run on boards and promote, as the DVC stages pick it: the `final` split
-    (trained on every clip) when there is one, else the first split (reduced runs without a final model)."""
-    int8_dir = Path(int8_dir)
-    candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
-    chosen = next((d for d in candidates if d.name == "final"), candidates[0] if candidates else None)
-    found = [chosen / name for name in INT8_FILES if (chosen / name).is_file()] if chosen else []
-    if len(found) != 1:
-        raise FileNotFoundError(f"{chosen or int8_dir}: expected exactly one of {', '.join(INT8_FILES)}")
-    return found[0]
-
-
-SKIPPED_METRICS = {"params", "tools", "inputs", "schema_version"}  # configuration, not figures
-
-
-def log_scalars(artifact: Any, values: dict[str, Any], prefix: str = "") -> None:
-    """Copy the finite numbers (and booleans) of a step's metrics dict into a KFP Metrics artifact's metadata."""
-    for key, value in values.items():
-        if key in SKIPPED_METRICS:
-            continue
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            log_scalars(artifact, value, prefix=f"{name}.")
-        elif isinstance(value, bool):
-            artifact.log_metric(name, float(value))
-        elif isinstance(value, int | float) and math.isfinite(value):
-            artifact.log_metric(name, value)

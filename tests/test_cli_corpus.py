@@ -1,7 +1,7 @@
 """A corpus of bad inputs driven through the real `aed` CLI: every case must end with one clear line and exit 2
 (130 for Ctrl-C), never a Python traceback and never a hang.
 
-Most cases run in-process through `components.cli.main` (fast: TensorFlow is imported once); a few run as real
+Most cases run in-process through `pipelines.cli.main` (the console script) (fast: TensorFlow is imported once); a few run as real
 subprocesses, where a traceback would really be printed: SIGINT during `aed hil run`, a listener that does not
 speak HTTP given to `aed pipeline submit`, and broken params files.
 """
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
-from components.cli import main
+from pipelines.cli import main
 from tests.conftest import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -610,7 +610,7 @@ def _env() -> dict[str, str]:
 
 def _aed(*argv: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "components.cli", *argv],
+        [sys.executable, "-m", "pipelines.cli", *argv],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
@@ -690,7 +690,7 @@ def test_sigint_during_hil_run_prints_one_line_and_exits_130(corpus: Path, tiny_
     argv = ["hil", "run", "--params", str(params), "--model", str(tiny_int8), "--patches",
             str(corpus / "patches"), "--out", str(corpus / "sigint.json"), "--no-progress"]  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "components.cli", *argv],
+        [sys.executable, "-m", "pipelines.cli", *argv],
         cwd=corpus, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, preexec_fn=default_sigint,
     )  # fmt: skip

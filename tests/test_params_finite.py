@@ -23,7 +23,7 @@ STEPS = ("ingest", "validate", "patch", "train", "quantize", "evaluate", "conver
 
 def _sections() -> dict[str, type]:
     """{params.yaml section: dataclass} for every section a step or the pipeline reads."""
-    from components.pipeline_cli import PipelineParams
+    from pipelines.cli import PipelineParams
     from pipelines.glue import params_sections
 
     found: dict[str, type] = {"pipeline": PipelineParams}
@@ -184,14 +184,14 @@ def test_a_section_of_the_wrong_type_names_the_file_and_section(section: object,
     ],
 )
 def test_set_refuses_what_nothing_reads(item: str, message: str) -> None:
-    from components.pipeline_cli import load_checked
+    from pipelines.cli import load_checked
 
     with pytest.raises(ParamsError, match=rf"--set '{item}': {message}"):
         load_checked(REPO / "params.yaml", [item])
 
 
 def test_set_still_accepts_known_keys_and_checks_their_values() -> None:
-    from components.pipeline_cli import load_checked
+    from pipelines.cli import load_checked
 
     params, _, _ = load_checked(
         REPO / "params.yaml", ["patch.fmax=7000", "train.overrides.yamnet_256.epochs=3"]

@@ -250,7 +250,7 @@ def test_a_clip_giving_non_finite_patches_is_refused_naming_the_clip(tmp_path, m
 
 def run_cli(*argv: str) -> tuple[int, str]:
     process = subprocess.run(
-        [sys.executable, "-m", "components.cli", *argv],
+        [sys.executable, "-m", "pipelines.cli", *argv],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -293,7 +293,7 @@ def test_parameters_giving_no_patches_exit_2_with_one_line_and_keep_the_old_stor
 
 def start_patch(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "components.cli", *argv],
+        [sys.executable, "-m", "pipelines.cli", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

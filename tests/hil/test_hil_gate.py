@@ -168,7 +168,7 @@ def test_cli_hil_run_then_gate(tiny_model, patch_store, tmp_path) -> None:
         f"hil:\n  workdir: {tmp_path / 'work'}\n  lock_dir: {tmp_path / 'work' / 'locks'}\n  latency_repeats: 3\n"
         f"gate:\n  baseline: {tmp_path / 'baselines'}/hil-{{model_name}}-{{profile}}.json\n"
     )
-    aed = [sys.executable, "-m", "components.cli"]
+    aed = [sys.executable, "-m", "pipelines.cli"]
     out = tmp_path / "hil.json"
 
     def call(*args: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from test_pipeline_local import REDUCED, _reduced_mirror
 
-from components.cli import main as aed_main
+from pipelines.cli import main as aed_main
 from tests.dvc_workspace import dvc_workspace, sh
 
 pytestmark = pytest.mark.slow

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from aed.params import ParamsError
+from components import taskio
 from pipelines import glue
 
 
 def test_int8_names_match_the_quantize_step() -> None:
     from components.quantize import QUANTIZED_FILE
 
-    assert set(glue.INT8_FILES) == set(QUANTIZED_FILE.values())
+    assert set(taskio.INT8_FILES) == set(QUANTIZED_FILE.values())
 
 
 def test_deployable_model_prefers_final_and_ignores_intermediate_files(tmp_path: Path) -> None:
@@ -21,25 +22,25 @@ def test_deployable_model_prefers_final_and_ignores_intermediate_files(tmp_path:
         (tmp_path / split).mkdir()
         (tmp_path / split / "model_qdq.onnx").write_bytes(b"q")
         (tmp_path / split / "model_qdq_float.onnx").write_bytes(b"f")  # quantize's pre-quantization copy
-    assert glue.deployable_model(tmp_path) == tmp_path / "fold-1" / "model_qdq.onnx"
+    assert taskio.deployable_model(tmp_path) == tmp_path / "fold-1" / "model_qdq.onnx"
     (tmp_path / "final").mkdir()
     (tmp_path / "final" / "model_int8.tflite").write_bytes(b"t")
-    assert glue.deployable_model(tmp_path) == tmp_path / "final" / "model_int8.tflite"
+    assert taskio.deployable_model(tmp_path) == tmp_path / "final" / "model_int8.tflite"
     with pytest.raises(FileNotFoundError, match="expected exactly one of"):
-        glue.deployable_model(tmp_path / "missing")
+        taskio.deployable_model(tmp_path / "missing")
 
 
 def test_step_args_reads_every_params_section_of_run() -> None:
     import components.train as train
 
     params = {"train": {"epochs": 3}, "models": {"names": ["yamnet_256"], "weights_cache_dir": "/cache/w"}}
-    args = glue.step_args(params, train)
+    args = taskio.step_args(params, train)
     assert args["params"].epochs == 3 and args["models"].names == ["yamnet_256"]
-    assert "models" not in glue.step_args({"train": {}}, train)  # absent section: the step's own default
+    assert "models" not in taskio.step_args({"train": {}}, train)  # absent section: the step's own default
     with pytest.raises(ParamsError, match="train.epochs: expected an integer, got 'x'"):
-        glue.step_args('{"train": {"epochs": "x"}}', train)
+        taskio.step_args('{"train": {"epochs": "x"}}', train)
     with pytest.raises(ParamsError, match="pipeline parameter 'params': not valid JSON"):
-        glue.step_args("{not json", train)
+        taskio.step_args("{not json", train)
 
 
 def test_log_scalars_flattens_numbers_and_skips_configuration() -> None:
@@ -51,7 +52,7 @@ def test_log_scalars_flattens_numbers_and_skips_configuration() -> None:
             self.metadata[name] = value
 
     sink = Sink()
-    glue.log_scalars(
+    taskio.log_scalars(
         sink,
         {"a": 1, "b": {"c": 0.5, "d": "text"}, "ok": True, "nan": float("nan"), "params": {"epochs": 50}},
     )
@@ -68,10 +69,10 @@ def test_a_task_refuses_every_relative_path_param(tmp_path: Path) -> None:
     reader = {}  # params section -> a step module that reads it
     for step_name in STEPS:
         module = importlib.import_module(f"components.{step_name}")
-        for section_name, _cls in glue.params_sections(module).values():
+        for section_name, _cls in taskio.params_sections(module).values():
             reader.setdefault(section_name, module)
     resolved = glue.resolve_paths({}, tmp_path, glue.section_classes(STEPS))  # every path field absolute
-    for dotted in glue.PATH_FIELDS:
+    for dotted in taskio.PATH_FIELDS:
         name, *keys = dotted.split(".")
         params = copy.deepcopy(resolved)
         node = params.setdefault(name, {})
@@ -79,7 +80,7 @@ def test_a_task_refuses_every_relative_path_param(tmp_path: Path) -> None:
             node = node.setdefault(key, {})
         node[keys[-1]] = "relative/thing"
         with pytest.raises(ParamsError) as raised:
-            glue.step_args(params, reader[name])
+            taskio.step_args(params, reader[name])
         message = str(raised.value)
         assert message.startswith(f"{dotted}: relative path 'relative/thing' in a pipeline task"), message
         assert "\n" not in message
@@ -103,6 +104,6 @@ def test_resolve_paths_joins_relative_values_and_defaults_to_the_root(tmp_path: 
     assert resolved["hil"]["workdir"] == str(tmp_path / "work" / "hil")
     assert resolved["models"]["weights_cache_dir"] == str(tmp_path / ".cache" / "aed" / "weights")
     assert params["gate"]["baseline"].startswith("baselines/")  # the input is not changed
-    for dotted in glue.PATH_FIELDS:  # nothing relative is left for a task to read in its working directory
+    for dotted in taskio.PATH_FIELDS:  # nothing relative is left for a task to read in its working directory
         name, *keys = dotted.split(".")
-        glue.require_absolute_paths(name, resolved.get(name, {}))
+        taskio.require_absolute_paths(name, resolved.get(name, {}))

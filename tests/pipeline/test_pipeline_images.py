@@ -117,7 +117,7 @@ def test_this_environment_is_the_lock() -> None:
 def test_relative_params_paths_resolve_where_the_image_holds_the_project() -> None:
     """`aed pipeline compile | submit` resolve params.yaml's relative paths in IMAGE_PROJECT_DIR: it must be the
     base image's WORKDIR, where params.yaml and the approved gate baselines are copied."""
-    from components.pipeline_cli import IMAGE_PROJECT_DIR
+    from pipelines.cli import IMAGE_PROJECT_DIR
 
     instructions = _instructions(DOCKER / "base.Dockerfile")
     assert ("WORKDIR", str(IMAGE_PROJECT_DIR)) in instructions

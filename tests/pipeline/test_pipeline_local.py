@@ -12,8 +12,8 @@ import kfp_synthetic
 import pandas as pd
 import pytest
 
-from components.cli import main as aed_main
 from pipelines.aed_pipeline import STEPS
+from pipelines.cli import main as aed_main
 from pipelines.local_run import LocalRunError, run_local
 from tests.dvc_workspace import snapshot, stale_clone
 

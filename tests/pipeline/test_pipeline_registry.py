@@ -14,9 +14,9 @@ from botocore.config import Config
 import components.promote as promote
 from aed.records import sha256_file
 from aed.registry import RegistryError, S3Settings, latest, open_store, parse_s3_uri, publish
-from components.cli import main as aed_main
 from components.gate import GateParams
 from components.gate import run as gate_run
+from pipelines.cli import main as aed_main
 from tests.gate_records import set_metric, synthetic_record, write
 
 

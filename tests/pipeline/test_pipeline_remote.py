@@ -12,7 +12,7 @@ import pytest
 import yaml
 from botocore.config import Config
 
-from components.cli import main as aed_main
+from pipelines.cli import main as aed_main
 from pipelines.remote import SubmitError, kfp_cron
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.pipeline_cli import fold_environment, load_checked
-from pipelines import tasks
-from pipelines.aed_pipeline import STEPS
+from pipelines.aed_pipeline import STEPS, task_body
+from pipelines.cli import fold_environment, load_checked
 from tests.dvc_workspace import small_mirror, snapshot, stale_clone
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ class Artifact:
 
 def _call(step: str, params: dict, base: Path, model_name: str = "yamnet_256", **inputs: Path | None) -> Any:
     """Run the task body of `step` as KFP would: given inputs (others point at nothing), fresh output paths."""
-    function = getattr(tasks, step)
+    function = task_body(step)
     kwargs: dict[str, Any] = {}
     for name, parameter in inspect.signature(function).parameters.items():
         kind = str(parameter.annotation)

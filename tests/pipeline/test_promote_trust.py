@@ -27,9 +27,9 @@ from aed.registry import (
     parse_s3_uri,
     publish,
 )
-from components.cli import main as aed_main
 from components.gate import GateParams
 from components.gate import run as gate_run
+from pipelines.cli import main as aed_main
 from tests.gate_records import set_metric, synthetic_record, write
 
 
@@ -352,7 +352,8 @@ class _Artifact:
 
 def test_kfp_gate_and_promote_task_bodies_promote_the_judged_model(tmp_path) -> None:
     """The KFP path: the gate task's verdict, copied by the promote task, with the HIL record as its input."""
-    from pipelines import tasks
+    from components.gate.task import gate
+    from components.promote.task import promote
 
     int8 = tmp_path / "quantized" / "final" / "model_int8.tflite"
     int8.parent.mkdir(parents=True)
@@ -369,18 +370,18 @@ def test_kfp_gate_and_promote_task_bodies_promote_the_judged_model(tmp_path) -> 
     params = json.dumps({"gate": {"baseline": str(baseline.parent / "hil-{model_name}-{profile}.json")},
                          "promote": {"registry": str(tmp_path / "registry")}})  # fmt: skip
     verdict = _Artifact(tmp_path / "verdict")
-    passed = tasks.gate(params, "yamnet_256", _Artifact(evaluation), _Artifact(footprint), _Artifact(board),
+    passed = gate(params, "yamnet_256", _Artifact(evaluation), _Artifact(footprint), _Artifact(board),
                         verdict, _Artifact(tmp_path / "table.md"))  # fmt: skip
     assert passed is True
     promotion = _Artifact(tmp_path / "promotion.json")
-    tasks.promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
+    promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
                   _Artifact(tmp_path / "generated"), _Artifact(tmp_path / "tables"), _Artifact(evaluation),
                   _Artifact(footprint), _Artifact(board), verdict, promotion)  # fmt: skip
     assert json.loads(Path(promotion.path).read_text())["promoted"] is True
     # the same task with another model than the one judged publishes nothing
     int8.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(60)))
     with pytest.raises(ValueError, match="is not the model the verdict"):
-        tasks.promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
+        promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
                       _Artifact(tmp_path / "generated"), _Artifact(tmp_path / "tables"), _Artifact(evaluation),
                       _Artifact(footprint), _Artifact(board), verdict, promotion)  # fmt: skip
     assert not Path(promotion.path).exists()

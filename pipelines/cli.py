@@ -1,7 +1,8 @@
-"""`aed pipeline compile | run-local | submit | schedule`: the Kubeflow pipeline from the command line.
+"""The `aed` console script: every step's subcommand (components.cli) plus `aed pipeline compile | run-local |
+submit | schedule`, the Kubeflow pipeline from the command line.
 
-Not a pipeline step: it builds the KFP DAG over the step entry points (pipelines/, imported lazily so that the
-other subcommands never pay for kfp) and runs it here (kfp.local) or on a Kubeflow Pipelines server. Every
+`aed pipeline` is not a pipeline step: it builds the KFP DAG over the steps' task bodies (imported lazily so that
+the other subcommands never pay for kfp) and runs it here (kfp.local) or on a Kubeflow Pipelines server. Every
 subcommand checks all of params.yaml first, so a bad value fails before any task starts.
 """
 
@@ -93,7 +94,8 @@ def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]
     own, and any other section the params file already has."""
     import dataclasses
 
-    from pipelines.glue import params_sections, step_modules
+    from components.taskio import params_sections
+    from pipelines.glue import step_modules
 
     known: dict[str, set[str] | None] = {name: None for name in params}
     known[SECTION] = {f.name for f in dataclasses.fields(PipelineParams)}
@@ -101,7 +103,7 @@ def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]
         for arg, (name, cls) in params_sections(module).items():
             if (
                 arg == "params" or name in params
-            ):  # as glue.step_args reads them (a FeatureConfig is not a section)
+            ):  # as taskio.step_args reads them (a FeatureConfig is not a section)
                 known[name] = {f.name for f in dataclasses.fields(cls)}
     return known
 
@@ -130,12 +132,13 @@ def load_checked(
 ) -> tuple[dict[str, Any], PipelineParams, list[str]]:
     """(params with overrides, pipeline settings, models): every step's sections checked, before any task.
 
-    Relative paths of params (glue.PATH_FIELDS) are resolved against `root` (default: the images' project
+    Relative paths of params (taskio.PATH_FIELDS) are resolved against `root` (default: the images' project
     folder), so that no task depends on its working directory; `environment` folds ENVIRONMENT_PARAMS in.
     The models, one branch each, are `models.names` (the same list `aed evaluate` defaults to)."""
     from aed.models.config import ModelsParams
+    from components.taskio import section
     from pipelines.aed_pipeline import STEPS
-    from pipelines.glue import resolve_paths, section, section_classes, validate_params
+    from pipelines.glue import resolve_paths, section_classes, validate_params
 
     raw = read_params(path)
     check_override_targets(overrides, known_keys(raw, STEPS))
@@ -331,3 +334,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 "--cron", help='cron line, 5 fields, e.g. "0 3 * * *" (default: pipeline.schedule)'
             )
         sub.set_defaults(handler=handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`aed ...`: the steps' subcommands and `aed pipeline`, with the steps' one-line error handling."""
+    from components.cli import main as steps_main
+
+    return steps_main(argv, extra_commands={"pipeline": register})
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Kubeflow task body of step `evaluate`: float and int8 models + patch store -> clip-level metrics.
+
+KFP ships this function's source to the task's container, where it imports the installed project and calls
+`components.evaluate.run`, the same entry point as `aed evaluate` and the dvc.yaml stage. It only maps
+artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
+KFP metadata.
+"""
+
+# No `from __future__ import annotations`: KFP reads these annotations as real types.
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def evaluate(
+    params: str,
+    model_name: str,
+    patches: Input[Dataset],
+    model: Input[Model],
+    quantized: Input[Model],
+    details: Output[Artifact],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+    report: Output[Markdown],
+):
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components import evaluate as step
+    from components.markdown import record_markdown
+    from components.taskio import log_scalars, step_args
+
+    with tempfile.TemporaryDirectory() as scratch:
+        # evaluate reads <models_root>/<model>/{float,int8}, the DVC layout: link the two artifacts there.
+        models_root = Path(scratch)
+        (models_root / model_name).mkdir()
+        (models_root / model_name / "float").symlink_to(Path(model.path).resolve(), target_is_directory=True)
+        (models_root / model_name / "int8").symlink_to(
+            Path(quantized.path).resolve(), target_is_directory=True
+        )
+        result = step.run(
+            patches_dir=Path(patches.path), models_root=models_root, reports_root=Path(details.path),
+            model_names=[model_name], metrics_path=Path(metrics.path), **step_args(params, step),
+        )  # fmt: skip
+    log_scalars(metrics, result[model_name])
+    evaluation = json.loads((Path(details.path) / model_name / "evaluation.json").read_text())
+    formats = evaluation["formats"]
+    shown = next(
+        (f for f in formats if f != "float32"), "float32"
+    )  # the int8 model's matrix when there is one
+    confusion.log_confusion_matrix(evaluation["class_names"], formats[shown]["confusion"])
+    confusion.metadata["format"] = shown
+    # The matrix also as the artifact's content (KFP keeps log_confusion_matrix in metadata only).
+    shutil.copyfile(Path(details.path) / model_name / f"confusion_{shown}.json", confusion.path)
+    Path(report.path).write_text(record_markdown(f"Evaluation: {model_name}", result[model_name]))

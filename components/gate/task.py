@@ -1,0 +1,34 @@
+"""Kubeflow task body of step `gate`: records + baseline -> verdict.
+
+KFP ships this function's source to the task's container, where it imports the installed project and calls
+`components.gate.run`, the same entry point as `aed gate` and the dvc.yaml stage. It only maps
+artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
+KFP metadata.
+"""
+
+# No `from __future__ import annotations`: KFP reads these annotations as real types.
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
+
+
+def gate(
+    params: str,
+    model_name: str,
+    evaluation: Input[Metrics],
+    footprint: Input[Metrics],
+    board: Input[Metrics],
+    verdict: Output[Artifact],
+    table: Output[Markdown],
+) -> bool:
+    from pathlib import Path
+
+    from components import gate as step
+    from components.taskio import step_args
+
+    result = step.run(
+        hil_record=Path(board.path), out_path=Path(verdict.path), model_name=model_name,
+        table_path=Path(table.path), evaluate_record=Path(evaluation.path), convert_record=Path(footprint.path),
+        **step_args(params, step),
+    )  # fmt: skip
+    print(result["table"])
+    # This task's one parameter output: `dsl.If` on it decides whether promote runs.
+    return bool(result["passed"])

@@ -1,0 +1,30 @@
+"""Kubeflow task body of step `hil`: int8 model + patch store -> on-board (or virtual-board) record.
+
+KFP ships this function's source to the task's container, where it imports the installed project and calls
+`components.hil.run`, the same entry point as `aed hil` and the dvc.yaml stage. It only maps
+artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
+KFP metadata.
+"""
+
+# No `from __future__ import annotations`: KFP reads these annotations as real types.
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+def hil(
+    params: str,
+    model_name: str,
+    patches: Input[Dataset],
+    quantized: Input[Model],
+    metrics: Output[Metrics],
+):
+    from pathlib import Path
+
+    from components import hil as step
+    from components.taskio import deployable_model, log_scalars, step_args
+
+    result = step.run(
+        patches_dir=Path(patches.path), metrics_path=Path(metrics.path),
+        model_path=deployable_model(Path(quantized.path)), model_name=model_name, progress=False,
+        **step_args(params, step),
+    )  # fmt: skip
+    log_scalars(metrics, result)

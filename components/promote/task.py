@@ -1,0 +1,51 @@
+"""Kubeflow task body of step `promote`: passed verdict + artifacts -> registry entry.
+
+KFP ships this function's source to the task's container, where it imports the installed project and calls
+`components.promote.run`, the same entry point as `aed promote` and the dvc.yaml stage. It only maps
+artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
+KFP metadata.
+"""
+
+# No `from __future__ import annotations`: KFP reads these annotations as real types.
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
+
+
+def promote(
+    params: str,
+    model_name: str,
+    model: Input[Model],
+    quantized: Input[Model],
+    generated: Input[Artifact],
+    tables: Input[Artifact],
+    evaluation: Input[Metrics],
+    footprint: Input[Metrics],
+    board: Input[Metrics],
+    verdict: Input[Artifact],
+    promotion: Output[Artifact],
+):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components import promote as step
+    from components.taskio import deployable_model, step_args
+
+    with tempfile.TemporaryDirectory() as scratch:
+        # Give the records their step names in the registry (KFP names every file after its output).
+        records = Path(scratch) / "records"
+        records.mkdir()
+        for name, record in (("evaluate", evaluation), ("convert", footprint), ("hil", board)):
+            shutil.copyfile(record.path, records / f"{name}.json")
+        gate_record = Path(scratch) / "gate.json"
+        shutil.copyfile(verdict.path, gate_record)
+        int8 = deployable_model(Path(quantized.path))
+        float_model = Path(model.path) / int8.parent.name / "model.keras"
+        artifacts = {"model": int8, "float": float_model, "records": records, "firmware": Path(tables.path)}
+        if any(
+            Path(generated.path).rglob("*")
+        ):  # convert's stedgeai C code; empty when only the estimator ran
+            artifacts["generated"] = Path(generated.path)
+        step.run(
+            model=model_name, artifacts=artifacts, gate_record=gate_record, out=Path(promotion.path),
+            hil_record=Path(board.path), **step_args(params, step),
+        )  # fmt: skip

@@ -1,0 +1,32 @@
+"""Kubeflow task body of step `quantize`: float models + calibration patches -> int8 models.
+
+KFP ships this function's source to the task's container, where it imports the installed project and calls
+`components.quantize.run`, the same entry point as `aed quantize` and the dvc.yaml stage. It only maps
+artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
+KFP metadata.
+"""
+
+# No `from __future__ import annotations`: KFP reads these annotations as real types.
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+def quantize(
+    params: str,
+    model_name: str,
+    patches: Input[Dataset],
+    model: Input[Model],
+    quantized: Output[Model],
+    metrics: Output[Metrics],
+):
+    import shutil
+    from pathlib import Path
+
+    from components import quantize as step
+    from components.taskio import log_scalars, step_args
+
+    result = step.run(
+        patches_dir=Path(patches.path), model_dir=Path(model.path), out_dir=Path(quantized.path),
+        model_name=model_name, **step_args(params, step),
+    )  # fmt: skip
+    shutil.copyfile(Path(quantized.path) / "quantize.json", metrics.path)
+    log_scalars(metrics, result)

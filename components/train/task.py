@@ -1,0 +1,35 @@
+"""Kubeflow task body of step `train`: patch store (+ the teacher's models) -> float models.
+
+KFP ships this function's source to the task's container, where it imports the installed project and calls
+`components.train.run`, the same entry point as `aed train` and the dvc.yaml stage. It only maps
+artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
+KFP metadata.
+"""
+
+# No `from __future__ import annotations`: KFP reads these annotations as real types.
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def train(
+    params: str,
+    model_name: str,
+    patches: Input[Dataset],
+    model: Output[Model],
+    history: Output[Artifact],
+    metrics: Output[Metrics],
+    teacher: Input[Model] = None,
+):
+    import shutil
+    from pathlib import Path
+
+    from components import train as step
+    from components.taskio import log_scalars, step_args
+
+    # teacher: the train output of the model train.teacher names, wired in the DAG (run refuses it missing).
+    result = step.run(
+        patches_dir=Path(patches.path), out_dir=Path(model.path), model_name=model_name,
+        reports_dir=Path(history.path), teacher_dir=Path(teacher.path) if teacher is not None else None,
+        **step_args(params, step),
+    )  # fmt: skip
+    shutil.copyfile(Path(model.path) / "train.json", metrics.path)
+    log_scalars(metrics, result)
