@@ -154,23 +154,6 @@ def class_names(params: str | dict[str, Any]) -> list[str] | None:
     return list(classes) if classes else None
 
 
-# components.quantize.QUANTIZED_FILE's names (a test keeps them equal); importing it here would load TensorFlow
-# in tasks that do not need it.
-INT8_FILES = ("model_int8.tflite", "model_qdq.onnx")
-
-
-def deployable_model(int8_dir: Path) -> Path:
-    """The int8 model to convert, run on boards and promote, as the DVC stages pick it: the `final` split
-    (trained on every clip) when there is one, else the first split (reduced runs without a final model)."""
-    int8_dir = Path(int8_dir)
-    candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
-    chosen = next((d for d in candidates if d.name == "final"), candidates[0] if candidates else None)
-    found = [chosen / name for name in INT8_FILES if (chosen / name).is_file()] if chosen else []
-    if len(found) != 1:
-        raise FileNotFoundError(f"{chosen or int8_dir}: expected exactly one of {', '.join(INT8_FILES)}")
-    return found[0]
-
-
 SKIPPED_METRICS = {"params", "tools", "inputs", "schema_version"}  # configuration, not figures
 
 

@@ -19,8 +19,9 @@ def convert(
 ):
     from pathlib import Path
 
+    from aed.artifacts import deployable_model
     from components import convert as step
-    from components.taskio import deployable_model, log_scalars, step_args
+    from components.taskio import log_scalars, step_args
 
     args = step_args(params, step)
     target = args["params"].targets.get(model_name)  # as `aed convert --model-name`

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aed.artifacts import INT8_MODEL_FILE
 from aed.evaluation import agreement, confusion_rows, per_class_report, save_confusion_png, score
 from aed.models.config import ModelsParams
 from aed.models.runners import load_keras, predict_keras, predict_onnx, predict_tflite
@@ -28,7 +29,6 @@ from aed.params import load_section
 from aed.patchstore import load_patch_store
 from aed.records import write_json, write_record
 from components.common import add_params_option
-from components.quantize import QUANTIZED_FILE
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class EvaluateParams:
 
 
 def _int8_file(split_dir: Path) -> tuple[str, Path] | None:
-    for fmt, name in QUANTIZED_FILE.items():
+    for fmt, name in INT8_MODEL_FILE.items():
         if (split_dir / name).is_file():
             return fmt, split_dir / name
     return None

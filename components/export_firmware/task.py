@@ -19,8 +19,9 @@ def export_firmware(
 ):
     from pathlib import Path
 
+    from aed.artifacts import deployable_model
     from components import export_firmware as step
-    from components.taskio import class_names, deployable_model, feature_config, log_scalars, step_args
+    from components.taskio import class_names, feature_config, log_scalars, step_args
 
     result = step.run(
         config=feature_config(params), class_names=class_names(params) or [],

@@ -19,8 +19,9 @@ def hil(
 ):
     from pathlib import Path
 
+    from aed.artifacts import deployable_model
     from components import hil as step
-    from components.taskio import deployable_model, log_scalars, step_args
+    from components.taskio import log_scalars, step_args
 
     result = step.run(
         patches_dir=Path(patches.path), metrics_path=Path(metrics.path),

@@ -27,8 +27,9 @@ def promote(
     import tempfile
     from pathlib import Path
 
+    from aed.artifacts import deployable_model
     from components import promote as step
-    from components.taskio import deployable_model, step_args
+    from components.taskio import step_args
 
     with tempfile.TemporaryDirectory() as scratch:
         # Give the records their step names in the registry (KFP names every file after its output).

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from aed.artifacts import INT8_MODEL_FILE
 from aed.models.runners import load_keras
 from aed.outputs import OutputSpec, replacing
 from aed.params import bounded, load_section
@@ -28,7 +29,6 @@ from aed.records import write_record
 from components.common import add_params_option
 
 log = logging.getLogger(__name__)
-QUANTIZED_FILE = {"tflite": "model_int8.tflite", "onnx_qdq": "model_qdq.onnx"}
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,9 @@ class QuantizeParams:
 
     def format_for(self, model_name: str) -> str:
         fmt = self.formats.get(model_name)
-        if fmt not in QUANTIZED_FILE:
+        if fmt not in INT8_MODEL_FILE:
             raise QuantizationError(
-                f"quantize.formats.{model_name}: expected one of {list(QUANTIZED_FILE)}, got {fmt!r}"
+                f"quantize.formats.{model_name}: expected one of {list(INT8_MODEL_FILE)}, got {fmt!r}"
             )
         return fmt
 
@@ -83,7 +83,7 @@ def run(patches_dir: Path, model_dir: Path, out_dir: Path, params: QuantizeParam
     for name, info in metrics[
         "splits"
     ].items():  # where the file is once swapped in, not where it was written
-        info["path"] = str(out_dir / name / QUANTIZED_FILE[fmt])
+        info["path"] = str(out_dir / name / INT8_MODEL_FILE[fmt])
     return metrics
 
 
@@ -102,7 +102,7 @@ def _quantize_into(
     for name, split in splits.items():
         model = load_keras(model_dir / name / "model.keras")
         calibration = calibration_patches(store, split["train"], params.calibration_size, params.seed)
-        target = out_dir / name / QUANTIZED_FILE[fmt]
+        target = out_dir / name / INT8_MODEL_FILE[fmt]
         if fmt == "tflite":
             info = to_int8_tflite(model, calibration, target, params.output_type, params.per_channel)
         else:

@@ -6,15 +6,26 @@ from pathlib import Path
 
 import pytest
 
+from aed.artifacts import deployable_model
 from aed.params import ParamsError
 from components import taskio
 from pipelines import glue
 
 
-def test_int8_names_match_the_quantize_step() -> None:
-    from components.quantize import QUANTIZED_FILE
+def test_dvc_yaml_int8_file_names_are_the_artifact_names() -> None:
+    """dvc.yaml's `int8_models` vars name each model's file exactly as aed.artifacts does for the model's
+    quantize format, so the DVC stages and the steps cannot disagree on a file name."""
+    import yaml
 
-    assert set(taskio.INT8_FILES) == set(QUANTIZED_FILE.values())
+    from aed.artifacts import INT8_MODEL_FILE
+
+    repo = Path(__file__).resolve().parents[2]
+    formats = yaml.safe_load((repo / "params.yaml").read_text())["quantize"]["formats"]
+    dvc_vars = yaml.safe_load((repo / "dvc.yaml").read_text())["vars"]
+    int8_models = next(v["int8_models"] for v in dvc_vars if isinstance(v, dict) and "int8_models" in v)
+    assert {model: entry["file"] for model, entry in int8_models.items()} == {
+        model: INT8_MODEL_FILE[fmt] for model, fmt in formats.items()
+    }
 
 
 def test_deployable_model_prefers_final_and_ignores_intermediate_files(tmp_path: Path) -> None:
@@ -22,12 +33,12 @@ def test_deployable_model_prefers_final_and_ignores_intermediate_files(tmp_path:
         (tmp_path / split).mkdir()
         (tmp_path / split / "model_qdq.onnx").write_bytes(b"q")
         (tmp_path / split / "model_qdq_float.onnx").write_bytes(b"f")  # quantize's pre-quantization copy
-    assert taskio.deployable_model(tmp_path) == tmp_path / "fold-1" / "model_qdq.onnx"
+    assert deployable_model(tmp_path) == tmp_path / "fold-1" / "model_qdq.onnx"
     (tmp_path / "final").mkdir()
     (tmp_path / "final" / "model_int8.tflite").write_bytes(b"t")
-    assert taskio.deployable_model(tmp_path) == tmp_path / "final" / "model_int8.tflite"
+    assert deployable_model(tmp_path) == tmp_path / "final" / "model_int8.tflite"
     with pytest.raises(FileNotFoundError, match="expected exactly one of"):
-        taskio.deployable_model(tmp_path / "missing")
+        deployable_model(tmp_path / "missing")
 
 
 def test_step_args_reads_every_params_section_of_run() -> None:

@@ -1,0 +1,31 @@
+"""The file names inside the steps' output folders, in one place.
+
+A model folder holds one subfolder per split (`fold-1` ... and `final`, trained on every clip); each holds the
+split's model file. The steps, the Kubeflow task bodies and `dvc.yaml` (its `vars`, checked against these names by
+a test) all take the names from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FLOAT_MODEL_FILE = "model.keras"
+# int8 model file per quantize format (quantize.formats)
+INT8_MODEL_FILE = {"tflite": "model_int8.tflite", "onnx_qdq": "model_qdq.onnx"}
+TRAIN_RECORD_FILE = "train.json"
+QUANTIZE_RECORD_FILE = "quantize.json"
+EVALUATION_FILE = "evaluation.json"
+FINAL_SPLIT = "final"
+
+
+def deployable_model(int8_dir: Path) -> Path:
+    """The int8 model to convert, run on boards and promote: the `final` split's (trained on every clip) when
+    there is one, else the first split's (reduced runs without a final model)."""
+    int8_dir = Path(int8_dir)
+    candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
+    chosen = next((d for d in candidates if d.name == FINAL_SPLIT), candidates[0] if candidates else None)
+    names = list(INT8_MODEL_FILE.values())
+    found = [chosen / name for name in names if (chosen / name).is_file()] if chosen else []
+    if len(found) != 1:
+        raise FileNotFoundError(f"{chosen or int8_dir}: expected exactly one of {', '.join(names)}")
+    return found[0]
