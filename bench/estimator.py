@@ -21,7 +21,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 KIB = 1024
-# ST model zoo (STM32Cube.AI 10.0.0 / ST Edge AI 2.0.0), ../shared/docs/reference/yamnet-reference-figures.json
+# ST model zoo's published figures for its quantized YAMNet models (STM32Cube.AI 10.0.0 / ST Edge AI 2.0.0)
 ST = {
     "yamnet_256": {"weights_kib": 135.91, "macs": 23.93e6, "u5_activations_kib": 109.57, "npu_ram_kib": 144.0,
                    "u5_ms": 281.95, "n6_ms": 1.07},

@@ -2,7 +2,7 @@
 
 Usage: AED_DATA_MIRROR=../shared/data/esc10 python bench/patching.py [--jobs N]
 Prints clips, patches, seconds, patches/s and real-time factor for both, and the speed ratio.
-Goal (issue 2): >= 5x the librosa reference on 2 cores, and the whole ESC-10 in under 15 s.
+Goal: >= 5x the librosa reference on 2 cores, and the whole ESC-10 in under 15 s.
 """
 
 from __future__ import annotations

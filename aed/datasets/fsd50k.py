@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aed.datasets.csv_files import read_csv, require_columns
 from aed.datasets.errors import DatasetError
 
 FSD50K_CLASSES = ("Crying_and_sobbing", "Glass", "Gunshot_and_gunfire", "Knock", "Speech")
@@ -33,7 +34,6 @@ def unsmear(labels: list[str], mids: list[str], children: dict[str, set[str]]) -
 
 
 def _monolabel_rows(csv_path: Path, children: dict[str, set[str]]) -> pd.DataFrame:
-    from aed.datasets.layouts import read_csv, require_columns
 
     frame = read_csv(csv_path)
     require_columns(frame, ["fname", "labels", "mids"], csv_path)

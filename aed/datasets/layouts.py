@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from aed.datasets.csv_files import read_csv, require_columns
 from aed.datasets.errors import DatasetError
 from aed.datasets.fsd50k import fsd50k_catalog
 
@@ -35,21 +36,6 @@ def safe_relative_path(root: Path, name: str, where: str) -> str:
     if not resolved.is_relative_to(root.resolve()):
         raise DatasetError(f"{where}: path {name!r} resolves outside the dataset root {root}")
     return str(relative)
-
-
-def read_csv(path: Path, **kwargs) -> pd.DataFrame:
-    if not path.exists():
-        raise DatasetError(f"{path}: CSV file not found")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise DatasetError(f"{path}: unreadable CSV ({error})") from error
-
-
-def require_columns(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
-    missing = [column for column in columns if column not in frame.columns]
-    if missing:
-        raise DatasetError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
 
 
 def parse_fold(value: str, where: str) -> int:

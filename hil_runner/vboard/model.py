@@ -22,7 +22,7 @@ Estimator = Callable[[Path, str], dict[str, Any]]
 
 
 def default_estimator(model_path: Path, target: str) -> dict[str, Any]:
-    from aed.footprint import estimate  # the issue-4 estimator: the one source of simulated figures
+    from aed.footprint import estimate  # the footprint estimator: the one source of simulated figures
 
     return estimate(model_path, target)
 

@@ -1,4 +1,4 @@
-"""Issue 14, class 3: steps replace only what they wrote, never their own input, atomically, one writer at a
+"""Data safety: steps replace only what they wrote, never their own input, atomically, one writer at a
 time, with a manifest the loader checks. The interrupt and concurrency tests run the real `aed patch` CLI as
 subprocesses with the worktree on PYTHONPATH."""
 
