@@ -1,8 +1,8 @@
 """The reference log-mel front end (ST model zoo AED recipe), vectorised in numpy.
 
 Time-domain steps (silence removal, 1 s minimum) and the log-mel / patch steps follow the reference recipe
-exactly (its values are the defaults here and in params.yaml's `patch` section): 16 kHz mono, 25 ms Hann windows every 10 ms, 64 mel bands
-125-7500 Hz, log(mel + 0.0001), 96-frame patches every 72 frames.
+exactly; its values are the defaults here and in params.yaml's `patch` section: 16 kHz mono, 25 ms Hann windows
+every 10 ms, 64 mel bands from 125 to 7500 Hz, log(mel + 0.0001), 96-frame patches every 72 frames.
 """
 
 from __future__ import annotations
