@@ -178,6 +178,54 @@ def _model_branch(
     return step
 
 
+def _data_tasks(c: dict[str, Any], params: Any, included: set[str], retries: bool) -> Any:
+    """ingest -> validate -> patch; the patch store output, or None when `included` stops before patch."""
+    ingest = _configure(c["ingest"](params=params), "ingest", retries=retries)
+    raw = ingest.outputs["raw"]
+    if "validate" not in included:
+        return None
+    validate = _configure(
+        c["validate"](params=params, raw=raw, manifest=ingest.outputs["manifest"]), "validate"
+    )
+    if "patch" not in included:
+        return None
+    patch = _configure(c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch")
+    return patch.outputs["patches"]
+
+
+def _promote_tasks(
+    c: dict[str, Any],
+    params: Any,
+    trained: dict[str, Any],
+    branches: dict[str, dict[str, Any]],
+    retries: bool,
+) -> None:
+    """One promote task per gated model, inside `dsl.If(gate passed)` and after every task of every branch."""
+    from kfp import dsl
+
+    every_task = [*trained.values()] + [
+        task for branch in branches.values() for name, task in branch.items() if name != "train"
+    ]
+    for model, step in branches.items():
+        if "gate" not in step:
+            continue
+        with dsl.If(step["gate"].outputs["Output"] == True, name=f"gate-passed-{task_suffix(model)}"):  # noqa: E712
+            promote = c[f"promote/{model}"](
+                params=params,
+                model_name=model,
+                model=step["train"].outputs["model"],
+                quantized=step["quantize"].outputs["quantized"],
+                generated=step["convert"].outputs["generated"],
+                tables=step["export_firmware"].outputs["tables"],
+                evaluation=step["evaluate"].outputs["metrics"],
+                footprint=step["convert"].outputs["metrics"],
+                board=step["hil"].outputs["metrics"],
+                verdict=step["gate"].outputs["verdict"],
+            )
+            # Not before every task of every branch is done: a failure anywhere stops the run unpromoted.
+            _configure(promote, "promote", model, retries).after(*every_task)
+
+
 def build_pipeline(
     params: dict[str, Any],
     models: list[str],
@@ -208,49 +256,16 @@ def build_pipeline(
         description="Tiny audio event detection on STM32: ESC-10 -> YAMNet-256/1024 -> int8 -> board-gated promotion",
     )
     def aed_pipeline(params: str = params_json):
-        ingest = _configure(c["ingest"](params=params), "ingest", retries=retries)
-        raw = ingest.outputs["raw"]
-        if "validate" not in included:
-            return
-        validate = _configure(
-            c["validate"](params=params, raw=raw, manifest=ingest.outputs["manifest"]), "validate"
-        )
-        if "patch" not in included:
-            return
-        patch = _configure(
-            c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch"
-        )
-        patches = patch.outputs["patches"]
-        if "train" not in included:
+        patches = _data_tasks(c, params, included, retries)
+        if patches is None or "train" not in included:
             return
         trained = _train_tasks(c, params, order, teachers, patches, retries)
         branches = {
             model: _model_branch(c, params, model, patches, trained[model], included, retries)
             for model in models
         }
-        if "promote" not in included:
-            return
-        every_task = [*trained.values()] + [
-            task for branch in branches.values() for name, task in branch.items() if name != "train"
-        ]
-        for model, step in branches.items():
-            if "gate" not in step:
-                continue
-            with dsl.If(step["gate"].outputs["Output"] == True, name=f"gate-passed-{task_suffix(model)}"):  # noqa: E712
-                promote = c[f"promote/{model}"](
-                    params=params,
-                    model_name=model,
-                    model=step["train"].outputs["model"],
-                    quantized=step["quantize"].outputs["quantized"],
-                    generated=step["convert"].outputs["generated"],
-                    tables=step["export_firmware"].outputs["tables"],
-                    evaluation=step["evaluate"].outputs["metrics"],
-                    footprint=step["convert"].outputs["metrics"],
-                    board=step["hil"].outputs["metrics"],
-                    verdict=step["gate"].outputs["verdict"],
-                )
-                # Not before every task of every branch is done: a failure anywhere stops the run unpromoted.
-                _configure(promote, "promote", model, retries).after(*every_task)
+        if "promote" in included:
+            _promote_tasks(c, params, trained, branches, retries)
 
     return aed_pipeline
 
