@@ -39,7 +39,17 @@ class LabgridError(HilError):
 
 def with_port(address: str) -> str:
     """host[:port] -> host:port, labgrid's default port 20408 when none is given."""
-    return address if urlsplit(f"//{address}").port is not None else f"{address}:{DEFAULT_PORT}"
+    try:
+        parts = urlsplit(f"//{address}")
+        port = parts.port
+    except ValueError as error:
+        raise LabgridError(f"labgrid coordinator address {address!r} is not host[:port]: {error}") from None
+    malformed = (
+        parts.username or parts.path or parts.query or parts.fragment or any(c.isspace() for c in address)
+    )
+    if not parts.hostname or malformed:
+        raise LabgridError(f"labgrid coordinator address {address!r} is not host[:port]")
+    return address if port is not None else f"{address}:{DEFAULT_PORT}"
 
 
 @dataclass(frozen=True)
@@ -104,19 +114,26 @@ class CoordinatorSession:
         self.session = ClientSession(with_port(self.address), asyncio.get_running_loop())
         await self.session.start()
 
-    def _run(self, coroutine: Coroutine[Any, Any, T], what: str, timeout: float | None = None) -> T:
+    def _run(
+        self,
+        coroutine: Coroutine[Any, Any, T],
+        what: str,
+        timeout: float | Deadline | None = None,
+        expiry: str = "no answer",
+    ) -> T:
         import grpc
         from labgrid.remote.client import Error as ClientError
 
-        limit = Deadline(self.timeout if timeout is None else timeout)
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, limit.limit_s), self.loop)
+        limit = Deadline.of(self.timeout if timeout is None else timeout)
+        remaining = limit.remaining()
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, remaining), self.loop)
         try:
             # The margin covers a cancellation that labgrid's code absorbs: this thread never waits longer.
-            return future.result(limit.limit_s + CLOSE_TIMEOUT)
+            return future.result(remaining + CLOSE_TIMEOUT)
         except TimeoutError:  # wait_for's expiry, or the margin above
             future.cancel()
             raise LabgridError(
-                f"labgrid coordinator {self.address}: {what}: {limit.describe()}; no answer"
+                f"labgrid coordinator {self.address}: {what}: {limit.describe()}; {expiry}"
             ) from None
         except grpc.aio.AioRpcError as error:
             raise LabgridError(f"labgrid coordinator {self.address}: {what}: {error.details()}") from None
@@ -164,9 +181,14 @@ class CoordinatorSession:
         """Create a reservation for a place carrying these tags; returns its token."""
         return self._run(self._create_reservation(tags), "create reservation")
 
-    def wait_allocated(self, token: str, timeout: float) -> str:
+    def wait_allocated(self, token: str, timeout: float | Deadline) -> str:
         """Poll the reservation until the coordinator allocates a place to it; returns the place name."""
-        return self._run(self._wait_allocated(token), f"wait for reservation {token}", timeout=timeout)
+        return self._run(
+            self._wait_allocated(token),
+            f"wait for reservation {token}",
+            timeout=timeout,
+            expiry="no place with the wanted tags became free (all busy, or none tagged so)",
+        )
 
     def acquire(self, place: str) -> None:
         self._run(self._acquire(place), f"acquire place {place}")
@@ -196,8 +218,9 @@ class CoordinatorSession:
         while True:  # bounded by the caller's wait_for
             response = await self.session.stub.PollReservation(pb.PollReservationRequest(token=token))
             reservation = Reservation.from_pb2(response.reservation)
-            if reservation.state in (ReservationState.allocated, ReservationState.acquired):
-                return reservation.allocations["main"][0]
+            allocated = reservation.allocations.get("main")
+            if reservation.state in (ReservationState.allocated, ReservationState.acquired) and allocated:
+                return allocated[0]
             if reservation.state is not ReservationState.waiting:
                 raise LabgridError(f"labgrid reservation {token} is {reservation.state.name}")
             await asyncio.sleep(POLL_INTERVAL)

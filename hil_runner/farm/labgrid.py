@@ -17,10 +17,17 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 
+from aed.deadline import Deadline
 from hil_runner.boards.inventory import Board
 from hil_runner.boards.profiles import get_profile
 from hil_runner.farm import Lease
-from hil_runner.farm.coordinator import CALL_TIMEOUT, CoordinatorSession, LabgridError, PlaceResource
+from hil_runner.farm.coordinator import (
+    CALL_TIMEOUT,
+    CoordinatorSession,
+    LabgridError,
+    PlaceResource,
+    with_port,
+)
 from hil_runner.farm.debugger import place_flasher
 
 __all__ = ["LabgridError", "LabgridFarm", "serial_descriptor"]
@@ -31,19 +38,26 @@ SERIAL_CLASSES = ("NetworkSerialPort", "RawSerialPort", "USBSerialPort")
 def serial_descriptor(place: str, resources: list[PlaceResource]) -> str:
     """The acquired place's serial resource as a transport descriptor."""
     for resource in resources:
-        params = resource.params
         if resource.cls == "NetworkSerialPort":  # exported USB/raw serial ports arrive as ser2net rfc2217
-            protocol = params.get("protocol", "rfc2217")
+            host, port = _param(place, resource, "host"), _param(place, resource, "port")
+            protocol = resource.params.get("protocol", "rfc2217")
             if protocol == "raw":
-                return f"socket:{params['host']}:{params['port']}"
+                return f"socket:{host}:{port}"
             if protocol == "rfc2217":
-                return f"rfc2217:{params['host']}:{params['port']}:{params.get('speed', 115200)}"
+                return f"rfc2217:{host}:{port}:{resource.params.get('speed', 115200)}"
             raise LabgridError(
                 f"place {place}: NetworkSerialPort protocol {protocol!r} is not raw or rfc2217"
             )
-        if resource.cls in SERIAL_CLASSES and params.get("port"):
-            return f"serial:{params['port']}:{params.get('speed', 115200)}"
+        if resource.cls in SERIAL_CLASSES and resource.params.get("port"):
+            return f"serial:{resource.params['port']}:{resource.params.get('speed', 115200)}"
     raise LabgridError(f"place {place}: no NetworkSerialPort / RawSerialPort resource acquired")
+
+
+def _param(place: str, resource: PlaceResource, name: str) -> str:
+    value = resource.params.get(name)
+    if value in (None, ""):
+        raise LabgridError(f"place {place}: resource {resource.name} ({resource.cls}) has no {name!r}")
+    return str(value)
 
 
 class LabgridFarm:
@@ -58,6 +72,7 @@ class LabgridFarm:
         tools: Mapping[str, str] | None = None,
         connect: Callable[[str, float], CoordinatorSession] = CoordinatorSession,
     ) -> None:
+        with_port(coordinator)  # a malformed address is refused now, not at the first lease
         self.coordinator = coordinator
         self.wait_timeout = wait_timeout
         self.call_timeout = call_timeout
@@ -88,9 +103,8 @@ class LabgridFarm:
     def lease(self, profile: str, exclude: AbstractSet[str] = frozenset()) -> Iterator[Lease]:
         board_profile = get_profile(profile)
         with self.session() as session:
-            tokens: list[
-                str
-            ] = []  # reservations of excluded places stay held so the next one lands elsewhere
+            # Reservations of excluded places stay held so that the next one lands elsewhere.
+            tokens: list[str] = []
             try:
                 place = self._reserve(session, profile, exclude, tokens)
                 try:
@@ -107,9 +121,10 @@ class LabgridFarm:
     def _reserve(
         self, session: CoordinatorSession, profile: str, exclude: AbstractSet[str], tokens: list[str]
     ) -> str:
+        deadline = Deadline(self.wait_timeout)  # for the whole search, however many places are skipped
         for _ in range(len(exclude) + 1):
             tokens.append(session.reserve({"board": profile}))
-            place = session.wait_allocated(tokens[-1], self.wait_timeout)
+            place = session.wait_allocated(tokens[-1], deadline)
             if place not in exclude:
                 return place
         raise LabgridError(f"every {profile} place handed out already failed in this job: {sorted(exclude)}")
@@ -117,8 +132,10 @@ class LabgridFarm:
     def _lease_of(self, session: CoordinatorSession, place: str, profile: str) -> Lease:
         resources = session.resources(place)
         descriptor = serial_descriptor(place, resources)
-        tags = session.places()[place].tags
-        flasher = place_flasher(place, get_profile(profile), resources, tags, self.tools)
+        state = session.places().get(place)
+        if state is None:
+            raise LabgridError(f"place {place}: deleted from the coordinator while being acquired")
+        flasher = place_flasher(place, get_profile(profile), resources, state.tags, self.tools)
         board = Board(
             name=place,
             profile=get_profile(profile),
