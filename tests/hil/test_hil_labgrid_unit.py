@@ -244,3 +244,33 @@ def test_an_unreachable_coordinator_is_one_clear_error() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(LabgridError, match=f"labgrid coordinator 127.0.0.1:{port}: connect: "):
         CoordinatorSession(f"127.0.0.1:{port}", timeout=5.0)
+
+
+@pytest.mark.parametrize("address", ["not a host:xx", "lab:99999", "", ":20408", "user@lab:20408", "lab/x"])
+def test_a_malformed_coordinator_address_is_refused_up_front(address) -> None:
+    with pytest.raises(
+        LabgridError, match=f"labgrid coordinator address {re.escape(repr(address))} is not host"
+    ):
+        LabgridFarm(address)
+
+
+def test_a_serial_resource_without_host_or_port_is_named() -> None:
+    broken = PlaceResource("console", "NetworkSerialPort", {"host": "127.0.0.1", "protocol": "raw"}, True)
+    session = ScriptedSession({"u585-a": ([broken], {"board": U5})})
+    missing = r"place u585-a: resource console \(NetworkSerialPort\) has no 'port'"
+    with pytest.raises(LabgridError, match=missing), farm_of(session).lease(U5):
+        pass
+    assert not session.acquired and not session.reserved
+
+
+def test_flash_tool_path_comes_from_the_argument_else_the_environment(monkeypatch) -> None:
+    from hil_runner.boards.flash import CubeProgrammer, OpenOCD, PyOCD
+
+    monkeypatch.setenv("AED_OPENOCD", "/opt/openocd/bin/openocd")
+    monkeypatch.setenv("AED_PYOCD", "")  # empty: the default name
+    assert OpenOCD().tool == "/opt/openocd/bin/openocd" and OpenOCD("/x/openocd").tool == "/x/openocd"
+    assert PyOCD().tool == "pyocd" and CubeProgrammer().tool == "STM32_Programmer_CLI"
+    with pytest.raises(ValueError, match="openocd: the tool must be a non-empty path"):
+        OpenOCD("  ")
+    with pytest.raises(ValueError, match="USB location '1-2; shutdown' is not of the form"):
+        OpenOCD(usb_location="1-2; shutdown")
