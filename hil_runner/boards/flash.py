@@ -67,17 +67,21 @@ class FlashStrategy(ABC):
             raise FlashError(
                 f"{target.where}: {self.name}: '{argv[0]}' not found{searched} or not executable"
             )
-        try:
-            result = run_with_deadline(argv, timeout, f"{target.where}: {self.name}")
-        except ProcessTimeout as error:
-            raise FlashError(f"{error}; the board may be half-programmed") from None
-        except OSError as error:
-            raise FlashError(f"{target.where}: {self.name}: cannot run '{argv[0]}' ({error})") from None
-        if result.returncode != 0:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-            raise FlashError(
-                f"{target.where}: {self.name} exited with {result.returncode}: {' | '.join(tail)}"
-            )
+        run_tool(argv, timeout, f"{target.where}: {self.name}")
+
+
+def run_tool(argv: list[str], timeout: float | Deadline, what: str) -> None:
+    """Run a flash step with a deadline; a time-out, a tool that cannot start or a non-zero exit is a FlashError
+    starting with `what`."""
+    try:
+        result = run_with_deadline(argv, timeout, what)
+    except ProcessTimeout as error:
+        raise FlashError(f"{error}; the board may be half-programmed") from None
+    except OSError as error:
+        raise FlashError(f"{what}: cannot run '{argv[0]}' ({error})") from None
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise FlashError(f"{what} exited with {result.returncode}: {' | '.join(tail)}")
 
 
 def _is_bin(image: Path) -> bool:

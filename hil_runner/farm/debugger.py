@@ -11,16 +11,21 @@ Place tags choose where the resource leaves a choice: `flash=openocd|pyocd|cubep
 the profile has an OpenOCD target, else pyOCD; `none` keeps a probe unused), `probe=<serial>` (the ST-LINK serial
 number), `external_loader=<file.stldr>` (STM32CubeProgrammer, N6). A place without such a resource is flashed by hand (flash "none"), as before.
 
-The tool runs on this host: a probe exported by another host is refused with a message naming the place and host.
+The tool runs where the probe is plugged in: on this host for a local probe, else on the exporter host through
+ssh after the image is copied there with scp (labgrid's way for network resources), under one deadline.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from aed.deadline import Deadline
+from aed.records import sha256_file
 from hil_runner.boards.flash import (
     FLASH_TIMEOUT,
     CubeProgrammer,
@@ -29,6 +34,7 @@ from hil_runner.boards.flash import (
     FlashTarget,
     OpenOCD,
     PyOCD,
+    run_tool,
 )
 from hil_runner.boards.profiles import BoardProfile
 from hil_runner.farm.coordinator import LabgridError, PlaceResource
@@ -63,6 +69,35 @@ class ExportedProbe:
 
 
 @dataclass(frozen=True)
+class ExporterShell:
+    """How a flash tool reaches a probe plugged into another host, the way labgrid's network resources do: the
+    image is copied over with scp into a cache folder named by its hash, and the tool runs there through ssh.
+    `ssh` / `scp` default to $AED_SSH / $AED_SCP, else the commands of those names."""
+
+    host: str
+    ssh: str = field(default_factory=lambda: os.environ.get("AED_SSH") or "ssh")
+    scp: str = field(default_factory=lambda: os.environ.get("AED_SCP") or "scp")
+    folder: str = "/tmp/aed-flash"  # on the exporter host
+
+    def __post_init__(self) -> None:
+        if not self.host or self.host.startswith("-") or any(c.isspace() for c in self.host):
+            raise ValueError(f"exporter host {self.host!r} is not a host name")
+
+    def flash(self, strategy: FlashStrategy, image: Path, target: FlashTarget, timeout: float) -> None:
+        deadline = Deadline(timeout)  # one deadline for the copy and the flash
+        options = ["-o", "BatchMode=yes"]  # never wait for a password prompt
+        where = f"{target.where}: {strategy.name} on {self.host}"
+        if not image.exists():
+            raise FlashError(f"{target.where}: firmware image {image} not found")
+        remote = f"{self.folder}/{sha256_file(image)[:16]}/{image.name}"
+        mkdir = shlex.join(["mkdir", "-p", remote.rsplit("/", 1)[0]])
+        run_tool([self.ssh, *options, self.host, "--", mkdir], deadline, f"{where}: ssh mkdir")
+        run_tool([self.scp, *options, "--", str(image), f"{self.host}:{remote}"], deadline, f"{where}: scp")
+        command = shlex.join(strategy.argv(Path(remote), target))
+        run_tool([self.ssh, *options, self.host, "--", command], deadline, where)
+
+
+@dataclass(frozen=True)
 class PlaceFlasher:
     """The driver chosen for one acquired place: `flash(image, timeout)` programs the board behind it."""
 
@@ -76,12 +111,14 @@ class PlaceFlasher:
         return self.strategy.name
 
     def flash(self, image: Path, timeout: float = FLASH_TIMEOUT) -> None:
-        if not self.probe.is_local():
-            raise FlashError(
-                f"labgrid place {self.place}: its {self.probe.cls} is on host {self.probe.host}; {self.name} "
-                "runs where the probe is plugged in: run the job on that host"
-            )
-        self.strategy.flash(image, self.target, timeout=timeout)
+        if self.probe.is_local():
+            self.strategy.flash(image, self.target, timeout=timeout)
+            return
+        try:
+            shell = ExporterShell(str(self.probe.host))
+        except ValueError as error:
+            raise FlashError(f"{self.target.where}: {error}") from None
+        shell.flash(self.strategy, Path(image), self.target, timeout)
 
 
 def place_flasher(

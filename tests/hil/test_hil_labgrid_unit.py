@@ -4,8 +4,10 @@ that fails or hangs, and a coordinator that accepts connections and never answer
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -177,15 +179,49 @@ def test_bad_probe_setups_are_refused_and_the_place_released(resources, tags, me
     assert not session.acquired and not session.reserved
 
 
-def test_probe_on_another_host_is_refused_at_flash_time(tmp_path) -> None:
+RECORDER = """#!{python}
+import json, sys
+with open({log!r}, "a") as log:
+    log.write(json.dumps(sys.argv) + "\\n")
+sys.exit({code})
+"""
+
+
+def test_a_probe_on_another_host_is_flashed_there_over_ssh(tmp_path, monkeypatch) -> None:
+    """labgrid's way for network resources: the image goes over with scp, the tool runs on the exporter host."""
+    from aed.records import sha256_file
+
+    log = tmp_path / "calls.jsonl"
+    for name, env in (("ssh", "AED_SSH"), ("scp", "AED_SCP")):
+        tool = tmp_path / name
+        tool.write_text(RECORDER.format(python=sys.executable, log=str(log), code=0))
+        tool.chmod(0o755)
+        monkeypatch.setenv(env, str(tool))
     remote = PlaceResource(DEBUGGER.name, DEBUGGER.cls, {**DEBUGGER.params, "host": "lab-exporter-7"}, True)
     session = ScriptedSession({"u585-a": ([serial(0), remote], {"board": U5})})
-    image = tmp_path / "fw.elf"
-    image.write_bytes(b"\x7fELF")
-    refused = "labgrid place u585-a: its NetworkUSBDebugger is on host lab-exporter-7"
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"\x00" * 64)
+    with farm_of(session).lease(U5) as lease:
+        lease.flasher.flash(image, 30.0)
+    folder = f"/tmp/aed-flash/{sha256_file(image)[:16]}"
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls == [
+        [str(tmp_path / "ssh"), "-o", "BatchMode=yes", "lab-exporter-7", "--", f"mkdir -p {folder}"],
+        [str(tmp_path / "scp"), "-o", "BatchMode=yes", "--", str(image), f"lab-exporter-7:{folder}/fw.bin"],
+        [str(tmp_path / "ssh"), "-o", "BatchMode=yes", "lab-exporter-7", "--",
+         "openocd -f interface/stlink.cfg -c 'adapter usb location 1-2.3' -f target/stm32u5x.cfg "
+         f"-c 'program {folder}/fw.bin 0x08000000 verify reset exit'"],
+    ]  # fmt: skip
+    (tmp_path / "ssh").write_text(RECORDER.format(python=sys.executable, log=str(log), code=255))
+    refused = "labgrid place u585-a: openocd on lab-exporter-7: ssh mkdir exited with 255"
     with pytest.raises(FlashError, match=refused), farm_of(session).lease(U5) as lease:
-        lease.flasher.flash(image, 5.0)
+        lease.flasher.flash(image, 30.0)
     assert not session.acquired and not session.reserved
+    odd = PlaceResource(DEBUGGER.name, DEBUGGER.cls, {**DEBUGGER.params, "host": "-oProxyCommand=x"}, True)
+    session = ScriptedSession({"u585-a": ([serial(0), odd], {"board": U5})})
+    bad_host = "exporter host '-oProxyCommand=x' is not a host name"
+    with pytest.raises(FlashError, match=bad_host), farm_of(session).lease(U5) as lease:
+        lease.flasher.flash(image, 30.0)
 
 
 def write_tool(path: Path, body: str) -> Path:
