@@ -5,9 +5,10 @@ place acquisition are the coordinator's gRPC calls on the session's channel (the
 acquisitions to that session's `host/user` name). Answers come back as labgrid's data classes, read field by field,
 never as printed text.
 
-Every call runs on the session's private event loop under `asyncio.wait_for`: a coordinator that accepts the
-connection and then stays silent costs at most the call's time-out, after which the call is cancelled and a
-`LabgridError` names the coordinator, the call and the time waited.
+Every call is a coroutine run under `asyncio.wait_for` on one event loop thread shared by the process's sessions
+(the caller waits on its result, with a margin, never longer): a coordinator that accepts the connection and then
+stays silent costs at most the call's time-out, after which the call is cancelled and a `LabgridError` names the
+coordinator, the call and the time waited.
 """
 
 from __future__ import annotations
