@@ -1,12 +1,14 @@
-"""Overall deadlines of external tools: `stedgeai`, `labgrid-client` and the flash tools are stand-ins written here
-that never finish and start a child that ignores SIGTERM. Each call must fail within 20 % of its deadline, say how
-long it waited, and leave no process behind (the whole process group is killed)."""
+"""Overall deadlines of external tools: `stedgeai` and the flash tools are stand-ins written here that never finish
+and start a child that ignores SIGTERM. Each call must fail within 20 % of its deadline, say how long it waited,
+and leave no process behind (the whole process group is killed). The labgrid coordinator is a socket that never
+answers."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import stat
 import sys
 import time
@@ -144,11 +146,19 @@ def test_stedgeai_version_probe_is_bounded(stand_in) -> None:
     assert_bounded_and_clean(lambda: tool_version(tool, timeout_s=DEADLINE_S), StedgeaiError, stand_in.pids)
 
 
-def test_labgrid_client_call_is_bounded(stand_in) -> None:
-    client = stand_in("labgrid-client")
-    farm = LabgridFarm("127.0.0.1:20408", wait_timeout=DEADLINE_S, client=str(client))
-    message = assert_bounded_and_clean(lambda: farm.reserve("b-u585i-iot02a"), LabgridError, stand_in.pids)
-    assert message.startswith("labgrid-client reserve --wait") and "127.0.0.1:20408" in message
+def test_labgrid_coordinator_call_is_bounded() -> None:
+    """labgrid's Python client against a coordinator that accepts the connection and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        farm = LabgridFarm(address, wait_timeout=DEADLINE_S, call_timeout=DEADLINE_S)
+        started = time.monotonic()
+        with pytest.raises(LabgridError) as raised, farm.lease("b-u585i-iot02a"):
+            pass
+        elapsed = time.monotonic() - started
+    assert abs(elapsed - DEADLINE_S) <= 0.2 * DEADLINE_S, f"waited {elapsed:.2f} s for {DEADLINE_S} s"
+    assert str(raised.value).startswith(f"labgrid coordinator {address}: connect: timed out after")
 
 
 @pytest.mark.parametrize("flash_strategy", [CubeProgrammer, OpenOCD, PyOCD], ids=lambda cls: cls.name)
