@@ -27,6 +27,7 @@ from aed.record_schema import is_virtual_runtime, validate_hil_record
 from aed.records import make_record, sha256_file, tool_versions, write_json
 from hil_runner.boards.flash import NoFlash, get_strategy
 from hil_runner.boards.inventory import Board
+from hil_runner.boards.profiles import PROFILES
 from hil_runner.errors import BoardFailure, DeviceError, HilError
 from hil_runner.farm import Lease
 from hil_runner.fidelity import clip_accuracy, fidelity, latency_stats
@@ -74,6 +75,15 @@ class HilParams:
     baud: int = bounded(921600, 9600)
     virtual_link: Literal["pty", "tcp"] = "pty"  # farm virtual: tcp where the container has no /dev/pts
     workdir: Path = Path("work/hil")
+
+    def __post_init__(self) -> None:
+        # A profile no board has would only fail once a farm is up (labgrid: after lease_timeout_s): refused at
+        # load instead, naming the key.
+        chosen = {"profile": self.profile}
+        chosen.update({f"profiles.{model}": name for model, name in (self.profiles or {}).items()})
+        for key, name in chosen.items():
+            if name not in PROFILES:
+                raise ValueError(f"{key}: unknown board profile {name!r}; known: {sorted(PROFILES)}")
 
     def profile_for(self, model_name: str | None) -> str:
         """The board profile a model runs on: `profiles[model_name]`, else `profile`."""

@@ -17,6 +17,7 @@ from typing import Any
 from aed.params import load_section
 from components.common import add_params_option
 from components.patch import PatchParams
+from hil_runner.boards.profiles import PROFILES
 from hil_runner.job import Farm, HilParams, JobConfig, load_eval_set, run_job
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The `hil` settings given on the command line (--boards, --farm, --max-patches)."""
     overrides: dict[str, Any] = {}
     if args.boards:
+        if args.boards not in PROFILES:
+            raise ValueError(f"--boards {args.boards!r}: unknown board profile; known: {sorted(PROFILES)}")
         overrides["profile"] = args.boards
     if args.farm:
         overrides["farm"] = args.farm

@@ -119,3 +119,13 @@ def test_cli_options_override_the_loaded_settings(vboard_factory, tiny_model, pa
     assert record["model"]["path"] == str(quantized / "model_int8.tflite")
     assert f"hil: {out}: source=virtual, board=n6-virtual" in capsys.readouterr().out
     assert not list((tmp_path / "locks").glob("*.lock"))
+
+
+def test_an_unknown_boards_option_is_one_clear_line(tiny_model, patch_store, tmp_path, capsys) -> None:
+    argv = ["hil", "run", "--params", str(tmp_path / "params.yaml"), "--model", str(tiny_model), "--patches",
+            str(patch_store), "--out", str(tmp_path / "hil.json"), "--boards", "nucleo-nope"]  # fmt: skip
+    (tmp_path / "params.yaml").write_text("hil:\n  latency_repeats: 1\n")
+    assert aed_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aed hil run: error: --boards 'nucleo-nope': unknown board profile; known: [")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "hil.json").exists()

@@ -111,6 +111,23 @@ def test_a_value_out_of_range_is_refused_at_load_naming_the_key(tmp_path, name, 
             load_section(path, "hil", HilParams)
 
 
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"profile": "nucleo-nope"}, "profile"),
+        ({"profiles": {"yamnet_1024": "nucleo-nope"}}, "profiles.yamnet_1024"),
+    ],
+)
+def test_an_unknown_board_profile_is_refused_at_load(tmp_path, section, key) -> None:
+    """No board has it: refused before a farm is started (a labgrid lease would wait lease_timeout_s for it)."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"hil": section}))
+    with pytest.raises(
+        ParamsError, match=rf"hil\.{re.escape(key)}: unknown board profile 'nucleo-nope'; known: \["
+    ):
+        load_section(path, "hil", HilParams)
+
+
 def _virtual_board(vboard_factory, tmp_path: Path) -> Board:
     slot = tmp_path / "slot.tflite"
     served = vboard_factory(PROFILE, slot=slot)
