@@ -7,6 +7,7 @@ board of the same profile; when no attempt succeeds the job fails naming every b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -14,21 +15,25 @@ from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from aed.fingerprints import arrays_sha256, dataset_digest, eval_set_sha256, frontend_sha256
+from aed.params import bounded
 from aed.record_schema import is_virtual_runtime, validate_hil_record
 from aed.records import make_record, sha256_file, tool_versions, write_json
 from hil_runner.boards.flash import NoFlash, get_strategy
+from hil_runner.boards.inventory import Board
+from hil_runner.boards.profiles import PROFILES
 from hil_runner.errors import BoardFailure, DeviceError, HilError
 from hil_runner.farm import Lease
 from hil_runner.fidelity import clip_accuracy, fidelity, latency_stats
 from hil_runner.litert import ReferenceModel, load_reference, model_format
 from hil_runner.protocol import constants as c
-from hil_runner.protocol.host import Timeouts, ValidationClient
+from hil_runner.protocol.host import DeviceInfo, LayerResult, ModelInfo, Timeouts, ValidationClient
 from hil_runner.protocol.tensors import dequantize, quantize
 from hil_runner.transport import open_transport
 
@@ -42,20 +47,64 @@ class Farm(Protocol):
 
 
 @dataclass(frozen=True)
-class JobConfig:
-    profile: str
-    latency_repeats: int = 20
-    attempts: int = 2
-    timeout_scale: float = 1.0
-    settle_s: float = 0.4
+class HilParams:
+    """The `hil` section of params.yaml, each key with its limits: where the job runs (the farm and its boards),
+    what it evaluates (split, folds, patches) and how it talks to a board (repeats, attempts, timeouts)."""
+
+    profile: str = "b-u585i-iot02a"
+    profiles: dict[str, str] | None = (
+        None  # per model name, e.g. {yamnet_1024: stm32n6570-dk}; else `profile`
+    )
+    farm: Literal["virtual", "local", "labgrid"] = "virtual"
+    virtual_boards: int = bounded(2, 1, 8)  # farm virtual: boards spawned for the job (one spare for retries)
+    inventory: Path = Path("boards.yaml")  # farm local
+    lock_dir: Path = Path("work/hil/locks")
+    coordinator: str = "127.0.0.1:20408"  # farm labgrid
+    lease_timeout_s: float = bounded(120.0, 1.0)
+    split: str | None = None  # None: every split
+    folds: list[int] | None = None  # None: every fold
+    max_patches: int = bounded(0, 0)  # 0: every patch of the split (whole clips are kept)
+    latency_repeats: int = bounded(20, 1)
+    attempts: int = bounded(2, 1)
+    timeout_scale: float = bounded(1.0, 0.05, 100.0)
+    settle_s: float = bounded(0.4, 0.0, 5.0)
     verify_signature: bool = True
     firmware: Path | None = (
         None  # validation firmware image for real boards (flash strategies other than none)
     )
+    baud: int = bounded(921600, 9600)
+    virtual_link: Literal["pty", "tcp"] = "pty"  # farm virtual: tcp where the container has no /dev/pts
+    workdir: Path = Path("work/hil")
+
+    def __post_init__(self) -> None:
+        # A profile no board has would only fail once a farm is up (labgrid: after lease_timeout_s): refused at
+        # load instead, naming the key.
+        chosen = {"profile": self.profile}
+        chosen.update({f"profiles.{model}": name for model, name in (self.profiles or {}).items()})
+        for key, name in chosen.items():
+            if name not in PROFILES:
+                raise ValueError(f"{key}: unknown board profile {name!r}; known: {sorted(PROFILES)}")
+
+    def profile_for(self, model_name: str | None) -> str:
+        """The board profile a model runs on: `profiles[model_name]`, else `profile`."""
+        return (self.profiles or {}).get(model_name or "", self.profile)
+
+
+@dataclass(frozen=True)
+class JobConfig(HilParams):
+    """One job's settings: the `hil` section (with `profile` the one chosen for the model) plus what only the
+    caller sets, which params.yaml therefore cannot hold."""
+
     progress: bool = True
     exchange_timeouts: Timeouts | None = (
         None  # explicit per-exchange timeouts (tests); else ST's x timeout_scale
     )
+
+    @classmethod
+    def for_model(cls, params: HilParams, model_name: str | None = None, progress: bool = True) -> JobConfig:
+        """The job for one model: every `hil` setting as loaded, the board profile chosen for `model_name`."""
+        section = {field.name: getattr(params, field.name) for field in dataclasses.fields(HilParams)}
+        return cls(**{**section, "profile": params.profile_for(model_name)}, progress=progress)
 
     def timeouts(self) -> Timeouts:
         if self.exchange_timeouts is not None:
@@ -115,11 +164,7 @@ def load_eval_set(
             f"{store_dir}: no patches for split {split!r} / folds {folds} (splits present: {splits})"
         )
     if max_patches:
-        # Keep whole clips so that clip accuracy stays meaningful.
-        clips = rows["clip_id"].drop_duplicates()
-        counts = rows.groupby("clip_id", sort=False).size().loc[clips].cumsum()
-        keep = counts[counts <= max_patches].index
-        rows = rows[rows["clip_id"].isin(keep if len(keep) else clips[:1])]
+        rows = _whole_clips(rows, max_patches)
     patches, clip_ids = store.patches(rows), rows["clip_id"].to_numpy()
     require_finite(patches, f"{store_dir}: patches", clip_ids)  # before any board is leased
     return EvalSet(
@@ -131,6 +176,15 @@ def load_eval_set(
         dataset_sha256=dataset_digest(store.file_sha256),  # hashes the loader just verified
         frontend_sha256=frontend_sha256(frontend or FeatureConfig()),
     )
+
+
+def _whole_clips(rows: pd.DataFrame, max_patches: int) -> pd.DataFrame:
+    """The first clips whose patches fit in max_patches (at least one clip): whole clips keep clip accuracy
+    meaningful."""
+    clips = rows["clip_id"].drop_duplicates()
+    counts = rows.groupby("clip_id", sort=False).size().loc[clips].cumsum()
+    keep = counts[counts <= max_patches].index
+    return rows[rows["clip_id"].isin(keep if len(keep) else clips[:1])]
 
 
 @dataclass
@@ -177,15 +231,72 @@ def require_finite(values: np.ndarray, what: str, clip_ids: np.ndarray | None = 
         )
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """The board and the model it runs, checked against the model under test."""
+
+    device: DeviceInfo
+    model: ModelInfo
+    virtual: bool  # the board runs the virtual runtime (whatever the inventory says)
+    signature_verified: bool
+
+    @property
+    def source(self) -> str:
+        """Where the record's figures come from: "virtual" or "board"."""
+        return "virtual" if self.virtual else "board"
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The evaluation patches run through the board."""
+
+    outputs: np.ndarray  # (n, n_out) dequantized device outputs, in the order of the host reference
+    eval_seconds: float
+
+    @property
+    def patches_per_s(self) -> float | None:
+        return len(self.outputs) / self.eval_seconds if self.eval_seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class LatencyRuns:
+    """The perf-mode repeats on the first patch."""
+
+    durations_ms: tuple[float, ...]
+    cycles: tuple[int, ...]  # 0 where the device reports no cycle count
+
+
+@dataclass(frozen=True)
+class BoardRun:
+    """Everything measured on the one board that completed the job."""
+
+    loaded: LoadedModel
+    inference: Inference
+    latency: LatencyRuns
+    layers: tuple[LayerResult, ...]  # empty when the device has no per-layer observer
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The board's figures against the host reference and the clip labels."""
+
+    fidelity: dict[str, float]
+    clip_accuracy: float
+    host_clip_accuracy: float
+    n_clips: int
+    latency: dict[str, float]
+    cycles_median: int | None
+
+
 def run_on_board(
     lease: Lease, model_path: Path, model_sha256: str, reference: HostReference, config: JobConfig
-) -> dict[str, Any]:
+) -> BoardRun:
     board = lease.board
     try:
         _flash(lease, model_path, config)
         with open_transport(lease.descriptor) as link:
             client = ValidationClient(link, config.timeouts(), where=f"board {board.name}")
-            return _evaluate(client, lease, model_sha256, reference, config)
+            return _evaluate(client, board, model_sha256, reference, config)
     except BoardFailure:
         raise
     except (HilError, OSError, ValueError) as error:
@@ -211,9 +322,23 @@ def _flash(lease: Lease, model_path: Path, config: JobConfig) -> None:
 
 
 def _evaluate(
-    client: ValidationClient, lease: Lease, model_sha256: str, reference: HostReference, config: JobConfig
-) -> dict[str, Any]:
-    board = lease.board
+    client: ValidationClient, board: Board, model_sha256: str, reference: HostReference, config: JobConfig
+) -> BoardRun:
+    """The job's phases on one board: check what it runs, run the patches, time the repeats, time the layers."""
+    loaded = _check_loaded_model(client, board, model_sha256, reference, config.verify_signature)
+    inference = _infer(client, board, loaded.model, reference, config.progress)
+    latency = _measure_latency(client, board, loaded.model, reference, config.latency_repeats)
+    layers = _profile_layers(client, loaded, reference)
+    return BoardRun(loaded=loaded, inference=inference, latency=latency, layers=layers)
+
+
+def _check_loaded_model(
+    client: ValidationClient,
+    board: Board,
+    model_sha256: str,
+    reference: HostReference,
+    verify_signature: bool,
+) -> LoadedModel:
     device = client.connect()
     if device.devid != board.profile.devid:
         raise DeviceError(
@@ -224,19 +349,24 @@ def _evaluate(
     if not models:
         raise DeviceError(f"board {board.name}: no model on the device")
     model = models[0]
-    runtime_virtual = is_virtual_runtime(model.runtime_desc)
-    if board.virtual and not runtime_virtual:
+    virtual = is_virtual_runtime(model.runtime_desc)
+    if board.virtual and not virtual:
         raise DeviceError(
             f"board {board.name}: listed as a virtual board but its runtime is {model.runtime_desc!r}"
         )
-    virtual = runtime_virtual  # a board that runs the virtual runtime is virtual, whatever the inventory says
     verified = model.signature == model_sha256[: len(model.signature)] if model.signature else False
-    if config.verify_signature and virtual and not verified:
+    if verify_signature and virtual and not verified:
         raise DeviceError(
             f"board {board.name}: loaded model signature {model.signature[:16]}... does not match "
             f"{model_sha256[:16]}... of the model under test"
         )
-    host_in, host_out = reference.model.inputs[0], reference.model.outputs[0]
+    _check_model_io(board, model, reference.model)
+    return LoadedModel(device=device, model=model, virtual=virtual, signature_verified=verified)
+
+
+def _check_model_io(board: Board, model: ModelInfo, host: ReferenceModel) -> None:
+    """The device model takes and gives what the host model does, with the same input quantization."""
+    host_in, host_out = host.inputs[0], host.outputs[0]
     dev_in, dev_out = model.inputs[0], model.outputs[0]
     if (dev_in.shape, dev_in.dtype) != (host_in.shape, host_in.dtype) or dev_out.shape != host_out.shape:
         raise DeviceError(
@@ -246,55 +376,47 @@ def _evaluate(
     if not np.isclose(dev_in.scale, host_in.scale) or dev_in.zero_point != host_in.zero_point:
         raise DeviceError(f"board {board.name}: device input quantization differs from the model under test")
 
+
+def _infer(
+    client: ValidationClient, board: Board, model: ModelInfo, reference: HostReference, progress: bool
+) -> Inference:
     n = len(reference.inputs)
     outputs = np.empty_like(reference.outputs)
     started = time.perf_counter()
-    transfer_s = 0.0
-    bar = tqdm(total=n, desc=f"hil {board.name}", unit="patch", disable=not config.progress, leave=False)
+    bar = tqdm(total=n, desc=f"hil {board.name}", unit="patch", disable=not progress, leave=False)
     with bar:
         for number in range(n):
             result = client.run(model, [reference.inputs[number]], first=number == 0)
-            outputs[number] = dequantize(result.outputs[0], dev_out).reshape(-1)
-            transfer_s += result.host_seconds
+            outputs[number] = dequantize(result.outputs[0], model.outputs[0]).reshape(-1)
             bar.update()
-    eval_s = time.perf_counter() - started
+    eval_seconds = time.perf_counter() - started
     try:
         require_finite(outputs, f"board {board.name}: outputs")
     except NonFiniteError as error:
         raise DeviceError(str(error)) from None
+    return Inference(outputs=outputs, eval_seconds=eval_seconds)
 
+
+def _measure_latency(
+    client: ValidationClient, board: Board, model: ModelInfo, reference: HostReference, repeats: int
+) -> LatencyRuns:
     durations, cycles = [], []
-    for number in range(config.latency_repeats):
+    for number in range(repeats):
         result = client.run(model, [reference.inputs[0]], mode=c.RUN_PERF, first=number == 0)
         if not (math.isfinite(result.duration_ms) and result.duration_ms > 0):
             raise DeviceError(f"board {board.name}: impossible inference duration {result.duration_ms!r} ms")
         durations.append(result.duration_ms)
         cycles.append(result.cycles or 0)
-    layers = []
-    if device.capability & c.CAP_OBSERVER:
-        per_layer = client.run(model, [reference.inputs[0]], mode=c.RUN_IO_ONLY | c.RUN_PER_LAYER)
-        layers = [
-            {
-                "id": layer.layer_id,
-                "name": layer.name,
-                "type": layer.layer_type,
-                "duration_ms": layer.duration_ms,
-                "cycles": layer.cycles,
-            }  # fmt: skip
-            for layer in per_layer.layers
-        ]
-    return {
-        "device": device,
-        "model": model,
-        "virtual": virtual,
-        "signature_verified": verified,
-        "outputs": outputs,
-        "durations": durations,
-        "cycles": cycles,
-        "layers": layers,
-        "eval_seconds": eval_s,
-        "patches_per_s": n / eval_s if eval_s > 0 else None,
-    }
+    return LatencyRuns(durations_ms=tuple(durations), cycles=tuple(cycles))
+
+
+def _profile_layers(
+    client: ValidationClient, loaded: LoadedModel, reference: HostReference
+) -> tuple[LayerResult, ...]:
+    if not loaded.device.capability & c.CAP_OBSERVER:
+        return ()
+    per_layer = client.run(loaded.model, [reference.inputs[0]], mode=c.RUN_IO_ONLY | c.RUN_PER_LAYER)
+    return tuple(per_layer.layers)
 
 
 def run_job(
@@ -302,7 +424,7 @@ def run_job(
     evalset: EvalSet,
     farm: Farm,
     config: JobConfig,
-    out_path: Path,
+    record_path: Path,
 ) -> dict[str, Any]:
     """Run the HIL job with retries across boards; write and return the record (nothing written on failure)."""
     model_path = Path(model_path)
@@ -312,7 +434,7 @@ def run_job(
     for _ in range(config.attempts):
         try:
             with farm.lease(config.profile, exclude={f.board for f in failures}) as lease:
-                board_result = run_on_board(lease, model_path, model_sha256, reference, config)
+                board_run = run_on_board(lease, model_path, model_sha256, reference, config)
                 break
         except BoardFailure as failure:
             log.warning("%s; retrying on another board", failure)
@@ -323,15 +445,33 @@ def run_job(
             ) from error
     else:
         raise HilError(_summary(f"HIL job failed on {len(failures)} board(s)", failures))
-    record = _record(model_path, model_sha256, evalset, reference, lease, board_result, failures, config)
+    record = _record(model_path, model_sha256, evalset, reference, lease, board_run, failures)
     # The gate trusts only records that pass this check: never write one it would refuse.
-    validate_hil_record(record, out_path)
-    write_json(out_path, record)
+    validate_hil_record(record, record_path)
+    write_json(record_path, record)
     return record
 
 
 def _summary(headline: str, failures: list[BoardFailure]) -> str:
     return headline + "".join(f"\n  - {failure}" for failure in failures)
+
+
+def _score(run: BoardRun, reference: HostReference, evalset: EvalSet) -> Scores:
+    outputs = run.inference.outputs
+    fid = fidelity(outputs, reference.outputs)
+    # A cosine is at most 1; float64 rounding can give 1 + 1 ulp for identical outputs, which the schema refuses.
+    fid.update({name: min(1.0, max(-1.0, fid[name])) for name in ("cosine_mean", "cosine_min")})
+    device_acc, n_clips = clip_accuracy(outputs, evalset.clip_ids, evalset.labels)
+    host_acc, _ = clip_accuracy(reference.outputs, evalset.clip_ids, evalset.labels)
+    cycles = run.latency.cycles
+    return Scores(
+        fidelity=fid,
+        clip_accuracy=device_acc,
+        host_clip_accuracy=host_acc,
+        n_clips=n_clips,
+        latency=latency_stats(list(run.latency.durations_ms)),
+        cycles_median=int(np.median(cycles)) if cycles else None,
+    )
 
 
 def _record(
@@ -340,22 +480,57 @@ def _record(
     evalset: EvalSet,
     reference: HostReference,
     lease: Lease,
-    result: dict[str, Any],
+    run: BoardRun,
     failures: list[BoardFailure],
-    config: JobConfig,
 ) -> dict[str, Any]:
-    device, model, board = result["device"], result["model"], lease.board
-    source = "virtual" if result["virtual"] else "board"
-    fid = fidelity(result["outputs"], reference.outputs)
-    # A cosine is at most 1; float64 rounding can give 1 + 1 ulp for identical outputs, which the schema refuses.
-    fid.update({name: min(1.0, max(-1.0, fid[name])) for name in ("cosine_mean", "cosine_min")})
-    device_acc, n_clips = clip_accuracy(result["outputs"], evalset.clip_ids, evalset.labels)
-    host_acc, _ = clip_accuracy(reference.outputs, evalset.clip_ids, evalset.labels)
-    latency = latency_stats(result["durations"])
-    cycles = int(np.median(result["cycles"])) if result["cycles"] else None
-    host_tools = tool_versions()
-    firmware = {
-        "protocol_version": device.protocol_version,
+    """The HIL record: what ran where (identity), then what was measured."""
+    scores = _score(run, reference, evalset)
+    identity = {
+        "source": run.loaded.source,
+        "model_sha256": model_sha256,
+        "model": _model_section(model_path, run.loaded),
+        "board": _board_section(lease, run.loaded),
+        "firmware": _firmware_section(run.loaded),
+        "key": _key_section(model_path, evalset, reference, lease.board, run.loaded),
+    }
+    inputs = {"model": model_path}
+    if evalset.source is not None:
+        inputs["patches"] = evalset.source
+    figures = {**identity, **_measurement_sections(scores, run, len(reference.outputs), evalset.class_names)}
+    figures["failed_attempts"] = [{"board": f.board, "error": str(f.cause)} for f in failures]
+    return make_record(RECORD_KIND, figures, inputs)
+
+
+def _model_section(model_path: Path, loaded: LoadedModel) -> dict[str, Any]:
+    return {
+        "path": str(model_path),
+        "signature": loaded.model.signature,
+        "signature_verified": loaded.signature_verified,
+        "n_nodes": loaded.model.n_nodes,
+    }
+
+
+def _board_section(lease: Lease, loaded: LoadedModel) -> dict[str, Any]:
+    board, device = lease.board, loaded.device
+    return {
+        "name": board.name,
+        "profile": board.profile.name,
+        "via": lease.via,
+        "descriptor": lease.descriptor,
+        "device_id": f"0x{device.devid:03x}",
+        "device": board.profile.device,
+        "sclock_hz": device.sclock_hz,
+        "hclock_hz": device.hclock_hz,
+        "extra": list(device.extra),
+        "cache": f"0x{device.cache:08x}",
+        "virtual": loaded.virtual,
+    }
+
+
+def _firmware_section(loaded: LoadedModel) -> dict[str, Any]:
+    model = loaded.model
+    return {
+        "protocol_version": loaded.device.protocol_version,
         "runtime": model.runtime,
         "runtime_version": model.runtime_version,
         "tool_version": model.tool_version,
@@ -363,77 +538,73 @@ def _record(
         "compile_datetime": model.compile_datetime,
         "runtime_desc": model.runtime_desc,
     }
-    key = {
+
+
+def _key_section(
+    model_path: Path, evalset: EvalSet, reference: HostReference, board: Board, loaded: LoadedModel
+) -> dict[str, Any]:
+    """The fields that must match for two records to be compared (the gate's key)."""
+    device, model = loaded.device, loaded.model
+    return {
         "profile": board.profile.name,
         "device_id": f"0x{device.devid:03x}",
         "sclock_hz": device.sclock_hz,
         "runtime_version": model.runtime_version,
         "tool_version": model.tool_version,
         "kernels": reference.model.kernels,
-        "host_litert": host_tools.get("ai-edge-litert", "?"),
-        "source": source,
+        "host_litert": tool_versions().get("ai-edge-litert", "?"),
+        "source": loaded.source,
         "board": board.name,
         **evalset.identity(),
         "model_format": "onnx_qdq" if model_format(model_path) == "onnx" else "tflite",
         "runtime": model.runtime_desc,
     }
-    metrics = {
-        "clip_accuracy": device_acc,
-        "host_clip_accuracy": host_acc,
-        "top1_agreement": fid["top1_agreement"],
-        "cosine_min": fid["cosine_min"],
-        "l2r_max": fid["l2r_max"],
-        "latency_median_ms": latency["median_ms"],
-        "cycles_median": cycles,
-        "weights_bytes": model.weights_bytes,
-        "activations_bytes": model.activations_bytes,
-        "macs": model.n_macc,
-    }
-    figures = {
-        "source": source,
-        "model_sha256": model_sha256,
-        "model": {
-            "path": str(model_path),
-            "signature": model.signature,
-            "signature_verified": result["signature_verified"],
-            "n_nodes": model.n_nodes,
-        },  # fmt: skip
-        "board": {
-            "name": board.name,
-            "profile": board.profile.name,
-            "via": lease.via,
-            "descriptor": lease.descriptor,
-            "device_id": f"0x{device.devid:03x}",
-            "device": board.profile.device,
-            "sclock_hz": device.sclock_hz,
-            "hclock_hz": device.hclock_hz,
-            "extra": list(device.extra),
-            "cache": f"0x{device.cache:08x}",
-            "virtual": result["virtual"],
-        },  # fmt: skip
-        "firmware": firmware,
-        "key": key,
-        "metrics": metrics,
-        "fidelity": fid,
+
+
+def _measurement_sections(
+    scores: Scores, run: BoardRun, n_patches: int, class_names: list[str]
+) -> dict[str, Any]:
+    """metrics (the gate's figures), then each measurement in full."""
+    model, source, latency = run.loaded.model, run.loaded.source, scores.latency
+    memory = {"weights_bytes": model.weights_bytes, "activations_bytes": model.activations_bytes,
+              "macs": model.n_macc}  # fmt: skip
+    return {
+        "metrics": {
+            "clip_accuracy": scores.clip_accuracy,
+            "host_clip_accuracy": scores.host_clip_accuracy,
+            **{name: scores.fidelity[name] for name in ("top1_agreement", "cosine_min", "l2r_max")},
+            "latency_median_ms": latency["median_ms"],
+            "cycles_median": scores.cycles_median,
+            **memory,
+        },
+        "fidelity": scores.fidelity,
         "accuracy": {
-            "clip_accuracy": device_acc,
-            "host_clip_accuracy": host_acc,
-            "n_clips": n_clips,
-            "n_patches": len(reference.outputs),
-            "class_names": evalset.class_names,
+            "clip_accuracy": scores.clip_accuracy,
+            "host_clip_accuracy": scores.host_clip_accuracy,
+            "n_clips": scores.n_clips,
+            "n_patches": n_patches,
+            "class_names": class_names,
         },  # fmt: skip
-        "latency": {**latency, "cycles_median": cycles, "clock_hz": device.sclock_hz, "source": source},
-        "memory": {
-            "weights_bytes": model.weights_bytes,
-            "activations_bytes": model.activations_bytes,
-            "macs": model.n_macc,
+        "latency": {
+            **latency,
+            "cycles_median": scores.cycles_median,
+            "clock_hz": run.loaded.device.sclock_hz,
             "source": source,
         },  # fmt: skip
-        "layers": result["layers"],
-        "throughput": {"patches_per_s": result["patches_per_s"], "eval_seconds": result["eval_seconds"]},
-        "failed_attempts": [{"board": f.board, "error": str(f.cause)} for f in failures],
+        "memory": {**memory, "source": source},
+        "layers": [_layer_entry(layer) for layer in run.layers],
+        "throughput": {
+            "patches_per_s": run.inference.patches_per_s,
+            "eval_seconds": run.inference.eval_seconds,
+        },
     }
-    inputs = {"model": model_path}
-    if evalset.source is not None:
-        inputs["patches"] = evalset.source
-    return make_record(RECORD_KIND, figures, inputs)
+
+
+def _layer_entry(layer: LayerResult) -> dict[str, Any]:
+    return {
+        "id": layer.layer_id,
+        "name": layer.name,
+        "type": layer.layer_type,
+        "duration_ms": layer.duration_ms,
+        "cycles": layer.cycles,
+    }

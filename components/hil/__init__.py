@@ -8,83 +8,48 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from aed.params import bounded, load_section
+from aed.params import load_section
 from components.common import add_params_option
 from components.patch import PatchParams
-from hil_runner.job import Farm
+from hil_runner.boards.profiles import PROFILES
+from hil_runner.job import Farm, HilParams, JobConfig, load_eval_set, run_job
 
 log = logging.getLogger(__name__)
 
 SECTION = "hil"
 
 
-@dataclass
-class HilParams:
-    profile: str = "b-u585i-iot02a"
-    profiles: dict[str, str] | None = (
-        None  # per model name, e.g. {yamnet_1024: stm32n6570-dk}; else `profile`
-    )
-    farm: Literal["virtual", "local", "labgrid"] = "virtual"
-    virtual_boards: int = bounded(2, 1, 8)  # farm virtual: boards spawned for the job (one spare for retries)
-    inventory: Path = Path("boards.yaml")  # farm local
-    lock_dir: Path = Path("work/hil/locks")
-    coordinator: str = "127.0.0.1:20408"  # farm labgrid
-    lease_timeout_s: float = bounded(120.0, 1.0)
-    split: str | None = None  # None: every split
-    folds: list[int] | None = None  # None: every fold
-    max_patches: int = bounded(0, 0)  # 0: every patch of the split (whole clips are kept)
-    latency_repeats: int = bounded(20, 1)
-    attempts: int = bounded(2, 1)
-    timeout_scale: float = bounded(1.0, 0.05, 100.0)
-    settle_s: float = bounded(0.4, 0.0, 5.0)
-    verify_signature: bool = True
-    firmware: Path | None = None  # validation firmware image for real boards
-    baud: int = bounded(921600, 9600)
-    virtual_link: Literal["pty", "tcp"] = "pty"  # farm virtual: tcp where the container has no /dev/pts
-    workdir: Path = Path("work/hil")
-
-
 def run(
     params: HilParams,
     patches_dir: Path,
-    metrics_path: Path,
-    model_path: Path | None = None,
-    quantized_dir: Path | None = None,
+    model_path: Path | None,
+    quantized_dir: Path | None,
+    record_path: Path,
+    *,
     model_name: str | None = None,
     progress: bool = True,
     patch: PatchParams | None = None,
 ) -> dict:
-    """Run the HIL job on the int8 model (a file, or the one .tflite in quantized_dir) and write the record to
-    metrics_path; returns the record's metrics.
+    """Run the HIL job on the int8 model (model_path, or the one int8 model in quantized_dir) and write the
+    record to record_path; returns the record's metrics.
 
-    patch: the params' `patch` section the patches were made with (None: its defaults); its front-end config
-    hash goes into the record's key, so records of patches made differently are never compared."""
-    from hil_runner.job import JobConfig, load_eval_set, run_job
-
-    if Path(metrics_path).is_dir():
-        raise ValueError(f"{metrics_path}: is a directory, expected the record's file path")
+    model_name selects `hil.profiles[model_name]` as the board profile. patch: the params' `patch` section the
+    patches were made with (None: its defaults); its front-end config hash goes into the record's key, so records
+    of patches made differently are never compared."""
+    if Path(record_path).is_dir():
+        raise ValueError(f"{record_path}: is a directory, expected the record's file path")
     model = resolve_model(model_path, quantized_dir)
-    profile = (params.profiles or {}).get(model_name or "", params.profile)
+    config = JobConfig.for_model(params, model_name, progress=progress)
     frontend = (patch or PatchParams()).feature_config()
     evalset = load_eval_set(patches_dir, params.split, params.max_patches, params.folds, frontend=frontend)
-    config = JobConfig(
-        profile=profile,
-        latency_repeats=params.latency_repeats,
-        attempts=params.attempts,
-        timeout_scale=params.timeout_scale,
-        settle_s=params.settle_s,
-        verify_signature=params.verify_signature,
-        firmware=params.firmware,
-        progress=progress,
-    )
-    with _farm(params, profile) as farm:
-        record = run_job(model, evalset, farm, config, metrics_path)
+    with _farm(config) as farm:
+        record = run_job(model, evalset, farm, config, record_path)
     return {"source": record["source"], "board": record["board"]["name"], **record["metrics"]}
 
 
@@ -106,25 +71,26 @@ def resolve_model(model_path: Path | None, quantized_dir: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def _farm(params: HilParams, profile: str) -> Iterator[Farm]:
+def _farm(config: JobConfig) -> Iterator[Farm]:
+    """The farm the `hil` settings name, with boards of the job's profile."""
     from hil_runner.farm.local import LocalFarm
 
-    if params.farm == "labgrid":
+    if config.farm == "labgrid":
         from hil_runner.farm.labgrid import LabgridFarm
 
-        yield LabgridFarm(params.coordinator, wait_timeout=params.lease_timeout_s)
-    elif params.farm == "local":
+        yield LabgridFarm(config.coordinator, wait_timeout=config.lease_timeout_s)
+    elif config.farm == "local":
         from hil_runner.boards.inventory import load_inventory
 
-        yield LocalFarm(load_inventory(params.inventory), params.lock_dir, params.lease_timeout_s)
+        yield LocalFarm(load_inventory(config.inventory), config.lock_dir, config.lease_timeout_s)
     else:
         from hil_runner.farm.virtual import virtual_fleet
 
-        slots = params.workdir / "slots"
+        slots = config.workdir / "slots"
         with virtual_fleet(
-            profile, params.virtual_boards, slots, baud=params.baud, link=params.virtual_link
+            config.profile, config.virtual_boards, slots, baud=config.baud, link=config.virtual_link
         ) as fleet:
-            yield LocalFarm(fleet.boards, params.lock_dir, params.lease_timeout_s)
+            yield LocalFarm(fleet.boards, config.lock_dir, config.lease_timeout_s)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -153,22 +119,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_main(args: argparse.Namespace) -> int:
-    params = load_section(args.params, "hil", HilParams)
-    if args.boards:
-        params.profile = args.boards
-    if args.farm:
-        params.farm = args.farm
-    if args.max_patches is not None:
-        if args.max_patches < 0:
-            raise ValueError(f"--max-patches {args.max_patches}: expected 0 (all) or a positive count")
-        params.max_patches = args.max_patches
+    params = dataclasses.replace(load_section(args.params, SECTION, HilParams), **_cli_overrides(args))
     patch = load_section(args.params, "patch", PatchParams)
-    metrics = run(params, args.patches, args.out, model_path=args.model, quantized_dir=args.quantized_dir,
-                  model_name=args.model_name, progress=not args.no_progress, patch=patch)  # fmt: skip
+    metrics = run(params, args.patches, args.model, args.quantized_dir, args.out, model_name=args.model_name,
+                  progress=not args.no_progress, patch=patch)  # fmt: skip
     shown = ("source", "board", "top1_agreement", "clip_accuracy", "latency_median_ms", "weights_bytes",
              "activations_bytes")  # fmt: skip
     print(f"hil: {args.out}: " + ", ".join(f"{key}={metrics[key]}" for key in shown))
     return 0
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The `hil` settings given on the command line (--boards, --farm, --max-patches)."""
+    overrides: dict[str, Any] = {}
+    if args.boards:
+        if args.boards not in PROFILES:
+            raise ValueError(f"--boards {args.boards!r}: unknown board profile; known: {sorted(PROFILES)}")
+        overrides["profile"] = args.boards
+    if args.farm:
+        overrides["farm"] = args.farm
+    if args.max_patches is not None:
+        if args.max_patches < 0:
+            raise ValueError(f"--max-patches {args.max_patches}: expected 0 (all) or a positive count")
+        overrides["max_patches"] = args.max_patches
+    return overrides
 
 
 def _vboard_main(args: argparse.Namespace) -> int:

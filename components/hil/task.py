@@ -24,8 +24,8 @@ def hil(
     from components.taskio import log_scalars, step_args
 
     result = step.run(
-        patches_dir=Path(patches.path), metrics_path=Path(metrics.path),
-        model_path=deployable_model(Path(quantized.path)), model_name=model_name, progress=False,
+        patches_dir=Path(patches.path), model_path=deployable_model(Path(quantized.path)), quantized_dir=None,
+        record_path=Path(metrics.path), model_name=model_name, progress=False,
         **step_args(params, step),
     )  # fmt: skip
     log_scalars(metrics, result)
