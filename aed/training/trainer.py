@@ -461,11 +461,8 @@ def _train_end_to_end(
     timings: dict[str, float],
 ) -> SplitResult:
     """The reference's way, kept for the benchmark: augmentation layers in front of the frozen network, the
-    backbone re-run on every patch in every epoch. Same model and selection rule; no fine-tuning."""
-    if net.trainable_blocks:
-        raise ValueError(
-            "train.embedding_cache: false supports the frozen backbone only (fine_tune_blocks: 0)"
-        )
+    backbone re-run on every patch in every epoch. Same model and selection rule; no fine-tuning and no teacher
+    (TrainParams.validate refuses both)."""
     with _timed(timings, "end_to_end_s"):
         trainer = _augmenting_trainer(net, params)
         fit_data = FitData(lambda _k: data.train_patches, 1, data.train_labels, data.val)
