@@ -19,7 +19,8 @@ import pandas as pd
 from aed.patchstore import PatchStore, load_patch_store
 from aed.splits import Split, full_training_split, make_splits
 from aed.training.params import TrainParams
-from aed.training.trainer import ModelSource, check_teacher_dir, check_teacher_given, train_split
+from aed.training.teacher import check_teacher_dir, check_teacher_given
+from aed.training.trainer import ModelSource, train_split
 
 log = logging.getLogger(__name__)
 
