@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from aed.models.yamnet import MODEL_SPECS
 from aed.patchstore import PatchStore, load_patch_store
 from aed.splits import Split, full_training_split, make_splits
 from aed.training.params import TrainParams
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def model_params(params: TrainParams, model_name: str, teacher_dir: Path | None) -> TrainParams:
-    """The model's own parameters (its overrides applied), checked before any data is read: a valid teacher
-    (not itself, a known model) that is given exactly when one is configured."""
+    """The model's own parameters (its overrides applied), checked before any data is read: a known model, and a
+    valid teacher (not itself, a known model) that is given exactly when one is configured."""
+    if model_name not in MODEL_SPECS:
+        raise ValueError(f"train: unknown model {model_name!r}; known: {sorted(MODEL_SPECS)}")
     params.teacher_for(model_name)
     own = params.for_model(model_name)
     own.validate()

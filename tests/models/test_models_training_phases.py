@@ -117,6 +117,10 @@ def test_a_phase_reads_copy_e_mod_k_and_numbers_its_epochs_after_the_offset() ->
 
 
 def test_a_model_s_params_are_checked_before_any_data_is_read(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"train: unknown model 'yamnet_512'; known: \['yamnet_1024', 'yamnet_256'\]"
+    ):
+        model_params(TrainParams(), "yamnet_512", None)
     with pytest.raises(ValueError, match="no teacher folder was given"):
         model_params(TrainParams(teacher="yamnet_1024"), "yamnet_256", None)
     with pytest.raises(ParamsError, match="cannot teach itself"):
