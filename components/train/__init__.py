@@ -86,7 +86,9 @@ def _train_into(
         "model": model_name,
         "split": params.split,
         "n_classes": len(store.class_names),
-        "splits": {split.name: row.row() for split, row in zip(splits, figures, strict=True)},
+        "splits": {
+            split.name: split_figures.row() for split, split_figures in zip(splits, figures, strict=True)
+        },
         "seconds": round(time.perf_counter() - started, 2),
         "params": dataclasses.asdict(params),
     }
