@@ -43,7 +43,7 @@ def main() -> int:
             out = Path(tmp) / f"jobs-{jobs}"
             started = time.perf_counter()
             records[jobs] = train.run(
-                args.patches, out / "models", params, args.model, out / "reports", models
+                params, args.model, args.patches, out / "models", out / "reports", models
             )
             seconds[jobs] = time.perf_counter() - started
     print(f"{args.model}, folds {args.folds}, {len(os.sched_getaffinity(0))} cores available")

@@ -55,16 +55,48 @@ def class_weight_vector(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return (len(labels) / (n_classes * np.maximum(counts, 1.0))).astype(np.float32)
 
 
-def evaluate_split(
-    model: keras.Model, x: np.ndarray, labels: np.ndarray, clip_ids: np.ndarray, batch_size: int = 256
-) -> dict[str, float]:
+@dataclass(frozen=True)
+class ValidationSet:
+    """The validation part of a split, never augmented: the model's inputs, their labels and clip ids."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    clips: np.ndarray
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What a phase fits: copy k of the cached training inputs (epoch e trains on copy e mod n_copies), the
+    labels, and optionally copy k's own targets (input mixup, distillation) in place of the one-hot labels."""
+
+    train_copy: Callable[[int], np.ndarray]
+    n_copies: int
+    labels: np.ndarray
+    val: ValidationSet
+    soft_targets: Callable[[int], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How a phase fits: its name in the history, its epochs and learning rate, its loss. Its epochs are
+    numbered after `epoch_offset` (fine-tuning continues the head's numbering)."""
+
+    phase: str
+    epochs: int
+    learning_rate: float
+    epoch_offset: int = 0
+    loss: str | Callable = "categorical_crossentropy"
+
+
+def evaluate_split(model: keras.Model, val: ValidationSet, batch_size: int = 256) -> dict[str, float]:
     from aed.evaluation import clip_predictions
 
-    if len(x) == 0:
+    if len(val.x) == 0:
         return {"val_loss": float("nan"), "val_accuracy": float("nan"), "val_clip_accuracy": float("nan")}
-    probs = predict_keras(model, x, batch_size)
+    probs = predict_keras(model, val.x, batch_size)
+    labels = val.labels
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
-    clip_true, clip_pred, _ = clip_predictions(probs, clip_ids, labels)
+    clip_true, clip_pred, _ = clip_predictions(probs, val.clips, labels)
     return {
         "val_loss": loss,
         "val_accuracy": float(np.mean(probs.argmax(axis=1) == labels)),
@@ -72,14 +104,7 @@ def evaluate_split(
     }
 
 
-def validation_row(
-    model: keras.Model,
-    phase: str,
-    epoch: int,
-    val_x: np.ndarray,
-    val_labels: np.ndarray,
-    val_clips: np.ndarray,
-) -> dict:
+def validation_row(model: keras.Model, phase: str, epoch: int, val: ValidationSet) -> dict:
     """A history row for weights not fitted by an epoch of their own (an average, the head-only start of
     fine-tuning): validation figures only."""
     return {
@@ -87,58 +112,38 @@ def validation_row(
         "epoch": epoch,
         "loss": float("nan"),
         "accuracy": float("nan"),
-        **evaluate_split(model, val_x, val_labels, val_clips),
+        **evaluate_split(model, val),
         "seconds": 0.0,
     }
 
 
 def train_on_cache(
     model: keras.Model,
-    train_copy: Callable[[int], np.ndarray],
-    n_copies: int,
-    train_labels: np.ndarray,
-    val_x: np.ndarray,
-    val_labels: np.ndarray,
-    val_clips: np.ndarray,
+    data: FitData,
+    plan: FitPlan,
     params: TrainParams,
-    epochs: int,
-    learning_rate: float,
-    phase: str,
     rng: np.random.Generator,
     selection: Selection,
-    epoch_offset: int = 0,
-    soft_targets: Callable[[int], np.ndarray] | None = None,
-    loss: str | Callable = "categorical_crossentropy",
 ) -> Selection:
-    """Fit `model` epoch by epoch on cached inputs (copy e mod n_copies), keeping the best validation epoch.
-    `soft_targets(k)` (input mixup, distillation) are copy k's training targets in place of the one-hot labels
-    (for kd_loss: labels and teacher side by side); selection still uses the labels."""
+    """Fit `model` epoch by epoch on cached inputs, keeping the best validation epoch in `selection` (or, with
+    train.average_last_epochs, the mean of the last epochs). Selection uses the labels, never soft targets."""
     n_classes = int(model.output_shape[-1])
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=[label_accuracy(n_classes)]
+        optimizer=keras.optimizers.Adam(plan.learning_rate),
+        loss=plan.loss,
+        metrics=[label_accuracy(n_classes)],
     )
-    hard_targets = one_hot(train_labels, n_classes)
-    weights = class_weight_vector(train_labels, n_classes)[train_labels] if params.class_weights else None
-    average = WeightAverage(params.average_last_epochs, epochs)
-    bar = tqdm(range(epochs), desc=phase, unit="epoch", leave=False, disable=None)
+    hard_targets = one_hot(data.labels, n_classes)
+    weights = class_weight_vector(data.labels, n_classes)[data.labels] if params.class_weights else None
+    average = WeightAverage(params.average_last_epochs, plan.epochs)
+    bar = tqdm(range(plan.epochs), desc=plan.phase, unit="epoch", leave=False, disable=None)
     for epoch in bar:
         started = time.perf_counter()
-        copy = epoch % n_copies
-        x, y = train_copy(copy), hard_targets if soft_targets is None else soft_targets(copy)
-        if params.mixup_alpha > 0:
-            x, y = mixup(x, y, params.mixup_alpha, rng)
+        x, y = _epoch_inputs(data, hard_targets, epoch, params.mixup_alpha, rng)
         fitted = model.fit(
             x, y, batch_size=params.batch_size, epochs=1, shuffle=True, verbose=0, sample_weight=weights
         ).history
-        row = {
-            "phase": phase,
-            "epoch": epoch_offset + epoch + 1,
-            "loss": float(fitted["loss"][-1]),
-            "accuracy": float(fitted["accuracy"][-1]),
-            **evaluate_split(model, val_x, val_labels, val_clips),
-            "seconds": 0.0,
-        }
-        row["seconds"] = round(time.perf_counter() - started, 3)
+        row = _epoch_row(model, plan, epoch, fitted, data.val, started)
         if average.enabled:
             # Epochs are not selected: the phase's one candidate is the average, offered after the loop.
             selection.history.append(row)
@@ -147,17 +152,49 @@ def train_on_cache(
             selection.offer(model, row)
         bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}", best=selection.epoch)
         if params.early_stopping_patience and selection.since_best >= params.early_stopping_patience:
-            log.info("%s: early stop at epoch %d (best %d)", phase, row["epoch"], selection.epoch)
+            log.info("%s: early stop at epoch %d (best %d)", plan.phase, row["epoch"], selection.epoch)
             break
     bar.close()
     if average.enabled:
-        model.set_weights(average.mean())
-        row = validation_row(
-            model, f"{phase}_average", selection.history[-1]["epoch"], val_x, val_labels, val_clips
-        )
-        # A fresh selection always takes it; fine-tuning's keeps the head-only model if that validates better.
-        selection.offer(model, row)
+        _offer_average(model, average, plan.phase, data.val, selection)
     return selection
+
+
+def _epoch_inputs(
+    data: FitData, hard_targets: np.ndarray, epoch: int, mixup_alpha: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's copy of the cache and its targets, mixed (manifold mixup) when asked."""
+    copy = epoch % data.n_copies
+    x, y = data.train_copy(copy), hard_targets if data.soft_targets is None else data.soft_targets(copy)
+    if mixup_alpha > 0:
+        x, y = mixup(x, y, mixup_alpha, rng)
+    return x, y
+
+
+def _epoch_row(
+    model: keras.Model, plan: FitPlan, epoch: int, fitted: dict, val: ValidationSet, started: float
+) -> dict:
+    """The epoch's history row: its training figures, then the validation part's."""
+    row = {
+        "phase": plan.phase,
+        "epoch": plan.epoch_offset + epoch + 1,
+        "loss": float(fitted["loss"][-1]),
+        "accuracy": float(fitted["accuracy"][-1]),
+        **evaluate_split(model, val),
+        "seconds": 0.0,
+    }
+    row["seconds"] = round(time.perf_counter() - started, 3)
+    return row
+
+
+def _offer_average(
+    model: keras.Model, average: WeightAverage, phase: str, val: ValidationSet, selection: Selection
+) -> None:
+    """The averaged weights become the model and the phase's candidate, numbered as its last epoch."""
+    model.set_weights(average.mean())
+    row = validation_row(model, f"{phase}_average", selection.history[-1]["epoch"], val)
+    # A fresh selection always takes it; fine-tuning's keeps the head-only model if that validates better.
+    selection.offer(model, row)
 
 
 def label_accuracy(n_classes: int) -> Callable:

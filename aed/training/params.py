@@ -102,3 +102,15 @@ class TrainParams:
             )
         if self.volume_min > self.volume_max:
             raise ParamsError(f"train.volume_min {self.volume_min} > train.volume_max {self.volume_max}")
+        # The end-to-end fit (the reference's way) trains the head behind a frozen backbone and nothing else:
+        # refused here, before any data is read, rather than trained into another model than the params say.
+        if not self.embedding_cache and self.fine_tune_blocks:
+            raise ParamsError(
+                "train.fine_tune_blocks: must be 0 with train.embedding_cache: false "
+                "(the end-to-end fit supports the frozen backbone only)"
+            )
+        if not self.embedding_cache and self.teacher:
+            raise ParamsError(
+                "train.teacher: distillation needs train.embedding_cache: true "
+                "(the end-to-end fit has no teacher targets)"
+            )

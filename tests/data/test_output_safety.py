@@ -490,7 +490,7 @@ def run_step(step: str, out: Path, tmp_path: Path) -> None:
     if step == "train":
         from aed.training import TrainParams
 
-        train.run(store, out, TrainParams(), "yamnet_256", tmp_path / "reports")
+        train.run(TrainParams(), "yamnet_256", store, out, tmp_path / "reports")
     elif step == "quantize":
         (tmp_path / "float").mkdir()
         (tmp_path / "float" / "splits.json").write_text(json.dumps({"splits": {}}))

@@ -28,7 +28,7 @@ def test_train_quantize_evaluate(yamnet_dir: Path, tiny_store: Path, tmp_path: P
     params = _params(
         fine_tune_blocks=1, fine_tune_epochs=1, spec_time_masks=1, spec_time_width=8, mixup_alpha=0.2
     )
-    record = train.run(tiny_store, root / "float", params, model_name, tmp_path / "reports" / model_name)
+    record = train.run(params, model_name, tiny_store, root / "float", tmp_path / "reports" / model_name)
     assert set(record["splits"]) == {"fold-2", "final"}
     assert (root / "float" / "fold-2" / "model.keras").is_file()
     history = (tmp_path / "reports" / model_name / "history" / "fold-2.csv").read_text().splitlines()
@@ -64,8 +64,8 @@ def test_train_quantize_evaluate(yamnet_dir: Path, tiny_store: Path, tmp_path: P
 @pytest.mark.slow
 def test_training_is_repeatable(yamnet_dir: Path, tiny_store: Path, tmp_path: Path) -> None:
     params = _params(final_model=False)
-    first = train.run(tiny_store, tmp_path / "a", params, "yamnet_256", tmp_path / "ra")
-    second = train.run(tiny_store, tmp_path / "b", params, "yamnet_256", tmp_path / "rb")
+    first = train.run(params, "yamnet_256", tiny_store, tmp_path / "a", tmp_path / "ra")
+    second = train.run(params, "yamnet_256", tiny_store, tmp_path / "b", tmp_path / "rb")
     assert first["splits"]["fold-2"]["val_accuracy"] == second["splits"]["fold-2"]["val_accuracy"]
     ha = (tmp_path / "ra" / "history" / "fold-2.csv").read_text().splitlines()
     hb = (tmp_path / "rb" / "history" / "fold-2.csv").read_text().splitlines()
@@ -93,7 +93,7 @@ def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
     import pandas as pd
 
     params = _params(final_model=False, refit=True, fine_tune_blocks=1, fine_tune_epochs=2)
-    record = train.run(tiny_store, tmp_path / "refit", params, "yamnet_256", tmp_path / "r1")
+    record = train.run(params, "yamnet_256", tiny_store, tmp_path / "refit", tmp_path / "r1")
     row = record["splits"]["fold-2"]
     assert row["refit"] is True
     history = pd.read_csv(tmp_path / "r1" / "history" / "fold-2.csv")
@@ -113,7 +113,7 @@ def test_refit_retrains_on_train_and_validation_for_the_selected_epochs(
     assert refit["epoch"].min() > history[~history["phase"].str.startswith("refit_")]["epoch"].max()
 
     plain = train.run(
-        tiny_store, tmp_path / "plain", _params(final_model=False), "yamnet_256", tmp_path / "r2"
+        _params(final_model=False), "yamnet_256", tiny_store, tmp_path / "plain", tmp_path / "r2"
     )
     assert plain["splits"]["fold-2"]["refit"] is False
     probe = np.random.default_rng(0).normal(-6.0, 1.0, (4, 64, 96, 1)).astype(np.float32)
@@ -127,7 +127,7 @@ def test_distillation_trains_with_either_loss(yamnet_dir: Path, tiny_store: Path
     import pandas as pd
 
     teacher_dir = tmp_path / "teacher"
-    train.run(tiny_store, teacher_dir, _params(final_model=False), "yamnet_1024", tmp_path / "rt")
+    train.run(_params(final_model=False), "yamnet_1024", tiny_store, teacher_dir, tmp_path / "rt")
     outputs = {}
     for mode in ("targets", "kd"):
         params = _params(
@@ -138,7 +138,7 @@ def test_distillation_trains_with_either_loss(yamnet_dir: Path, tiny_store: Path
             distillation=mode,
         )
         record = train.run(
-            tiny_store, tmp_path / mode, params, "yamnet_256", tmp_path / f"r{mode}", teacher_dir=teacher_dir
+            params, "yamnet_256", tiny_store, tmp_path / mode, tmp_path / f"r{mode}", teacher_dir=teacher_dir
         )
         assert record["splits"]["fold-2"]["distilled"] is True
         history = pd.read_csv(tmp_path / f"r{mode}" / "history" / "fold-2.csv")
@@ -162,7 +162,7 @@ def test_training_without_a_validation_part_keeps_the_averaged_fine_tuning(
         fine_tune_blocks=1,
         fine_tune_epochs=2,
     )
-    train.run(tiny_store, tmp_path / "m", params, "yamnet_256", tmp_path / "r")
+    train.run(params, "yamnet_256", tiny_store, tmp_path / "m", tmp_path / "r")
     # strict JSON (no NaN): nothing was validated, so the figures are null, not an epoch number
     record = json.loads((tmp_path / "m" / "train.json").read_text(), parse_constant=pytest.fail)
     row = record["splits"]["fold-2"]
@@ -179,7 +179,7 @@ def test_weight_averaging_in_both_phases(yamnet_dir: Path, tiny_store: Path, tmp
     import pandas as pd
 
     params = _params(final_model=False, average_last_epochs=2, fine_tune_blocks=1, fine_tune_epochs=3)
-    record = train.run(tiny_store, tmp_path / "swa", params, "yamnet_256", tmp_path / "r")
+    record = train.run(params, "yamnet_256", tiny_store, tmp_path / "swa", tmp_path / "r")
     row = record["splits"]["fold-2"]
     history = pd.read_csv(tmp_path / "r" / "history" / "fold-2.csv")
     assert list(history["phase"]) == ["head"] * 3 + ["head_average"] + ["fine_tune"] * 3 + [
@@ -199,9 +199,9 @@ def test_parallel_split_jobs_train_every_split_like_one_process(
     import pandas as pd
 
     params = _params(folds=[1, 2], final_model=True)
-    one = train.run(tiny_store, tmp_path / "one", params, "yamnet_256", tmp_path / "r1")
+    one = train.run(params, "yamnet_256", tiny_store, tmp_path / "one", tmp_path / "r1")
     two = train.run(
-        tiny_store, tmp_path / "two", dataclasses.replace(params, jobs=2), "yamnet_256", tmp_path / "r2"
+        dataclasses.replace(params, jobs=2), "yamnet_256", tiny_store, tmp_path / "two", tmp_path / "r2"
     )
     assert list(two["splits"]) == ["fold-1", "fold-2", "final"]  # the record keeps the splits' order
     for name in two["splits"]:
@@ -216,10 +216,9 @@ def test_parallel_split_jobs_train_every_split_like_one_process(
 def test_a_failing_split_job_names_the_split(tmp_path: Path) -> None:
     from aed.splits import Split
     from aed.training import ModelSource
+    from aed.training.jobs import SplitJob, run_split_jobs
 
     split = Split("fold-9", 9, ("a",), ("b",), ("c",))
-    job = train.SplitJob(
-        tmp_path / "absent", split, "yamnet_256", _params(), ModelSource(), tmp_path, tmp_path
-    )
+    job = SplitJob(tmp_path / "absent", split, "yamnet_256", _params(), ModelSource(), tmp_path, tmp_path)
     with pytest.raises(RuntimeError, match="yamnet_256 fold-9 failed.*absent"):
-        train.run_split_jobs([job, dataclasses.replace(job, split=Split("fold-8", 8, (), (), ()))], 2)
+        run_split_jobs([job, dataclasses.replace(job, split=Split("fold-8", 8, (), (), ()))], 2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aed.splits import Split
-from aed.training.trainer import load_teacher
+from aed.training.teacher import load_teacher
 
 
 def _write_layout(root: Path, test: list[str]) -> None:
@@ -92,7 +92,7 @@ def test_teacher_with_the_same_clips_split_otherwise_between_train_and_val_is_ac
 
 
 def test_softened_teacher_is_its_softmax_at_that_temperature() -> None:
-    from aed.training.trainer import soften
+    from aed.training.teacher import soften
 
     logits = np.array([[4.0, 1.0, -2.0], [0.5, 0.5, 3.0]])
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -106,7 +106,8 @@ def test_softened_teacher_is_its_softmax_at_that_temperature() -> None:
 
 def test_teacher_temperature_softens_the_distilled_targets() -> None:
     from aed.training import TrainParams
-    from aed.training.trainer import soften, training_copy
+    from aed.training.teacher import soften
+    from aed.training.trainer import training_copy
 
     teacher = _mean_teacher()
     rng = np.random.default_rng(0)
@@ -121,7 +122,8 @@ def test_teacher_temperature_softens_the_distilled_targets() -> None:
 
 def test_kd_targets_carry_labels_and_softened_teacher_side_by_side() -> None:
     from aed.training import TrainParams
-    from aed.training.trainer import soften, training_copy
+    from aed.training.teacher import soften
+    from aed.training.trainer import training_copy
 
     teacher = _mean_teacher()
     clean = np.zeros((4, 64, 96, 1), np.float32)
@@ -238,7 +240,7 @@ def test_the_old_working_directory_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_teacher_folder_of_another_model_or_without_the_split_is_refused(tmp_path: Path) -> None:
-    from aed.training.trainer import check_teacher_dir
+    from aed.training.teacher import check_teacher_dir
 
     _write_layout(tmp_path / "t", test=["1-a"])
     layout = json.loads((tmp_path / "t" / "splits.json").read_text())

@@ -10,7 +10,7 @@ import pytest
 
 from aed.params import ParamsError
 from aed.training import TrainParams
-from aed.training.fit import Selection, train_on_cache
+from aed.training.fit import FitData, FitPlan, Selection, ValidationSet, train_on_cache
 
 
 def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +39,10 @@ def _recording_model(snapshots: list[list[np.ndarray]]) -> keras.Model:
 def _train(model: keras.Model, params: TrainParams, selection: Selection, epochs: int = 5) -> Selection:
     x, labels = _data()
     clips = np.array([f"clip-{i // 2}" for i in range(len(labels))])
+    data = FitData(lambda _k: x, 1, labels, ValidationSet(x, labels, clips))
     return train_on_cache(
-        model, lambda _k: x, 1, labels, x, labels, clips, params, epochs, 0.05, "head",
-        np.random.default_rng(0), selection,
-    )  # fmt: skip
+        model, data, FitPlan("head", epochs, 0.05), params, np.random.default_rng(0), selection
+    )
 
 
 def test_the_kept_weights_are_the_mean_of_the_last_epochs() -> None:

@@ -1,0 +1,202 @@
+"""A model's training jobs: the splits to train (cross-validation folds, the final model), one job per split,
+run in this process or in worker processes, each saving its model and history and giving its typed figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aed.models.yamnet import MODEL_SPECS
+from aed.patchstore import PatchStore, load_patch_store
+from aed.splits import Split, full_training_split, make_splits
+from aed.training.params import TrainParams
+from aed.training.teacher import check_teacher_dir, check_teacher_given
+from aed.training.trainer import ModelSource, train_split
+
+log = logging.getLogger(__name__)
+
+
+def model_params(params: TrainParams, model_name: str, teacher_dir: Path | None) -> TrainParams:
+    """The model's own parameters (its overrides applied), checked before any data is read: a known model, and a
+    valid teacher (not itself, a known model) that is given exactly when one is configured."""
+    if model_name not in MODEL_SPECS:
+        raise ValueError(f"train: unknown model {model_name!r}; known: {sorted(MODEL_SPECS)}")
+    params.teacher_for(model_name)
+    own = params.for_model(model_name)
+    own.validate()
+    check_teacher_given(own, model_name, teacher_dir)
+    return own
+
+
+def plan_splits(store: PatchStore, params: TrainParams) -> list[Split]:
+    """The splits to train, in the record's order: the test folds (or the random / predefined split), then the
+    final model on every clip when train.final_model."""
+    splits = make_splits(
+        store.index,
+        store.class_names,
+        params.split,
+        params.folds,
+        params.validation_fraction,
+        params.random_test_size,
+        params.seed,
+    )
+    if params.final_model:
+        splits.append(
+            full_training_split(store.index, store.class_names, params.validation_fraction, params.seed)
+        )
+    return splits
+
+
+def check_teacher_splits(params: TrainParams, teacher_dir: Path | None, splits: list[Split]) -> None:
+    """Before any training: the given teacher output is the configured teacher's, with a model per split."""
+    if params.teacher is not None and teacher_dir is not None:
+        check_teacher_dir(Path(teacher_dir), params.teacher, [split.name for split in splits])
+
+
+def splits_layout(model_name: str, params: TrainParams, class_names: list[str], splits: list[Split]) -> dict:
+    """splits.json: the clips of every split's parts, so that later steps calibrate and test on exactly them."""
+    return {
+        "model": model_name,
+        "split": params.split,
+        "class_names": class_names,
+        "splits": {
+            s.name: {
+                "test_fold": s.test_fold,
+                "train": s.train_clips,
+                "val": s.val_clips,
+                "test": s.test_clips,
+            }
+            for s in splits
+        },
+    }
+
+
+@dataclass(frozen=True)
+class SplitJob:
+    """One split to train, and where its model (out_dir/<split>/model.keras) and history go."""
+
+    patches_dir: Path
+    split: Split
+    model_name: str
+    params: TrainParams
+    source: ModelSource
+    out_dir: Path
+    reports_dir: Path
+    teacher_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class SplitFigures:
+    """A trained split's figures: its row of train.json. The validation figures are None without a validation
+    part (JSON has no NaN); `timings` are the training phases' seconds (load_s, cache_s, head_s, ...)."""
+
+    best_epoch: int
+    best_phase: str
+    distilled: bool
+    head_epochs: int
+    fine_tune_epochs: int
+    refit: bool
+    val_accuracy: float | None
+    val_clip_accuracy: float | None
+    n_train_clips: int
+    n_val_clips: int
+    n_test_clips: int
+    seconds: float
+    timings: dict[str, float]
+
+    def row(self) -> dict[str, Any]:
+        """The train.json row: the fields in order, the timings flattened after them."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "timings"}
+        return {**fields, **self.timings}
+
+
+def plan_jobs(
+    splits: list[Split],
+    patches_dir: Path,
+    model_name: str,
+    params: TrainParams,
+    source: ModelSource,
+    out_dir: Path,
+    reports_dir: Path,
+    teacher_dir: Path | None,
+) -> list[SplitJob]:
+    return [
+        SplitJob(Path(patches_dir), split, model_name, params, source, out_dir, reports_dir, teacher_dir)
+        for split in splits
+    ]
+
+
+def train_and_save(job: SplitJob, store: PatchStore | None = None) -> SplitFigures:
+    """Train one split, save its model and history; returns its figures. Module-level: it is what a worker
+    process runs when train.jobs > 1 (loading the patch store itself)."""
+    started = time.perf_counter()
+    store = load_patch_store(job.patches_dir) if store is None else store
+    split = job.split
+    result = train_split(store, split, job.model_name, job.params, job.source, job.teacher_dir)
+    (job.out_dir / split.name).mkdir(parents=True, exist_ok=True)
+    result.model.save(job.out_dir / split.name / "model.keras")
+    history_path = job.reports_dir / "history" / f"{split.name}.csv"
+    history_path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(result.history).to_csv(history_path, index=False)
+    figures = SplitFigures(
+        best_epoch=result.best_epoch,
+        best_phase=result.best_phase,
+        distilled=result.distilled,
+        head_epochs=result.head_epochs,
+        fine_tune_epochs=result.fine_tune_epochs,
+        refit=result.refit,
+        val_accuracy=_finite_or_none(result.val_accuracy),
+        val_clip_accuracy=_finite_or_none(result.val_clip_accuracy),
+        n_train_clips=len(split.train_clips),
+        n_val_clips=len(split.val_clips),
+        n_test_clips=len(split.test_clips),
+        seconds=round(time.perf_counter() - started, 2),
+        timings={key: round(value, 2) for key, value in result.timings.items()},
+    )
+    log.info("train %s %s: %s", job.model_name, split.name, figures.row())
+    return figures
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None = None) -> list[SplitFigures]:
+    """The splits' figures in order. workers > 1: that many spawned processes with cores / workers TensorFlow
+    threads each; small-batch training keeps two threads half idle, so two single-threaded splits at once train
+    1.3x faster on 2 cores (bench/split_jobs.py). Each split is seeded on its own, so the order does not matter.
+    On a failure the splits not started are cancelled; the ones running finish first."""
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        return [train_and_save(job, store) for job in jobs]
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    with ProcessPoolExecutor(workers, get_context("spawn"), _init_worker, (threads,)) as pool:
+        futures = [pool.submit(train_and_save, job) for job in jobs]
+        figures = []
+        for job, future in zip(jobs, futures, strict=True):
+            try:
+                figures.append(future.result())
+            except Exception as error:
+                for pending in futures:
+                    pending.cancel()
+                raise RuntimeError(f"train {job.model_name} {job.split.name} failed: {error}") from error
+        return figures
+
+
+def _init_worker(threads: int) -> None:
+    """A training worker: `threads` TensorFlow threads, warnings-level logging (spawned processes have none)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
