@@ -43,7 +43,7 @@ demo: data
 	dvc repro hil
 	@for model in $(GATE_MODELS); do \
 	  record=reports/hil_$$model.json; \
-	  baseline=$$(python -c "import sys; from pathlib import Path; from aed.params import load_section; from components.gate import GateParams, baseline_path; print(baseline_path(load_section(Path('params.yaml'), 'gate', GateParams), Path(sys.argv[1]), sys.argv[2]))" $$record $$model); \
+	  baseline=$$(python -c "import sys; from pathlib import Path; from aed.params import load_section; from components.gate import baseline_path; from hil_runner.gate import GateParams; print(baseline_path(load_section(Path('params.yaml'), 'gate', GateParams), Path(sys.argv[1]), sys.argv[2]))" $$record $$model); \
 	  test -f $$baseline || { \
 	    echo "demo: no baseline at $$baseline: accepting this run's record as the first baseline (review it, then commit it)"; \
 	    aed gate --record $$record --model-name $$model --accept || exit 1; }; \

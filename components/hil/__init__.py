@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 from aed.params import bounded, load_section
+from aed.patching import PatchParams
 from components.common import add_params_option
-from components.patch import PatchParams
 from hil_runner.job import Farm
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aed.patching import clip_patches
+from aed.patching import PatchParams, clip_patches
 from aed.patchstore import PatchStoreError, load_patch_store
-from components.patch import PatchParams, run
+from components.patch import run
 from tests.conftest import tone, write_audio
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from aed import firmware
 from aed.features import FeatureConfig, log_mel
-from components.export_firmware import ExportFirmwareParams, run
+from aed.firmware import ExportFirmwareParams
+from components.export_firmware import run
 
 CLASSES = ["chainsaw", "clock_tick", "crackling_fire", "crying_baby", "dog",
            "helicopter", "rain", "rooster", "sea_waves", "sneezing"]  # fmt: skip

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from aed.record_schema import RecordError
-from components.gate import GateParams, baseline_path
+from components.gate import baseline_path
 from components.gate import run as gate_run
 from hil_runner.boards.inventory import Board
 from hil_runner.boards.profiles import get_profile
 from hil_runner.farm.local import LocalFarm
-from hil_runner.gate import GateThresholds, accept, evaluate
+from hil_runner.gate import GateParams, accept, evaluate
 from hil_runner.job import JobConfig, load_eval_set, run_job
 from hil_runner.protocol.host import Timeouts
 from hil_runner.vboard.server import VirtualBoard
@@ -43,7 +43,7 @@ def _write(path: Path, data: dict) -> Path:
 
 def _verdict(tmp_path: Path, candidate: dict, baseline: dict | None, **thresholds):
     base = _write(tmp_path / "baseline.json", baseline) if baseline is not None else tmp_path / "missing.json"
-    return evaluate(_write(tmp_path / "record.json", candidate), base, GateThresholds(**thresholds))
+    return evaluate(_write(tmp_path / "record.json", candidate), base, GateParams(**thresholds))
 
 
 def test_same_record_passes(record, tmp_path) -> None:
@@ -118,7 +118,7 @@ def test_fails_closed(record, tmp_path) -> None:
     assert verdict.exit_code == 2 and "not board evidence" in verdict.checks[0].detail
 
     assert _verdict(tmp_path, record, None).exit_code == 2
-    assert evaluate(tmp_path / "nope.json", None, GateThresholds()).exit_code == 2
+    assert evaluate(tmp_path / "nope.json", None, GateParams()).exit_code == 2
     not_hil = {**record, "kind": "evaluate"}
     with pytest.raises(RecordError, match=r"kind: expected one of \['hil'\]"):
         _verdict(tmp_path, not_hil, record)
