@@ -16,8 +16,8 @@ from aed.audio import load_audio
 from aed.features import FeatureConfig, waveform_to_patches
 from aed.params import bounded
 
-# Settable since the patch section became the front end's own class; left out of the store's identity while it has
-# its reference value, so that a store made before keeps its params hash (and dvc.lock its output hash).
+# Front-end keys a store's identity leaves out while they have their reference value: stores written before they
+# could be set keep their params hash (and dvc.lock their output hash); another value makes another store.
 IDENTITY_OMITTED_AT_DEFAULT = ("silence_frame",)
 
 

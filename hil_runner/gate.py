@@ -9,6 +9,7 @@ explicit `accept`, and an accept never silently replaces a baseline of another k
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -65,12 +66,38 @@ class GateParams:
         unknown = [name for name in self.key_fields if name not in KEY_SCHEMA]
         if unknown:
             raise ValueError(f"key_fields: unknown field(s) {unknown}; known: {sorted(KEY_SCHEMA)}")
+        try:
+            self.baseline.format(model_name="m", profile="p")
+        except (KeyError, IndexError, ValueError) as error:  # a placeholder the path cannot be filled with
+            raise ValueError(
+                f"baseline: {self.baseline!r} is not a path pattern with only {{model_name}} and {{profile}} "
+                f"({type(error).__name__}: {error})"
+            ) from None
 
     def thresholds(self) -> dict[str, Any]:
         """What the verdict records as its thresholds (everything but where the baseline is)."""
         values = asdict(self)
         values.pop("baseline")
         return values
+
+    def baseline_path(self, record: Path, model_name: str | None) -> Path:
+        """`baseline` filled in; the profile comes from the record's key ("unknown" when it has none)."""
+        try:
+            data = json.loads(Path(record).read_text())
+        except (OSError, ValueError, RecursionError):
+            data = None
+        key = data.get("key") if isinstance(data, dict) else None
+        profile = key.get("profile") if isinstance(key, dict) else None
+        # The profile becomes part of a path: only a plain name is used, anything else is "unknown".
+        if (
+            not isinstance(profile, str)
+            or not profile
+            or not all(ch.isalnum() or ch in "-_." for ch in profile)
+        ):
+            profile = "unknown"
+        if profile in (".", ".."):
+            profile = "unknown"
+        return Path(self.baseline.format(model_name=model_name or "model", profile=profile))
 
     def compared_fields(self) -> tuple[str, ...]:
         """The key fields compared: the required ones plus those gate.key_fields adds, in a stable order."""

@@ -24,9 +24,8 @@ UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
 class ValidateParams(AudioCheckConfig):
     """The `validate` section: the dataset's expectations, the per-file limits (AudioCheckConfig) and the policy."""
 
-    classes: list[str] = field(
-        default_factory=list
-    )  # also the model's output order (aed.patching.class_order)
+    # the classes the model learns; also its output order (aed.patching.class_order)
+    classes: list[str] = field(default_factory=list)
     fold_min: int = bounded(0, 0)
     fold_max: int = bounded(5, 0)
     duration_min_s: float = bounded(0.1, 0.0)
@@ -47,7 +46,7 @@ class ValidateParams(AudioCheckConfig):
         """The values the GX suites are filled with."""
         names = ("fold_min", "fold_max", "duration_min_s", "duration_max_s", "sample_rate_min", "sample_rate_max",
                  "max_channels", "min_share", "max_share", "min_clips_per_class")  # fmt: skip
-        return {"classes": sorted(self.classes), **{name: getattr(self, name) for name in names}}
+        return {"classes": class_order((), self.classes), **{name: getattr(self, name) for name in names}}
 
 
 @dataclass

@@ -37,7 +37,7 @@ def run(
     # An earlier run's verdict must not survive this one: if anything below fails, there is no verdict at all.
     for stale in (record_path, table_path):
         discard(stale)
-    baseline = Path(baseline) if baseline else baseline_path(params, hil_record, model_name)
+    baseline = Path(baseline) if baseline else params.baseline_path(hil_record, model_name)
     verdict = evaluate(hil_record, baseline, params)
     table = render_table(verdict)
     if record_path is not None:
@@ -59,24 +59,6 @@ def discard(path: Path | None) -> None:
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, expected a file path to write")
     path.unlink(missing_ok=True)
-
-
-def baseline_path(params: GateParams, record: Path, model_name: str | None) -> Path:
-    """gate.baseline filled in; the profile comes from the record's key ("unknown" when it has none)."""
-    import json
-
-    try:
-        data = json.loads(Path(record).read_text())
-    except (OSError, ValueError, RecursionError):
-        data = None
-    key = data.get("key") if isinstance(data, dict) else None
-    profile = key.get("profile") if isinstance(key, dict) else None
-    # The profile becomes part of a path: only a plain name is used, anything else is "unknown".
-    if not isinstance(profile, str) or not profile or not all(ch.isalnum() or ch in "-_." for ch in profile):
-        profile = "unknown"
-    if profile in (".", ".."):
-        profile = "unknown"
-    return Path(params.baseline.format(model_name=model_name or "model", profile=profile))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "gate", GateParams)  # refuses NaN thresholds, unknown key fields
-    baseline = args.baseline or baseline_path(params, args.record, args.model_name)
+    baseline = args.baseline or params.baseline_path(args.record, args.model_name)
     if args.replace and not args.accept:
         raise ValueError("--replace only applies with --accept")
     if args.accept:

@@ -396,3 +396,17 @@ def test_output_paths_that_are_folders_are_refused_with_one_line(tmp_path, capsy
     args = ["hil", "run", "--params", str(params), "--model", str(record), "--patches", str(tmp_path),
             "--out", str(tmp_path / "folder")]  # fmt: skip
     assert "folder: is a directory" in _one_line_error(capsys, aed_main(args))
+
+
+@pytest.mark.parametrize(
+    "pattern", ["baselines/{colour}.json", "baselines/{0}.json", "baselines/{model_name.json"]
+)
+def test_a_baseline_pattern_it_cannot_fill_is_refused_at_load(pattern: str, tmp_path) -> None:
+    from aed.params import ParamsError, load_section
+
+    path = tmp_path / "params.yaml"
+    path.write_text(f"gate:\n  baseline: '{pattern}'\n")
+    with pytest.raises(
+        ParamsError, match=r"params\.yaml: gate\.baseline: .* only \{model_name\} and \{profile\}"
+    ):
+        load_section(path, "gate", GateParams)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from aed.record_schema import RecordError
-from components.gate import baseline_path
 from components.gate import run as gate_run
 from hil_runner.boards.inventory import Board
 from hil_runner.boards.profiles import get_profile
@@ -133,11 +132,11 @@ def test_regression_and_undecidable_together_is_a_regression(record, tmp_path) -
 def test_component_writes_verdict_and_table(record, tmp_path) -> None:
     hil_record = _write(tmp_path / "hil.json", record)
     params = GateParams(baseline=str(tmp_path / "baselines" / "hil-{model_name}-{profile}.json"))
-    assert baseline_path(params, hil_record, "yamnet_256").name == "hil-yamnet_256-b-u585i-iot02a.json"
+    assert params.baseline_path(hil_record, "yamnet_256").name == "hil-yamnet_256-b-u585i-iot02a.json"
     result = gate_run(params, hil_record, tmp_path / "verdict.json", model_name="yamnet_256",
                       table_path=tmp_path / "table.md")  # fmt: skip
     assert result["exit_code"] == 2 and not result["passed"]  # no baseline yet: fail closed
-    accept(hil_record, baseline_path(params, hil_record, "yamnet_256"))
+    accept(hil_record, params.baseline_path(hil_record, "yamnet_256"))
     result = gate_run(params, hil_record, tmp_path / "verdict.json", model_name="yamnet_256",
                       table_path=tmp_path / "table.md")  # fmt: skip
     assert result["passed"] and result["verdict"] == "pass"
