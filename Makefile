@@ -34,16 +34,16 @@ data: install
 	dvc commit --force --quiet data.dvc
 
 # The gate compares each model's virtual-board record with a committed baseline (the path `aed gate` uses:
-# gate.baseline filled by components.gate.baseline_path). On a first run (no baseline yet for a model) the demo
-# accepts the run's own record explicitly, says so, and then gates against it. Every model of models.names is gated
-# (read when the recipe runs, after install).
+# gate.baseline filled by hil_runner.gate.GateParams.baseline_path). On a first run (no baseline yet for a model)
+# the demo accepts the run's own record explicitly, says so, and then gates against it. Every model of
+# models.names is gated (read when the recipe runs, after install).
 GATE_MODELS = $(shell $(BIN)/python -c "from pathlib import Path; from aed.params import load_section; from aed.models.config import ModelsParams; print(' '.join(load_section(Path('params.yaml'), 'models', ModelsParams).names))")
 
 demo: data
 	dvc repro hil
 	@for model in $(GATE_MODELS); do \
 	  record=reports/hil_$$model.json; \
-	  baseline=$$(python -c "import sys; from pathlib import Path; from aed.params import load_section; from components.gate import GateParams, baseline_path; print(baseline_path(load_section(Path('params.yaml'), 'gate', GateParams), Path(sys.argv[1]), sys.argv[2]))" $$record $$model); \
+	  baseline=$$(python -c "import sys; from pathlib import Path; from aed.params import load_section; from hil_runner.gate import GateParams; print(load_section(Path('params.yaml'), 'gate', GateParams).baseline_path(Path(sys.argv[1]), sys.argv[2]))" $$record $$model); \
 	  test -f $$baseline || { \
 	    echo "demo: no baseline at $$baseline: accepting this run's record as the first baseline (review it, then commit it)"; \
 	    aed gate --record $$record --model-name $$model --accept || exit 1; }; \

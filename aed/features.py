@@ -13,24 +13,30 @@ from functools import lru_cache
 
 import numpy as np
 
+from aed.params import bounded
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = 16000
-    max_duration_s: float = 10.0
+    """The front-end settings: the `patch` section of params.yaml (aed.patching.PatchParams adds how the store
+    is written), read by patch and export-firmware. Ranges are checked when a section is loaded
+    (aed.params); the cross-field limits below on every construction."""
+
+    sample_rate: int = bounded(16000, 8000, 48000)
+    max_duration_s: float = bounded(10.0, 0.1)
     remove_silence: bool = True
-    silence_top_db: float = 60.0
-    silence_frame: int = 3200
-    min_length_s: float = 1.0
-    n_fft: int = 512
-    win_length: int = 400
-    hop_length: int = 160
-    n_mels: int = 64
-    fmin: float = 125.0
-    fmax: float = 7500.0
-    log_offset: float = 1e-4
-    patch_frames: int = 96
-    patch_step: int = 72
+    silence_top_db: float = bounded(60.0, 1.0)
+    silence_frame: int = bounded(3200, 1)
+    min_length_s: float = bounded(1.0, 0.0)
+    n_fft: int = bounded(512, 64)
+    win_length: int = bounded(400, 16)
+    hop_length: int = bounded(160, 1)
+    n_mels: int = bounded(64, 8)
+    fmin: float = bounded(125.0, 0.0)
+    fmax: float = bounded(7500.0, 1.0)
+    log_offset: float = bounded(1e-4, 0.0)
+    patch_frames: int = bounded(96, 1)
+    patch_step: int = bounded(72, 1)
 
     def __post_init__(self) -> None:
         """Refuse a front end that cannot work (ValueError "field: problem", before any clip is read): NaN or

@@ -18,9 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from aed.features import FeatureConfig, hann_window, log_mel, sparse_mel
+from aed.params import bounded
 from aed.records import atomic_write_text
 
 SILENCE_THRESHOLD = 100.0  # sum of magnitude bins over a patch (firmware silence gate, to_db False)
+
+
+@dataclass(frozen=True)
+class ExportFirmwareParams:
+    """The `export_firmware` section; the front end itself is the `patch` section (aed.patching.PatchParams)."""
+
+    ood_threshold: float = bounded(0.0, 0.0, 1.0)  # max softmax at or below this -> "unknown" (OOD_THR)
+    golden_seed: int = bounded(0, 0)  # seed of the synthetic golden clip (when no clip is given)
 
 
 class FirmwareExportError(ValueError):

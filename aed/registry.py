@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from aed.params import bounded
 from aed.records import atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
@@ -64,7 +65,14 @@ class S3Settings:
         None  # None: boto3 resolves it (AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)
     )
     region: str = "us-east-1"
-    timeout_s: float = 30.0
+    timeout_s: float = bounded(30.0, 1.0, 600.0)
+
+
+@dataclass(frozen=True)
+class PromoteParams(S3Settings):
+    """The `promote` section: the registry (a directory or s3://bucket/prefix) and how S3 is reached."""
+
+    registry: str = "work/registry"
 
 
 @dataclass(frozen=True)

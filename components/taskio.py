@@ -143,15 +143,17 @@ def require_absolute_paths(section_name: str, value: Any) -> None:
 
 def feature_config(params: str | dict[str, Any]) -> Any:
     """The front end's FeatureConfig from the `patch` section, as `aed export-firmware` builds it."""
-    from components.patch import PatchParams
+    from aed.patching import PatchParams
 
     return section(params, "patch", PatchParams).feature_config()
 
 
-def class_names(params: str | dict[str, Any]) -> list[str] | None:
-    """`validate.classes`: the model's output order, as `aed patch` and `aed export-firmware` read it."""
-    classes = (params_dict(params).get("validate") or {}).get("classes")
-    return list(classes) if classes else None
+def class_names(params: str | dict[str, Any]) -> list[str]:
+    """`validate.classes` as `aed patch` and `aed export-firmware` read it (the steps order it with
+    aed.patching.class_order)."""
+    from aed.validation.validate import ValidateParams
+
+    return section(params, "validate", ValidateParams).classes
 
 
 SKIPPED_METRICS = {"params", "tools", "inputs", "schema_version"}  # configuration, not figures

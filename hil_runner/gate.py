@@ -9,6 +9,7 @@ explicit `accept`, and an accept never silently replaces a baseline of another k
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aed.fingerprints import short
+from aed.params import bounded
 from aed.record_schema import (
     KEY_SCHEMA,
     RecordError,
@@ -39,26 +41,63 @@ DEFAULT_KEY_FIELDS = ("profile", "device_id", "sclock_hz", "runtime_version", "t
 
 
 @dataclass(frozen=True)
-class GateThresholds:
+class GateParams:
+    """The `gate` section: what may be promoted, the regression thresholds, the key and the baseline's path."""
+
     allow_virtual: bool = True  # true for the embedded default; false for a release (board evidence only)
-    max_accuracy_drop: float = 0.02  # absolute clip-accuracy drop allowed vs baseline
-    min_top1_agreement: float = 0.99
-    min_cosine: float = 0.999
-    max_l2r: float = 0.01
-    max_latency_increase: float = 0.03  # relative, on the median
-    max_ram_increase_bytes: int = 0
-    max_flash_increase_bytes: int = 0
+    max_accuracy_drop: float = bounded(0.02, 0.0, 1.0)  # absolute clip-accuracy drop allowed vs baseline
+    min_top1_agreement: float = bounded(0.99, 0.0, 1.0)
+    min_cosine: float = bounded(0.999, -1.0, 1.0)
+    max_l2r: float = bounded(0.01, 0.0)
+    max_latency_increase: float = bounded(0.03, 0.0)  # relative, on the median
+    max_ram_increase_bytes: int = bounded(0, 0)
+    max_flash_increase_bytes: int = bounded(0, 0)
     check_budgets: bool = True
+    # compared between record and baseline; REQUIRED_KEY_FIELDS are compared in any case
     key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
+    # {model_name} and {profile} are filled in from the record
+    baseline: str = "baselines/hil-{model_name}-{profile}.json"
 
     def __post_init__(self) -> None:
         # A NaN threshold makes every comparison false in one direction: refuse it instead of deciding on it.
         for name, value in asdict(self).items():
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"gate.{name}: {value!r} is not a finite number")
+                raise ValueError(f"{name}: {value!r} is not a finite number")
         unknown = [name for name in self.key_fields if name not in KEY_SCHEMA]
         if unknown:
-            raise ValueError(f"gate.key_fields: unknown field(s) {unknown}; known: {sorted(KEY_SCHEMA)}")
+            raise ValueError(f"key_fields: unknown field(s) {unknown}; known: {sorted(KEY_SCHEMA)}")
+        try:
+            self.baseline.format(model_name="m", profile="p")
+        except (KeyError, IndexError, ValueError) as error:  # a placeholder the path cannot be filled with
+            raise ValueError(
+                f"baseline: {self.baseline!r} is not a path pattern with only {{model_name}} and {{profile}} "
+                f"({type(error).__name__}: {error})"
+            ) from None
+
+    def thresholds(self) -> dict[str, Any]:
+        """What the verdict records as its thresholds (everything but where the baseline is)."""
+        values = asdict(self)
+        values.pop("baseline")
+        return values
+
+    def baseline_path(self, record: Path, model_name: str | None) -> Path:
+        """`baseline` filled in; the profile comes from the record's key ("unknown" when it has none)."""
+        try:
+            data = json.loads(Path(record).read_text())
+        except (OSError, ValueError, RecursionError):
+            data = None
+        key = data.get("key") if isinstance(data, dict) else None
+        profile = key.get("profile") if isinstance(key, dict) else None
+        # The profile becomes part of a path: only a plain name is used, anything else is "unknown".
+        if (
+            not isinstance(profile, str)
+            or not profile
+            or not all(ch.isalnum() or ch in "-_." for ch in profile)
+        ):
+            profile = "unknown"
+        if profile in (".", ".."):
+            profile = "unknown"
+        return Path(self.baseline.format(model_name=model_name or "model", profile=profile))
 
     def compared_fields(self) -> tuple[str, ...]:
         """The key fields compared: the required ones plus those gate.key_fields adds, in a stable order."""
@@ -132,7 +171,7 @@ def _present(path: Path | None, what: str, checks: list[Check]) -> Evidence | No
         ) from None
 
 
-def evaluate(record_path: Path | None, baseline_path: Path | None, thresholds: GateThresholds) -> Verdict:
+def evaluate(record_path: Path | None, baseline_path: Path | None, thresholds: GateParams) -> Verdict:
     checks: list[Check] = []
     record = _present(record_path, "record", checks)
     baseline = _present(baseline_path, "baseline", checks)
@@ -179,7 +218,7 @@ def mismatch_lines(checks: list[Check]) -> list[str]:
     ]
 
 
-def _comparisons(record: dict, baseline: dict, t: GateThresholds) -> list[Check]:
+def _comparisons(record: dict, baseline: dict, t: GateParams) -> list[Check]:
     # Both metric dicts passed the schema: every value compared here is a finite number in its physical range.
     specs = [
         # name, metric, compare(candidate, baseline) -> ok, limit text, shows the baseline
@@ -246,7 +285,7 @@ def _file_ref(evidence: Evidence | None, path: Path | None) -> dict[str, str | N
     return {"path": str(evidence.path), "sha256": evidence.sha256}
 
 
-def verdict_payload(verdict: Verdict, t: GateThresholds, evidence: dict | None = None) -> dict:
+def verdict_payload(verdict: Verdict, t: GateParams, evidence: dict | None = None) -> dict:
     """The verdict JSON: it names the model (sha256 of the int8 file judged) and the exact record and baseline
     bytes it judged, so that promote can check it belongs to the artifact it publishes."""
     record = verdict.record
@@ -264,13 +303,13 @@ def verdict_payload(verdict: Verdict, t: GateThresholds, evidence: dict | None =
         "baseline": _file_ref(verdict.baseline, verdict.baseline_path),
         "key": record.key if record else None,
         "evidence": evidence or {},
-        "thresholds": asdict(t),
+        "thresholds": t.thresholds(),
         "checks": [asdict(check) for check in verdict.checks],
     }  # fmt: skip
     return validate_verdict(payload, "gate verdict")
 
 
-def write_verdict(path: Path, verdict: Verdict, t: GateThresholds, evidence: dict | None = None) -> dict:
+def write_verdict(path: Path, verdict: Verdict, t: GateParams, evidence: dict | None = None) -> dict:
     payload = verdict_payload(verdict, t, evidence)
     write_json(path, payload)
     return payload
@@ -279,7 +318,7 @@ def write_verdict(path: Path, verdict: Verdict, t: GateThresholds, evidence: dic
 def accept(
     record_path: Path,
     baseline_path: Path,
-    key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS,
+    params: GateParams = GateParams(),
     replace: bool = False,
 ) -> dict:
     """Make the record the new baseline for its key (explicit approval; overwrites atomically).
@@ -295,8 +334,7 @@ def accept(
             old = load_record(baseline_path, "baseline")
         except RecordError as error:
             raise RecordError(f"{error}; give --replace to overwrite this baseline") from None
-        fields = GateThresholds(key_fields=tuple(key_fields)).compared_fields()
-        differing = mismatch_lines(key_checks(record.key, old.key, fields))
+        differing = mismatch_lines(key_checks(record.key, old.key, params.compared_fields()))
         if differing:
             raise RecordError(
                 f"{baseline_path}: the existing baseline has another key ({'; '.join(differing)}); "

@@ -14,7 +14,7 @@ import yaml
 
 from aed.features import FeatureConfig
 from aed.params import ParamsError, from_dict, load_section, read_params
-from components.patch import PatchParams
+from aed.patching import PatchParams
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("ingest", "validate", "patch", "train", "quantize", "evaluate", "convert", "export_firmware", "hil",

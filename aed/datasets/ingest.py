@@ -10,6 +10,7 @@ Two phases, so that DVC can pin the raw folder (data.dvc) the way `dvc import` w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,6 +18,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -27,6 +29,7 @@ from aed.datasets import fetch
 from aed.datasets.errors import DatasetError
 from aed.datasets.layouts import CATALOG_COLUMNS, build_catalog
 from aed.outputs import OutputSpec, check_not_overlapping, check_replaceable, replacing
+from aed.params import bounded
 from aed.records import atomic_write_text, sha256_file, write_json
 from aed.redact import redact
 from aed.tables import read_table
@@ -64,6 +67,46 @@ class SourceSpec:
             "options": self.options,
         }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
+
+
+@dataclass
+class FSD50KOptions:
+    """`ingest.fsd50k`: which FSD50K labels become classes (aed.datasets.fsd50k)."""
+
+    ontology: str | None = None  # AudioSet ontology.json (default: <source>/ontology.json)
+    classes: list[str] = field(default_factory=list)
+    use_unknown_class: bool = False
+    samples_per_other_class: int | None = bounded(2, 0)
+
+
+@dataclass
+class IngestParams:
+    """The `ingest` section: where the dataset comes from and how its layout is read."""
+
+    source: str = ESC50_URL  # http(s) archive, local folder or s3:// prefix
+    sha256: str | None = None  # of a downloaded archive
+    layout: Literal["esc50", "fsd50k", "csv"] = "esc50"
+    esc10_only: bool = True  # layout esc50
+    csv: str | None = None  # layout csv: the CSV's path inside the source
+    s3_endpoint_url: str | None = None
+    cache_dir: str = ".cache/aed"
+    fsd50k: FSD50KOptions = field(default_factory=FSD50KOptions)
+
+    def source_spec(self, mirror: Path | None = None) -> SourceSpec:
+        """What to fetch: a local mirror, when given, replaces the configured source (and its pinned hash); only
+        the options of the configured layout are kept, so the others do not change the raw folder's identity."""
+        source, sha256 = (str(mirror.resolve()), None) if mirror else (self.source, self.sha256)
+        options: dict = {}
+        if self.layout == "esc50":
+            options = {"esc10_only": self.esc10_only}
+        elif self.layout == "csv":
+            options = {"csv": self.csv}
+        elif self.layout == "fsd50k":
+            options = dataclasses.asdict(self.fsd50k)
+        return SourceSpec(source, sha256, self.layout, options, self.s3_endpoint_url)
 
 
 def stage_source(spec: SourceSpec, cache_dir: Path) -> Path:

@@ -10,31 +10,37 @@ import numpy as np
 
 from aed.audio import AudioError, load_audio, read_audio
 from aed.features import FeatureConfig, remove_silence
+from aed.params import bounded
 
 
 @dataclass(frozen=True)
 class AudioCheckConfig:
-    silent_peak_dbfs: float = -80.0
-    min_active_s: float = 0.1
-    features: FeatureConfig = FeatureConfig()
+    """The per-file limits (validate.silent_peak_dbfs, validate.min_active_s; aed.validation.validate.ValidateParams
+    is this class with the rest of the section)."""
+
+    silent_peak_dbfs: float = bounded(-80.0, None, 0.0)  # a file whose peak is at or below this is all-silent
+    min_active_s: float = bounded(0.1, 0.0)  # seconds of sound left after the reference silence removal
 
 
-def check_clip(path: Path, config: AudioCheckConfig = AudioCheckConfig()) -> list[str]:
-    """Reasons why the clip cannot be used (empty when it is fine). Never raises for a bad file."""
+def check_clip(
+    path: Path, config: AudioCheckConfig = AudioCheckConfig(), features: FeatureConfig = FeatureConfig()
+) -> list[str]:
+    """Reasons why the clip cannot be used (empty when it is fine), judged after decoding with the reference front
+    end `features`. Never raises for a bad file."""
     try:
-        signal = load_audio(path, config.features.sample_rate, config.features.max_duration_s)
+        signal = load_audio(path, features.sample_rate, features.max_duration_s)
     except AudioError as error:
         return [str(error)]
     peak = float(np.max(np.abs(signal))) if signal.size else 0.0
     peak_dbfs = 20.0 * np.log10(peak) if peak > 0 else -np.inf
     if peak > 1.0:  # resampling can overshoot a full-scale file a little: judge the file's own samples
-        over = _file_peak_dbfs(path, config.features.max_duration_s)
+        over = _file_peak_dbfs(path, features.max_duration_s)
         if over > 0.0:
             return [f"{path}: peak {over:+.1f} dBFS above full scale (float samples beyond [-1, 1])"]
     if peak_dbfs <= config.silent_peak_dbfs:
         return [f"{path}: silent (peak {peak_dbfs:.1f} dBFS <= {config.silent_peak_dbfs} dBFS)"]
-    active = remove_silence(signal, config.features.silence_top_db, config.features.silence_frame)
-    active_s = len(active) / config.features.sample_rate
+    active = remove_silence(signal, features.silence_top_db, features.silence_frame)
+    active_s = len(active) / features.sample_rate
     if active_s < config.min_active_s:
         return [f"{path}: only {active_s:.3f} s of sound after silence removal (< {config.min_active_s} s)"]
     return []

@@ -8,13 +8,45 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
+from aed.params import bounded
+from aed.patching import class_order
 from aed.validation.audio_checks import AudioCheckConfig, check_clip, path_problem
 from aed.validation.expectations import ROW_KEY, failing_rows, load_suite_definition, run_suites, summary
 
 UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
+
+
+@dataclass(frozen=True)
+class ValidateParams(AudioCheckConfig):
+    """The `validate` section: the dataset's expectations, the per-file limits (AudioCheckConfig) and the policy."""
+
+    # the classes the model learns; also its output order (aed.patching.class_order)
+    classes: list[str] = field(default_factory=list)
+    fold_min: int = bounded(0, 0)
+    fold_max: int = bounded(5, 0)
+    duration_min_s: float = bounded(0.1, 0.0)
+    duration_max_s: float = bounded(60.0, 0.0)
+    sample_rate_min: int = bounded(8000, 1)
+    sample_rate_max: int = bounded(48000, 1)
+    max_channels: int = bounded(2, 1)
+    min_share: float = bounded(0.0, 0.0, 1.0)
+    max_share: float = bounded(1.0, 0.0, 1.0)
+    min_clips_per_class: int = bounded(1, 0)
+    on_bad_file: Literal["quarantine", "fail"] = "quarantine"
+    jobs: int = bounded(2, 1)
+
+    def __post_init__(self) -> None:
+        class_order((), self.classes)  # refuses a class listed twice, before any step reads the list
+
+    def expectation_parameters(self) -> dict:
+        """The values the GX suites are filled with."""
+        names = ("fold_min", "fold_max", "duration_min_s", "duration_max_s", "sample_rate_min", "sample_rate_max",
+                 "max_channels", "min_share", "max_share", "min_clips_per_class")  # fmt: skip
+        return {"classes": class_order((), self.classes), **{name: getattr(self, name) for name in names}}
 
 
 @dataclass

@@ -10,12 +10,13 @@ from aed.footprint import TARGETS, estimate
 from aed.records import write_json
 
 
-def run(model: Path, target: str, out: Path | None = None, allow_float: bool = False) -> dict:
-    if out is not None and Path(out).is_dir():  # refused before the work, not after it
-        raise IsADirectoryError(f"--out {out}: is a directory; give a file path for the JSON result")
+def run(model: Path, target: str, record_path: Path | None = None, allow_float: bool = False) -> dict:
+    """The estimate of `model` on `target` (no params section: the figures depend on the model and target only)."""
+    if record_path is not None and Path(record_path).is_dir():  # refused before the work, not after it
+        raise IsADirectoryError(f"--out {record_path}: is a directory; give a file path for the JSON result")
     result = estimate(model, target, allow_float=allow_float)
-    if out is not None:
-        write_json(out, result)
+    if record_path is not None:
+        write_json(record_path, result)
     return result
 
 

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from aed import firmware
 from aed.features import FeatureConfig
+from aed.firmware import ExportFirmwareParams
 from aed.outputs import OutputSpec, check_output, replacing
-from aed.params import bounded, load_section, read_params
+from aed.params import load_section
+from aed.patching import PatchParams, class_order
 from aed.records import sha256_file, write_record
+from aed.validation.validate import ValidateParams
 from components.common import add_params_option
-
-
-@dataclass
-class ExportFirmwareParams:
-    ood_threshold: float = bounded(0.0, 0.0, 1.0)  # max softmax at or below this -> "unknown"
-    golden_seed: int = bounded(0, 0)  # seed of the synthetic golden clip (when no --clip is given)
 
 
 def run(
@@ -35,6 +31,7 @@ def run(
     check_output(out_dir, OutputSpec("export_firmware"), {"model": model, "golden clip": clip})
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
+    class_names = class_order((), class_names)  # the order the patch store and the model have
     if not class_names:
         raise ValueError("export-firmware: no class names (validate.classes in params.yaml)")
     tables = firmware.mel_tables(config)
@@ -114,11 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from components.patch import PatchParams
-
     params = load_section(args.params, "export_firmware", ExportFirmwareParams)
     config = load_section(args.params, "patch", PatchParams).feature_config()
-    classes = list(read_params(args.params).get("validate", {}).get("classes") or [])
+    classes = load_section(args.params, "validate", ValidateParams).classes
     figures = run(params, config, classes, args.model, args.out, args.record, args.clip)
     print(f"export-firmware: {len(figures['files'])} files in {args.out}, input scale {figures['input_scale']:.8f} "
           f"zero point {figures['input_zero_point']}")  # fmt: skip

@@ -24,7 +24,7 @@ def export_firmware(
     from components.taskio import class_names, feature_config, log_scalars, step_args
 
     result = step.run(
-        config=feature_config(params), class_names=class_names(params) or [],
+        config=feature_config(params), class_names=class_names(params),
         model=deployable_model(Path(quantized.path)), out_dir=Path(tables.path), record_path=Path(metrics.path),
         **step_args(params, step),
     )  # fmt: skip

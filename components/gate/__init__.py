@@ -8,45 +8,19 @@ exits 2 with one line naming the file and field, and leaves no verdict behind.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from aed.params import bounded, load_section
+from aed.params import load_section
 from components.common import add_params_option
-from hil_runner.gate import DEFAULT_KEY_FIELDS, GateThresholds
+from hil_runner.gate import GateParams
 
 SECTION = "gate"
-
-
-@dataclass
-class GateParams:
-    allow_virtual: bool = True  # embedded default; a release sets false (board evidence only)
-    max_accuracy_drop: float = bounded(0.02, 0.0, 1.0)
-    min_top1_agreement: float = bounded(0.99, 0.0, 1.0)
-    min_cosine: float = bounded(0.999, -1.0, 1.0)
-    max_l2r: float = bounded(0.01, 0.0)
-    max_latency_increase: float = bounded(0.03, 0.0)
-    max_ram_increase_bytes: int = bounded(0, 0)
-    max_flash_increase_bytes: int = bounded(0, 0)
-    check_budgets: bool = True
-    # compared between record and baseline; hil_runner.gate.REQUIRED_KEY_FIELDS are compared in any case
-    key_fields: list[str] = field(default_factory=lambda: list(DEFAULT_KEY_FIELDS))
-    # {model_name} and {profile} are filled in from the record
-    baseline: str = "baselines/hil-{model_name}-{profile}.json"
-
-    def validate(self) -> None:
-        """Checked before any pipeline task starts (pipelines.glue.validate_params): NaN thresholds, key fields."""
-        self.thresholds()
-
-    def thresholds(self) -> GateThresholds:
-        values = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "key_fields")}
-        return GateThresholds(**values, key_fields=tuple(self.key_fields))
 
 
 def run(
     params: GateParams,
     hil_record: Path,
-    out_path: Path | None,
+    record_path: Path | None,
     baseline: Path | None = None,
     model_name: str | None = None,
     table_path: Path | None = None,
@@ -61,17 +35,16 @@ def run(
     from hil_runner.gate import evaluate, mismatch_lines, render_table, write_verdict
 
     # An earlier run's verdict must not survive this one: if anything below fails, there is no verdict at all.
-    for stale in (out_path, table_path):
+    for stale in (record_path, table_path):
         discard(stale)
-    baseline = Path(baseline) if baseline else baseline_path(params, hil_record, model_name)
-    thresholds = params.thresholds()
-    verdict = evaluate(hil_record, baseline, thresholds)
+    baseline = Path(baseline) if baseline else params.baseline_path(hil_record, model_name)
+    verdict = evaluate(hil_record, baseline, params)
     table = render_table(verdict)
-    if out_path is not None:
+    if record_path is not None:
         evidence = {name: {"path": str(path), "sha256": sha256_file(path)}
                     for name, path in (("evaluate", evaluate_record), ("convert", convert_record))
                     if path is not None and Path(path).is_file()}  # fmt: skip
-        write_verdict(out_path, verdict, thresholds, evidence)
+        write_verdict(record_path, verdict, params, evidence)
     if table_path is not None:
         atomic_write_text(table_path, "```\n" + table + "\n```\n")
     return {"passed": verdict.exit_code == 0, "verdict": verdict.verdict, "exit_code": verdict.exit_code,
@@ -86,24 +59,6 @@ def discard(path: Path | None) -> None:
     if path.is_dir():
         raise ValueError(f"{path}: is a directory, expected a file path to write")
     path.unlink(missing_ok=True)
-
-
-def baseline_path(params: GateParams, record: Path, model_name: str | None) -> Path:
-    """gate.baseline filled in; the profile comes from the record's key ("unknown" when it has none)."""
-    import json
-
-    try:
-        data = json.loads(Path(record).read_text())
-    except (OSError, ValueError, RecursionError):
-        data = None
-    key = data.get("key") if isinstance(data, dict) else None
-    profile = key.get("profile") if isinstance(key, dict) else None
-    # The profile becomes part of a path: only a plain name is used, anything else is "unknown".
-    if not isinstance(profile, str) or not profile or not all(ch.isalnum() or ch in "-_." for ch in profile):
-        profile = "unknown"
-    if profile in (".", ".."):
-        profile = "unknown"
-    return Path(params.baseline.format(model_name=model_name or "model", profile=profile))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -127,15 +82,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    params = load_section(args.params, "gate", GateParams)
-    thresholds = params.thresholds()  # refuses NaN thresholds and unknown key fields before any work
-    baseline = args.baseline or baseline_path(params, args.record, args.model_name)
+    params = load_section(args.params, "gate", GateParams)  # refuses NaN thresholds, unknown key fields
+    baseline = args.baseline or params.baseline_path(args.record, args.model_name)
     if args.replace and not args.accept:
         raise ValueError("--replace only applies with --accept")
     if args.accept:
         from hil_runner.gate import accept
 
-        accepted = accept(args.record, baseline, thresholds.key_fields, replace=args.replace)
+        accepted = accept(args.record, baseline, params, replace=args.replace)
         print(f"gate: accepted {args.record} as the baseline {baseline} (profile {accepted['key']['profile']}, "
               f"{len(accepted['key']['class_names'])} classes, {accepted['key']['eval_patches']} patches)")  # fmt: skip
         return 0

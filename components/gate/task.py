@@ -25,7 +25,7 @@ def gate(
     from components.taskio import step_args
 
     result = step.run(
-        hil_record=Path(board.path), out_path=Path(verdict.path), model_name=model_name,
+        hil_record=Path(board.path), record_path=Path(verdict.path), model_name=model_name,
         table_path=Path(table.path), evaluate_record=Path(evaluation.path), convert_record=Path(footprint.path),
         **step_args(params, step),
     )  # fmt: skip

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aed.params import load_section
+from aed.patching import PatchParams
 from components.common import add_params_option
-from components.patch import PatchParams
 from hil_runner.boards.profiles import PROFILES
 from hil_runner.job import Farm, HilParams, JobConfig, load_eval_set, run_job
 

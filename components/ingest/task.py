@@ -17,7 +17,7 @@ def ingest(params: str, raw: Output[Dataset], manifest: Output[Dataset], metrics
     from components.taskio import log_scalars, step_args
 
     result = step.run(
-        raw_dir=Path(raw.path), manifest_path=Path(manifest.path), metrics_path=Path(metrics.path),
+        raw_dir=Path(raw.path), manifest_path=Path(manifest.path), record_path=Path(metrics.path),
         **step_args(params, step),
     )  # fmt: skip
     log_scalars(metrics, result)

@@ -25,6 +25,6 @@ def patch(
     # As `aed patch` does: the validated class list fixes the model's output order.
     result = step.run(
         manifest_path=Path(validated.path), raw_dir=Path(raw.path), patches_dir=Path(patches.path),
-        metrics_path=Path(metrics.path), class_names=class_names(params), **step_args(params, step),
+        record_path=Path(metrics.path), class_names=class_names(params), **step_args(params, step),
     )  # fmt: skip
     log_scalars(metrics, result)

@@ -10,19 +10,19 @@ that says so, so `dvc repro` and a KFP run report the same outcome.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aed.params import bounded, load_section
+from aed.params import load_section
 from aed.record_schema import read_json, validate_hil_record, validate_verdict
 from aed.records import sha256_file, write_record
-from aed.registry import S3Settings, check_name, open_store, publish
+from aed.registry import PromoteParams, check_name, open_store, publish
 
 SECTION = "promote"
 MODEL_ARTIFACT = "model"  # the artifact whose sha256 must be the one the verdict judged
@@ -33,14 +33,6 @@ log = logging.getLogger(__name__)
 
 class PromotionError(ValueError):
     """A verdict that does not entitle these artifacts to be published."""
-
-
-@dataclass
-class PromoteParams:
-    registry: str = "work/registry"  # a directory, or s3://bucket/prefix
-    endpoint_url: str | None = None  # S3-compatible endpoint (MinIO, moto); env AED_S3_ENDPOINT_URL overrides
-    region: str = "us-east-1"
-    timeout_s: float = bounded(30.0, 1.0, 600.0)
 
 
 def load_verdict(gate_record: Path) -> dict[str, Any]:
@@ -95,17 +87,17 @@ def run(
     model: str,
     artifacts: dict[str, Path],
     gate_record: Path,
-    out: Path,
+    record_path: Path,
     hil_record: Path | None = None,
 ) -> dict[str, Any]:
     """Publish `artifacts` (name -> file or directory) as a new version of `model` if the gate passed for them.
 
     hil_record: the HIL record the verdict judged (default: the `hil` artifact, else the path the verdict names).
     """
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"{out}: is a directory, expected the promotion record's file path")
-    out.unlink(missing_ok=True)  # an earlier run's "promoted" record must not outlive a refusal
+    record_path = Path(record_path)
+    if record_path.is_dir():
+        raise ValueError(f"{record_path}: is a directory, expected the promotion record's file path")
+    record_path.unlink(missing_ok=True)  # an earlier run's "promoted" record must not outlive a refusal
     check_name(model, "model name")
     for name in artifacts:
         check_name(name, "artifact name")
@@ -120,15 +112,11 @@ def run(
             "%s not promoted: gate %s (%s)", model, verdict["verdict"], "; ".join(reasons) or "no reasons"
         )
         figures.update(promoted=False, reasons=reasons)
-        write_record(out, "promotion", figures, inputs={"gate": gate_record})
+        write_record(record_path, "promotion", figures, inputs={"gate": gate_record})
         return {"promoted": False, "verdict": verdict["verdict"], "reasons": reasons}
     check_judged(verdict, Path(gate_record), artifacts, hil_record)
-    settings = S3Settings(
-        endpoint_url=os.environ.get("AED_S3_ENDPOINT_URL") or params.endpoint_url,
-        region=params.region,
-        timeout_s=params.timeout_s,
-    )
-    store = open_store(params.registry, settings)
+    endpoint_url = os.environ.get("AED_S3_ENDPOINT_URL") or params.endpoint_url
+    store = open_store(params.registry, dataclasses.replace(params, endpoint_url=endpoint_url))
     published = publish(
         store,
         model,
@@ -143,7 +131,7 @@ def run(
     log.info("promoted %s version %s to %s", model, published.version, published.manifest_uri)
     figures.update(promoted=True, version=published.version, manifest=published.manifest_uri)
     figures["files"] = published.files
-    write_record(out, "promotion", figures, inputs={"gate": gate_record, **artifacts})
+    write_record(record_path, "promotion", figures, inputs={"gate": gate_record, **artifacts})
     return {"promoted": True, "version": published.version, "files": len(published.files)}
 
 

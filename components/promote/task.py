@@ -47,6 +47,6 @@ def promote(
         ):  # convert's stedgeai C code; empty when only the estimator ran
             artifacts["generated"] = Path(generated.path)
         step.run(
-            model=model_name, artifacts=artifacts, gate_record=gate_record, out=Path(promotion.path),
+            model=model_name, artifacts=artifacts, gate_record=gate_record, record_path=Path(promotion.path),
             hil_record=Path(board.path), **step_args(params, step),
         )  # fmt: skip

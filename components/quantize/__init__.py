@@ -13,45 +13,20 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from aed.artifacts import INT8_MODEL_FILE
 from aed.models.runners import load_keras
 from aed.outputs import OutputSpec, replacing
-from aed.params import bounded, load_section
+from aed.params import load_section
 from aed.patchstore import PatchStore, load_patch_store
-from aed.quantize import QuantizationError, to_int8_tflite, to_qdq_onnx
+from aed.quantize import QuantizationError, QuantizeParams, to_int8_tflite, to_qdq_onnx
 from aed.records import write_record
 from components.common import add_params_option
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class QuantizeParams:
-    calibration_size: int = bounded(200, 0, 100_000)  # patches; the reference uses about 190
-    seed: int = 120
-    output_type: Literal["float32", "int8"] = "float32"  # TFLite output (the reference leaves it float32)
-    per_channel: bool = True
-    opset: int = bounded(17, 13, 21)
-    # ONNX QDQ: the reference averages per-sample min/max (CalibMovingAverage); that clipped the input range to
-    # about half and lowered float/int8 agreement on validation clips from 99.4 % to 96.3 % (docs/models.md).
-    calib_moving_average: bool = False
-    formats: dict[str, str] = field(
-        default_factory=lambda: {"yamnet_256": "tflite", "yamnet_1024": "onnx_qdq"}
-    )
-
-    def format_for(self, model_name: str) -> str:
-        fmt = self.formats.get(model_name)
-        if fmt not in INT8_MODEL_FILE:
-            raise QuantizationError(
-                f"quantize.formats.{model_name}: expected one of {list(INT8_MODEL_FILE)}, got {fmt!r}"
-            )
-        return fmt
 
 
 def calibration_patches(store, clip_ids: list[str], size: int, seed: int) -> np.ndarray:
@@ -65,7 +40,7 @@ def calibration_patches(store, clip_ids: list[str], size: int, seed: int) -> np.
     return store.patches(rows.iloc[chosen])
 
 
-def run(patches_dir: Path, model_dir: Path, out_dir: Path, params: QuantizeParams, model_name: str) -> dict:
+def run(params: QuantizeParams, model_name: str, patches_dir: Path, model_dir: Path, out_dir: Path) -> dict:
     fmt = params.format_for(model_name)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     splits_path = model_dir / "splits.json"
@@ -137,7 +112,7 @@ def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "quantize", QuantizeParams)
     root = Path("models") / args.model
     metrics = run(
-        args.patches, args.model_dir or root / "float", args.out or root / "int8", params, args.model
+        params, args.model, args.patches, args.model_dir or root / "float", args.out or root / "int8"
     )
     sizes = {name: info["size_bytes"] for name, info in metrics["splits"].items()}
     print(f"quantize {args.model} ({metrics['format']}): {metrics['seconds']} s; bytes per split: {sizes}")

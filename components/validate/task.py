@@ -30,7 +30,7 @@ def validate(
     try:
         result = step.run(
             manifest_path=Path(manifest.path), raw_dir=Path(raw.path), validated_path=Path(validated.path),
-            report_path=record, docs_dir=Path(data_docs.path), **step_args(params, step),
+            record_path=record, docs_dir=Path(data_docs.path), **step_args(params, step),
         )  # fmt: skip
     finally:
         # The report matters most when validation fails: write it whenever the step got that far.

@@ -10,8 +10,9 @@ import pytest
 from aed.datasets.errors import DatasetError
 from aed.datasets.fetch import download, extract_zip
 from aed.datasets.fsd50k import unsmear
+from aed.datasets.ingest import FSD50KOptions, IngestParams
 from aed.records import sha256_file
-from components.ingest import FSD50KOptions, IngestParams, run
+from components.ingest import run
 from tests.conftest import loopback_http, tone, write_audio
 
 

@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from aed.datasets.ingest import IngestParams
+from aed.firmware import ExportFirmwareParams
 from aed.outputs import (
     MARKER,
     OutputError,
@@ -27,13 +29,13 @@ from aed.outputs import (
     publishing,
     replacing,
 )
+from aed.patching import PatchParams
 from aed.patchstore import PatchStoreError, load_patch_store, write_patch_store
+from aed.quantize import QuantizeParams
+from aed.validation.validate import ValidateParams
 from components.cli import main as aed
-from components.ingest import IngestParams
 from components.ingest import run as ingest
-from components.patch import PatchParams
 from components.patch import run as patch
-from components.validate import ValidateParams
 from components.validate import run as validate
 from tests.conftest import REPO, default_sigint, tone, write_audio
 
@@ -371,8 +373,10 @@ def test_two_concurrent_writers_one_is_refused_and_the_store_is_the_other_one(tm
     assert f"another process (pid {first.pid}) is writing it" in second_err
     assert len(second_err.strip().splitlines()) == 1, second_err
     store = load_patch_store(out)
+    # The identity a store has always had: every patch key but jobs, and silence_frame only off its default.
     identity = {**vars(PatchParams(jobs=1, shard_size=1)), "class_names": ["a", "b"]}
     identity.pop("jobs")
+    identity.pop("silence_frame")
     assert store.params_sha256 == params_sha256(identity)
     assert len(store.index) == 1000 * 3 and set(store.index["clip_id"]) == {f"c{n:05d}" for n in range(1000)}
 
@@ -482,7 +486,6 @@ def five_fold_store(root: Path) -> Path:
 def run_step(step: str, out: Path, tmp_path: Path) -> None:
     """Each step with valid inputs up to its output folder (the refusal comes before any model is read)."""
     from components import convert, export_firmware, quantize, train
-    from components.export_firmware import ExportFirmwareParams
 
     store = five_fold_store(tmp_path / "patches")
     model = tmp_path / "model.tflite"
@@ -494,7 +497,7 @@ def run_step(step: str, out: Path, tmp_path: Path) -> None:
     elif step == "quantize":
         (tmp_path / "float").mkdir()
         (tmp_path / "float" / "splits.json").write_text(json.dumps({"splits": {}}))
-        quantize.run(store, tmp_path / "float", out, quantize.QuantizeParams(), "yamnet_256")
+        quantize.run(QuantizeParams(), "yamnet_256", store, tmp_path / "float", out)
     elif step == "convert":
         convert.run(convert.ConvertParams(use_stedgeai="never"), model, "stm32u5", out, None)
     else:

@@ -4,8 +4,8 @@ from typing import Literal
 import pytest
 
 from aed.params import ParamsError, bounded, from_dict, load_section
-from components.patch import PatchParams
-from components.validate import ValidateParams
+from aed.patching import PatchParams
+from aed.validation.validate import ValidateParams
 
 
 @dataclass

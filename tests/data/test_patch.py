@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aed.patching import clip_patches
+from aed.features import FeatureConfig
+from aed.patching import PatchParams, clip_patches
 from aed.patchstore import PatchStoreError, load_patch_store
-from components.patch import PatchParams, run
+from components.patch import run
 from tests.conftest import tone, write_audio
 
 
@@ -58,3 +59,33 @@ def test_class_order_can_be_fixed_by_params(tmp_path):
 def test_loading_something_that_is_not_a_patch_store(tmp_path):
     with pytest.raises(PatchStoreError, match=r"index\.csv: missing"):
         load_patch_store(tmp_path)
+
+
+def test_a_class_listed_twice_is_refused_before_any_clip_is_read(tmp_path):
+    manifest = small_manifest(tmp_path)
+    with pytest.raises(ValueError, match=r"classes: \['a'\] listed more than once"):
+        run(
+            PatchParams(jobs=1), manifest, tmp_path / "raw", tmp_path / "p", None, class_names=["a", "b", "a"]
+        )
+    assert not (tmp_path / "p").exists()
+
+
+def test_the_front_end_limits_apply_to_the_patch_section(tmp_path):
+    from aed.params import ParamsError, from_dict
+
+    # Ranges declared once on FeatureConfig, checked for the patch section and for the front end alone.
+    for cls in (PatchParams, FeatureConfig):
+        with pytest.raises(ParamsError, match=r"^patch\.n_mels: 4 is out of range \[8, inf\]$"):
+            from_dict(cls, {"n_mels": 4}, "patch")
+    with pytest.raises(ParamsError, match=r"^patch\.jobs: -1 is out of range"):
+        from_dict(PatchParams, {"jobs": -1}, "patch")
+    assert from_dict(PatchParams, {"silence_frame": 1600}, "patch").feature_config() == FeatureConfig(
+        silence_frame=1600
+    )
+
+
+def test_the_store_identity_changes_with_silence_frame_only_off_its_default(tmp_path):
+    default = PatchParams().store_identity(["a"])
+    assert "silence_frame" not in default and "jobs" not in default  # a store made before keeps its hash
+    assert PatchParams(silence_frame=1600).store_identity(["a"]) == {**default, "silence_frame": 1600}
+    assert PatchParams(jobs=3).store_identity(["a"]) == default

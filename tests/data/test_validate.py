@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from aed.datasets.errors import DatasetError
-from components.ingest import IngestParams
+from aed.datasets.ingest import IngestParams
+from aed.validation.validate import ValidateParams
 from components.ingest import run as ingest
-from components.validate import ValidateParams, run
+from components.validate import run
 from tests.conftest import tone, write_audio
 
 CLASSES = ["bark", "horn"]

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aed.datasets.ingest import IngestParams
 from aed.validation.audio_checks import AudioCheckConfig, check_clip, path_problem
-from components.ingest import IngestParams
+from aed.validation.validate import ValidateParams
 from components.ingest import run as ingest
-from components.validate import ValidateParams, run
+from components.validate import run
 from tests.conftest import tone, write_audio
 
 

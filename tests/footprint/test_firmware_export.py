@@ -10,7 +10,8 @@ import pytest
 
 from aed import firmware
 from aed.features import FeatureConfig, log_mel
-from components.export_firmware import ExportFirmwareParams, run
+from aed.firmware import ExportFirmwareParams
+from components.export_firmware import run
 
 CLASSES = ["chainsaw", "clock_tick", "crackling_fire", "crying_baby", "dog",
            "helicopter", "rain", "rooster", "sea_waves", "sneezing"]  # fmt: skip
@@ -104,3 +105,22 @@ def test_bad_settings_and_model(yamnet256_int8: Path, tmp_path: Path) -> None:
         firmware.mel_tables(FeatureConfig(n_fft=500))
     with pytest.raises(ValueError, match="10 outputs but 3 class names"):
         run(ExportFirmwareParams(), FeatureConfig(), CLASSES[:3], yamnet256_int8, tmp_path / "o", None)
+
+
+def test_class_order_is_the_patch_stores(yamnet256_int8: Path, tmp_path: Path) -> None:
+    """validate.classes in any order: the header lists them as the patch store and the model do (sorted)."""
+    figures = run(
+        ExportFirmwareParams(), FeatureConfig(), CLASSES[::-1], yamnet256_int8, tmp_path / "o", None
+    )
+    header = (tmp_path / "o" / "ai_model_config.h").read_text()
+    listed = re.search(r"CLASS_LIST\s+\{(.*)\}", header).group(1)
+    assert re.findall(r'"(\w+)"', listed) == CLASSES == figures["classes"]
+    with pytest.raises(ValueError, match=r"classes: \['dog'\] listed more than once"):
+        run(
+            ExportFirmwareParams(),
+            FeatureConfig(),
+            [*CLASSES[:9], "dog"],
+            yamnet256_int8,
+            tmp_path / "p",
+            None,
+        )

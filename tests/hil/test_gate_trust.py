@@ -17,9 +17,8 @@ import pytest
 
 from aed.record_schema import RecordError, record_is_virtual, validate_hil_record
 from components.cli import main as aed_main
-from components.gate import GateParams
 from components.gate import run as gate_run
-from hil_runner.gate import REQUIRED_KEY_FIELDS, GateThresholds, evaluate
+from hil_runner.gate import REQUIRED_KEY_FIELDS, GateParams, evaluate
 from tests.gate_records import as_board, set_key, set_metric, synthetic_record, write
 
 
@@ -153,7 +152,7 @@ def test_malformed_evidence_is_refused_with_one_line(tmp_path, capsys, role, cas
     bad_path = write(tmp_path / f"bad-{role}.json", json.dumps(bad))  # json.dumps writes NaN / Infinity
     record, baseline = (bad_path, good) if role == "record" else (good, bad_path)
     with pytest.raises(RecordError) as raised:
-        evaluate(record, baseline, GateThresholds())
+        evaluate(record, baseline, GateParams())
     assert str(raised.value).startswith(f"{bad_path}: ") and message in str(raised.value)
     stale = write(tmp_path / "verdict.json", {"verdict": "pass", "promotable": True})
     line = _one_line_error(capsys, aed_main(_gate_cli(tmp_path, record, baseline)))
@@ -194,13 +193,13 @@ def test_a_directory_as_the_record_is_refused(tmp_path, capsys) -> None:
 def test_the_synthetic_record_itself_passes(tmp_path) -> None:
     """The corpus above changes one thing each: the unchanged record must pass, or the corpus proves nothing."""
     path = write(tmp_path / "r.json", synthetic_record())
-    assert evaluate(path, path, GateThresholds()).verdict == "pass"
+    assert evaluate(path, path, GateParams()).verdict == "pass"
 
 
 def test_one_function_decides_what_is_virtual(tmp_path) -> None:
     virtual, board = synthetic_record(), as_board(synthetic_record())
     assert record_is_virtual(virtual, "v") is True and record_is_virtual(board, "b") is False
-    strict = GateThresholds(allow_virtual=False)
+    strict = GateParams(allow_virtual=False)
     board_path = write(tmp_path / "board.json", board)
     assert evaluate(board_path, board_path, strict).verdict == "pass"
     virtual_path = write(tmp_path / "virtual.json", virtual)
@@ -239,7 +238,7 @@ def test_a_key_mismatch_names_each_differing_field(tmp_path, capsys, field, valu
     baseline = write(tmp_path / "baseline.json", synthetic_record())
     candidate = set_key(synthetic_record(), field, value)
     record = write(tmp_path / "record.json", candidate)
-    verdict = evaluate(record, baseline, GateThresholds())
+    verdict = evaluate(record, baseline, GateParams())
     assert verdict.exit_code == 2 and not any(c.name == "clip accuracy" for c in verdict.checks)
     assert [c.name for c in verdict.key_mismatches()] == [f"key {field}"]
     code = aed_main(_gate_cli(tmp_path, record, baseline))
@@ -276,7 +275,7 @@ def test_source_mismatch_and_several_fields_give_one_line_each(tmp_path, capsys)
 def test_required_key_fields_are_compared_even_if_params_drop_them(tmp_path) -> None:
     baseline = write(tmp_path / "baseline.json", synthetic_record())
     record = write(tmp_path / "record.json", set_key(synthetic_record(), "dataset_sha256", "4" * 64))
-    thresholds = GateThresholds(key_fields=("profile",))
+    thresholds = GateParams(key_fields=("profile",))
     assert set(REQUIRED_KEY_FIELDS) <= set(thresholds.compared_fields())
     assert evaluate(record, baseline, thresholds).exit_code == 2
 
@@ -288,7 +287,7 @@ def test_a_baseline_of_the_old_key_is_refused_naming_the_missing_field(tmp_path)
         del old["key"][name]
     baseline = write(tmp_path / "old-baseline.json", old)
     with pytest.raises(RecordError, match=r"old-baseline.json: key.class_names: missing"):
-        evaluate(write(tmp_path / "record.json", synthetic_record()), baseline, GateThresholds())
+        evaluate(write(tmp_path / "record.json", synthetic_record()), baseline, GateParams())
 
 
 def test_accept_refuses_a_baseline_of_another_key_unless_replace(tmp_path, capsys) -> None:
@@ -397,3 +396,17 @@ def test_output_paths_that_are_folders_are_refused_with_one_line(tmp_path, capsy
     args = ["hil", "run", "--params", str(params), "--model", str(record), "--patches", str(tmp_path),
             "--out", str(tmp_path / "folder")]  # fmt: skip
     assert "folder: is a directory" in _one_line_error(capsys, aed_main(args))
+
+
+@pytest.mark.parametrize(
+    "pattern", ["baselines/{colour}.json", "baselines/{0}.json", "baselines/{model_name.json"]
+)
+def test_a_baseline_pattern_it_cannot_fill_is_refused_at_load(pattern: str, tmp_path) -> None:
+    from aed.params import ParamsError, load_section
+
+    path = tmp_path / "params.yaml"
+    path.write_text(f"gate:\n  baseline: '{pattern}'\n")
+    with pytest.raises(
+        ParamsError, match=r"params\.yaml: gate\.baseline: .* only \{model_name\} and \{profile\}"
+    ):
+        load_section(path, "gate", GateParams)

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from aed.record_schema import RecordError
-from components.gate import GateParams, baseline_path
 from components.gate import run as gate_run
 from hil_runner.boards.inventory import Board
 from hil_runner.boards.profiles import get_profile
 from hil_runner.farm.local import LocalFarm
-from hil_runner.gate import GateThresholds, accept, evaluate
+from hil_runner.gate import GateParams, accept, evaluate
 from hil_runner.job import JobConfig, load_eval_set, run_job
 from hil_runner.protocol.host import Timeouts
 from hil_runner.vboard.server import VirtualBoard
@@ -43,7 +42,7 @@ def _write(path: Path, data: dict) -> Path:
 
 def _verdict(tmp_path: Path, candidate: dict, baseline: dict | None, **thresholds):
     base = _write(tmp_path / "baseline.json", baseline) if baseline is not None else tmp_path / "missing.json"
-    return evaluate(_write(tmp_path / "record.json", candidate), base, GateThresholds(**thresholds))
+    return evaluate(_write(tmp_path / "record.json", candidate), base, GateParams(**thresholds))
 
 
 def test_same_record_passes(record, tmp_path) -> None:
@@ -118,7 +117,7 @@ def test_fails_closed(record, tmp_path) -> None:
     assert verdict.exit_code == 2 and "not board evidence" in verdict.checks[0].detail
 
     assert _verdict(tmp_path, record, None).exit_code == 2
-    assert evaluate(tmp_path / "nope.json", None, GateThresholds()).exit_code == 2
+    assert evaluate(tmp_path / "nope.json", None, GateParams()).exit_code == 2
     not_hil = {**record, "kind": "evaluate"}
     with pytest.raises(RecordError, match=r"kind: expected one of \['hil'\]"):
         _verdict(tmp_path, not_hil, record)
@@ -133,11 +132,11 @@ def test_regression_and_undecidable_together_is_a_regression(record, tmp_path) -
 def test_component_writes_verdict_and_table(record, tmp_path) -> None:
     hil_record = _write(tmp_path / "hil.json", record)
     params = GateParams(baseline=str(tmp_path / "baselines" / "hil-{model_name}-{profile}.json"))
-    assert baseline_path(params, hil_record, "yamnet_256").name == "hil-yamnet_256-b-u585i-iot02a.json"
+    assert params.baseline_path(hil_record, "yamnet_256").name == "hil-yamnet_256-b-u585i-iot02a.json"
     result = gate_run(params, hil_record, tmp_path / "verdict.json", model_name="yamnet_256",
                       table_path=tmp_path / "table.md")  # fmt: skip
     assert result["exit_code"] == 2 and not result["passed"]  # no baseline yet: fail closed
-    accept(hil_record, baseline_path(params, hil_record, "yamnet_256"))
+    accept(hil_record, params.baseline_path(hil_record, "yamnet_256"))
     result = gate_run(params, hil_record, tmp_path / "verdict.json", model_name="yamnet_256",
                       table_path=tmp_path / "table.md")  # fmt: skip
     assert result["passed"] and result["verdict"] == "pass"

@@ -13,6 +13,7 @@ import components.evaluate as evaluate
 import components.quantize as quantize
 import components.train as train
 from aed.models.runners import ModelFileError, load_keras, predict_onnx, predict_tflite
+from aed.quantize import QuantizeParams
 from aed.training import TrainParams
 
 
@@ -40,7 +41,7 @@ def test_train_quantize_evaluate(yamnet_dir: Path, tiny_store: Path, tmp_path: P
     assert not any(clip.startswith("2-") for clip in fold["train"] + fold["val"])
 
     q = quantize.run(
-        tiny_store, root / "float", root / "int8", quantize.QuantizeParams(calibration_size=16), model_name
+        QuantizeParams(calibration_size=16), model_name, tiny_store, root / "float", root / "int8"
     )
     assert q["splits"]["fold-2"]["n_calibration"] == 16
     assert q["splits"]["fold-2"]["input_scale"] > 0

@@ -13,9 +13,9 @@ from botocore.config import Config
 
 import components.promote as promote
 from aed.records import sha256_file
-from aed.registry import RegistryError, S3Settings, latest, open_store, parse_s3_uri, publish
-from components.gate import GateParams
+from aed.registry import PromoteParams, RegistryError, S3Settings, latest, open_store, parse_s3_uri, publish
 from components.gate import run as gate_run
+from hil_runner.gate import GateParams
 from pipelines.cli import main as aed_main
 from tests.gate_records import set_metric, synthetic_record, write
 
@@ -83,7 +83,7 @@ def test_parse_s3_uri_and_bad_locations() -> None:
 def test_promote_to_s3_copies_model_and_records(s3_env: str, tmp_path: Path) -> None:
     _s3(s3_env).create_bucket(Bucket="models")
     artifacts = _model_files(tmp_path / "in")
-    params = promote.PromoteParams(registry="s3://models/aed", endpoint_url=s3_env)
+    params = PromoteParams(registry="s3://models/aed", endpoint_url=s3_env)
     result = promote.run(
         params, "yamnet_256", artifacts, _gate(tmp_path / "gate.json", True), tmp_path / "p.json"
     )
@@ -138,7 +138,7 @@ def test_unreachable_s3_endpoint_is_a_clear_error(tmp_path: Path, monkeypatch: p
 
 def test_failed_gate_promotes_nothing(tmp_path: Path) -> None:
     artifacts = _model_files(tmp_path / "in")
-    params = promote.PromoteParams(registry=str(tmp_path / "registry"))
+    params = PromoteParams(registry=str(tmp_path / "registry"))
     result = promote.run(
         params, "yamnet_256", artifacts, _gate(tmp_path / "gate.json", False), tmp_path / "p.json"
     )

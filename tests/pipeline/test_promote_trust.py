@@ -27,8 +27,8 @@ from aed.registry import (
     parse_s3_uri,
     publish,
 )
-from components.gate import GateParams
 from components.gate import run as gate_run
+from hil_runner.gate import GateParams
 from pipelines.cli import main as aed_main
 from tests.gate_records import set_metric, synthetic_record, write
 
