@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 import components.evaluate as step
 from aed.evaluation import (
@@ -168,6 +169,18 @@ def test_run_reads_each_models_own_folders_and_writes_what_the_cli_writes(
     }  # fmt: skip
 
 
+def _repo_params() -> dict[str, Any]:
+    return yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+
+
+def test_the_step_reads_the_evaluate_section_only() -> None:
+    # `models` is a list of inputs, not the params.yaml section of the same name
+    from components.taskio import params_sections, step_args
+
+    assert params_sections(step) == {"params": ("evaluate", EvaluateParams)}
+    assert step_args(_repo_params(), step) == {"params": EvaluateParams()}
+
+
 class _Artifact:
     """What the task body uses of a KFP artifact: its path and metadata."""
 
@@ -195,7 +208,7 @@ def test_task_body_passes_its_artifacts_without_linking_them(
         name: _Artifact(tmp_path / "out" / name) for name in ("details", "metrics", "confusion", "report")
     }
     task(
-        params=json.dumps({"evaluate": {"int8": True}}), model_name="yamnet_256", patches=_Artifact(store_dir),
+        params=json.dumps(_repo_params()), model_name="yamnet_256", patches=_Artifact(store_dir),
         model=_Artifact(models_root / "yamnet_256" / "float"), quantized=_Artifact(models_root / "yamnet_256" / "int8"),
         **outputs,
     )  # fmt: skip
