@@ -47,6 +47,11 @@ class ModelFolders:
     float_dir: Path
     int8_dir: Path
 
+    def __post_init__(self) -> None:
+        # the name is also the model's reports folder: one plain folder name, never a way out of the reports
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise EvaluationError(f"model name {self.name!r}: expected a plain folder name")
+
     @classmethod
     def under(cls, models_root: Path, name: str) -> ModelFolders:
         """The DVC layout: <models_root>/<name>/float and <models_root>/<name>/int8."""

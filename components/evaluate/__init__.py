@@ -36,6 +36,10 @@ def run(
 ) -> dict:
     """Evaluate each model of `models`; reports go to <reports_root>/<model>/, the figures of every model to
     `record_path` (default <reports_root>/metrics.json) and the step's record to <reports_root>/evaluate.json."""
+    names = [folders.name for folders in models]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # the second would overwrite the first's reports and figures
+        raise ValueError(f"evaluate: model(s) {twice} given more than once")
     store = load_patch_store(patches_dir)
     started = time.perf_counter()
     metrics = {}
