@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from pathlib import Path
 from types import ModuleType
@@ -19,9 +20,12 @@ from aed.params import ParamsError, from_dict
 
 
 def _dataclass_of(hint: Any) -> type | None:
-    """The dataclass in an annotation like `TrainParams` or `ModelsParams | None`."""
+    """The dataclass in an annotation like `TrainParams` or `ModelsParams | None`; not in `list[ModelFolders]`,
+    a list of inputs rather than a params section."""
     if dataclasses.is_dataclass(hint):
         return hint
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return None
     for option in typing.get_args(hint):
         if dataclasses.is_dataclass(option):
             return option

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 COMMANDS = ("analyze", "generate", "validate")
-TARGETS = ("stm32u5", "stm32n6")
+Target = Literal["stm32u5", "stm32n6"]  # the boards this project converts for
+TARGETS: tuple[str, ...] = get_args(Target)
 _COMPRESSION = ("none", "lossless", "low", "medium", "high")
 _OPTIMIZATION = ("balanced", "time", "ram")
 

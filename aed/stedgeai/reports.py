@@ -41,39 +41,11 @@ def _num(value: Any) -> int:
 
 def parse_c_info(path: Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise StedgeaiReportError(f"{path}: report not found") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise StedgeaiReportError(f"{path}: not a JSON report ({error})") from error
-    if not isinstance(data, dict):
-        raise StedgeaiReportError(f"{path}: expected a JSON object at the top level")
-    footprint = data.get("memory_footprint")
-    if not isinstance(footprint, dict):
-        raise StedgeaiReportError(f"{path}: missing key 'memory_footprint'")
-    for key in ("weights", "activations"):
-        if not isinstance(footprint.get(key), int):
-            raise StedgeaiReportError(f"{path}: missing or non-integer key 'memory_footprint.{key}'")
-    nulls = sorted(key for key, value in footprint.items() if value is None)
-    io = footprint.get("io") or []
-    io_bytes = sum(_num(v) for v in io) if isinstance(io, list) else _num(io)
-    kernel_flash, kernel_ram = _num(footprint.get("kernel_flash")), _num(footprint.get("kernel_ram"))
-    toolchain_flash = _num(footprint.get("toolchain_flash"))
-    toolchain_ram = footprint.get("toolchain_ram")
-    toolchain_ram = _num(footprint.get("extra_ram")) if toolchain_ram is None else _num(toolchain_ram)
-    graphs = data.get("graphs") or [{}]
-    nodes = (graphs[0] or {}).get("nodes") or []
-    mappings: dict[str, int] = {}
-    for node in nodes:
-        mapping = str(node.get("mapping") or "unknown")
-        mappings[mapping] = mappings.get(mapping, 0) + 1
-    macc_nodes = sum(_num(node.get("macc")) for node in nodes)
-    tools = ((data.get("environment") or {}).get("tools")) or [{}]
-    tool = tools[0] or {}
-    pools = [_pool(pool) for pool in data.get("memory_pools") or [] if isinstance(pool, dict)]
-    internal = [p for p in pools if p["counts_as_ram"] and not p["external"]]
-    external = [p for p in pools if p["counts_as_ram"] and p["external"]]
+    data = _load_json_report(path)
+    footprint = _memory_footprint(data, path)
+    environment = data.get("environment") or {}
+    tool = ((environment.get("tools")) or [{}])[0] or {}
+    graph = (data.get("graphs") or [{}])[0] or {}
     result: dict[str, Any] = {
         "source": "stedgeai",
         "file": str(path),
@@ -83,33 +55,84 @@ def parse_c_info(path: Path) -> dict[str, Any]:
         "arguments": tool.get("arguments"),
         "series": footprint.get("series"),
         "memory_footprint": footprint,
-        "null_fields": nulls,
+        **_footprint_figures(footprint),
+        **_node_figures(graph),
+        **_pool_figures(data.get("memory_pools") or []),
+        "network_signature": environment.get("network_signature"),
+        "generated_files": [
+            f.get("name") for f in (environment.get("generated_model") or {}).get("model_files") or []
+        ],
+    }
+    if isinstance(graph.get("exec_time"), dict):
+        result["exec_time"] = graph["exec_time"]
+    if isinstance(data.get("validation"), dict):
+        result["validation"] = data["validation"]
+    return result
+
+
+def _load_json_report(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise StedgeaiReportError(f"{path}: report not found") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StedgeaiReportError(f"{path}: not a JSON report ({error})") from error
+    if not isinstance(data, dict):
+        raise StedgeaiReportError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def _memory_footprint(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`memory_footprint`, with the two figures the pipeline cannot do without checked."""
+    footprint = data.get("memory_footprint")
+    if not isinstance(footprint, dict):
+        raise StedgeaiReportError(f"{path}: missing key 'memory_footprint'")
+    for key in ("weights", "activations"):
+        if not isinstance(footprint.get(key), int):
+            raise StedgeaiReportError(f"{path}: missing or non-integer key 'memory_footprint.{key}'")
+    return footprint
+
+
+def _footprint_figures(footprint: dict[str, Any]) -> dict[str, Any]:
+    """Sizes, and ROM / RAM by the Developer Cloud client's formulas (the formula stated with the number,
+    stedgeai.md section 7); a null size counts 0 and is listed in `null_fields`."""
+    io = footprint.get("io") or []
+    io_bytes = sum(_num(v) for v in io) if isinstance(io, list) else _num(io)
+    kernel_flash, kernel_ram = _num(footprint.get("kernel_flash")), _num(footprint.get("kernel_ram"))
+    toolchain_flash = _num(footprint.get("toolchain_flash"))
+    toolchain_ram = footprint.get("toolchain_ram")
+    toolchain_ram = _num(footprint.get("extra_ram")) if toolchain_ram is None else _num(toolchain_ram)
+    return {
+        "null_fields": sorted(key for key, value in footprint.items() if value is None),
         "weights_bytes": footprint["weights"],
         "activations_bytes": footprint["activations"],
         "io_bytes": io_bytes,
-        # stedgeai.md section 7: the Developer Cloud client's formulas (state the formula with the number)
         "rom_bytes": footprint["weights"] + kernel_flash + toolchain_flash,
         "rom_formula": "weights + kernel_flash + toolchain_flash",
         "ram_bytes": footprint["activations"] + io_bytes + kernel_ram + toolchain_ram,
         "ram_formula": "activations + sum(io) + kernel_ram + toolchain_ram",
-        # On the N6 every node has macc 0 (work sits in NPU epochs): take MACC from the text report instead.
-        "macc": macc_nodes if macc_nodes > 0 else None,
-        "node_mappings": mappings,
-        "memory_pools": pools,
-        "internal_ram_bytes": sum(p["used_size_bytes"] for p in internal),
-        "external_ram_bytes": sum(p["used_size_bytes"] for p in external),
-        "network_signature": (data.get("environment") or {}).get("network_signature"),
-        "generated_files": [
-            f.get("name")
-            for f in ((data.get("environment") or {}).get("generated_model") or {}).get("model_files") or []
-        ],
     }
-    exec_time = (graphs[0] or {}).get("exec_time")
-    if isinstance(exec_time, dict):
-        result["exec_time"] = exec_time
-    if isinstance(data.get("validation"), dict):
-        result["validation"] = data["validation"]
-    return result
+
+
+def _node_figures(graph: dict[str, Any]) -> dict[str, Any]:
+    nodes = graph.get("nodes") or []
+    mappings: dict[str, int] = {}
+    for node in nodes:
+        mapping = str(node.get("mapping") or "unknown")
+        mappings[mapping] = mappings.get(mapping, 0) + 1
+    macc_nodes = sum(_num(node.get("macc")) for node in nodes)
+    # On the N6 every node has macc 0 (work sits in NPU epochs): take MACC from the text report instead.
+    return {"macc": macc_nodes if macc_nodes > 0 else None, "node_mappings": mappings}
+
+
+def _pool_figures(memory_pools: list[Any]) -> dict[str, Any]:
+    pools = [_pool(pool) for pool in memory_pools if isinstance(pool, dict)]
+    ram = [p for p in pools if p["counts_as_ram"]]
+    return {
+        "memory_pools": pools,
+        "internal_ram_bytes": sum(p["used_size_bytes"] for p in ram if not p["external"]),
+        "external_ram_bytes": sum(p["used_size_bytes"] for p in ram if p["external"]),
+    }
 
 
 def _pool(pool: dict[str, Any]) -> dict[str, Any]:
@@ -179,15 +202,10 @@ def _opt_int(text: str) -> int | None:
 
 
 def parse_text_report(source: Path | str) -> dict[str, Any]:
-    """Figures from a network_{analyze,generate,validate}_report.txt (a path or the text itself)."""
-    if isinstance(source, Path):
-        try:
-            text = source.read_text(errors="replace")
-        except FileNotFoundError as error:
-            raise StedgeaiReportError(f"{source}: report not found") from error
-        label = str(source)
-    else:
-        text, label = source, "report text"
+    """Figures from a network_{analyze,generate,validate}_report.txt (a path or the text itself).
+
+    Each part of the report adds its keys in the order below; a part the report lacks adds none."""
+    text, label = _report_text(source)
     result: dict[str, Any] = {"source": "stedgeai", "tool_version": parse_version(text.split("\n", 1)[0])}
     parameters = re.search(r"^Parameters\s*:\s*(.+)$", text, re.M)
     if parameters:
@@ -196,6 +214,39 @@ def parse_text_report(source: Path | str) -> dict[str, Any]:
         match = pattern.search(text)
         if match:
             result[key] = _int(match.group(1))
+    _add_model_lines(result, text)
+    _add_memory_sections(result, text)
+    compiler = re.search(r"^Compiler version:\s*(\S+)", text, re.M)
+    if compiler:
+        result["neural_art_compiler_version"] = compiler.group(1)
+    _add_text_pools(result, text)
+    epochs = {key: int(m.group(1)) for key, pattern in _EPOCHS.items() if (m := pattern.search(text))}
+    if epochs:
+        result["epochs"] = epochs
+    match = _DURATION.search(text)
+    if match:
+        mean, low, high, std = (float(v) for v in match.groups())
+        result["duration_ms"] = {"mean": mean, "min": low, "max": high, "std": std}
+    rows = [_evaluation_row(m) for m in _EVAL_ROW.finditer(text)]
+    if rows:
+        result["evaluation"] = rows
+    if len(result) <= 2 and result["tool_version"] is None:
+        raise StedgeaiReportError(f"{label}: no ST Edge AI Core report lines found (not a stedgeai report?)")
+    return result
+
+
+def _report_text(source: Path | str) -> tuple[str, str]:
+    """(text, how to name it in an error)."""
+    if not isinstance(source, Path):
+        return source, "report text"
+    try:
+        return source.read_text(errors="replace"), str(source)
+    except FileNotFoundError as error:
+        raise StedgeaiReportError(f"{source}: report not found") from error
+
+
+def _add_model_lines(result: dict[str, Any], text: str) -> None:
+    """The MCU `model/c-model:` line and the N6 `model:` line; either gives MACC when the summary did not."""
     match = _MODEL_C.search(text)
     if match:
         values = [_opt_int(v) for v in match.groups()]
@@ -214,6 +265,10 @@ def parse_text_report(source: Path | str) -> dict[str, Any]:
             "io": io,
         }
         result.setdefault("macc", macc)
+
+
+def _add_memory_sections(result: dict[str, Any], text: str) -> None:
+    """The text / rodata / data / bss table and the flash / RAM summary."""
     sections = {m.group(1).rstrip("*"): [_int(v) for v in m.groups()[1:]] for m in _SECTION.finditer(text)}
     if sections:
         result["sections"] = {
@@ -225,9 +280,10 @@ def parse_text_report(source: Path | str) -> dict[str, Any]:
     }
     if summary:
         result["flash_ram_summary"] = summary
-    compiler = re.search(r"^Compiler version:\s*(\S+)", text, re.M)
-    if compiler:
-        result["neural_art_compiler_version"] = compiler.group(1)
+
+
+def _add_text_pools(result: dict[str, Any], text: str) -> None:
+    """The N6 memory pools and their total."""
     pools = []
     for m in _POOL.finditer(text):
         pools.append({
@@ -235,33 +291,23 @@ def parse_text_report(source: Path | str) -> dict[str, Any]:
             "used_bytes": _bytes(m.group(4), m.group(5)), "size_bytes": _bytes(m.group(6), m.group(7)),
             "weights_bytes": _bytes(m.group(8), m.group(9)), "activations_bytes": _bytes(m.group(10), m.group(11)),
         })  # fmt: skip
-    if pools:
-        result["memory_pools"] = pools
-        total = re.search(r"^Total:\s+([\d.]+)\s+(B|kB|MB).*?weights:\s+([\d.]+)\s+(B|kB|MB).*?activations:\s+"
-                          r"([\d.]+)\s+(B|kB|MB)", text, re.M)  # fmt: skip
-        if total:
-            result["pool_totals"] = {
-                "used_bytes": _bytes(total.group(1), total.group(2)),
-                "weights_bytes": _bytes(total.group(3), total.group(4)),
-                "activations_bytes": _bytes(total.group(5), total.group(6)),
-            }
-    epochs = {key: int(m.group(1)) for key, pattern in _EPOCHS.items() if (m := pattern.search(text))}
-    if epochs:
-        result["epochs"] = epochs
-    match = _DURATION.search(text)
-    if match:
-        mean, low, high, std = (float(v) for v in match.groups())
-        result["duration_ms"] = {"mean": mean, "min": low, "max": high, "std": std}
-    rows = []
-    for m in _EVAL_ROW.finditer(text):
-        acc = m.group(2)
-        rows.append({
-            "row": " ".join(m.group(1).split()), "acc": None if acc == "n.a." else acc,
-            **dict(zip(["rmse", "mae", "l2r", "mean", "std", "nse", "cos"], map(float, m.groups()[2:9]), strict=True)),
-            "tensor": m.group(10),
-        })  # fmt: skip
-    if rows:
-        result["evaluation"] = rows
-    if len(result) <= 2 and result["tool_version"] is None:
-        raise StedgeaiReportError(f"{label}: no ST Edge AI Core report lines found (not a stedgeai report?)")
-    return result
+    if not pools:
+        return
+    result["memory_pools"] = pools
+    total = re.search(r"^Total:\s+([\d.]+)\s+(B|kB|MB).*?weights:\s+([\d.]+)\s+(B|kB|MB).*?activations:\s+"
+                      r"([\d.]+)\s+(B|kB|MB)", text, re.M)  # fmt: skip
+    if total:
+        result["pool_totals"] = {
+            "used_bytes": _bytes(total.group(1), total.group(2)),
+            "weights_bytes": _bytes(total.group(3), total.group(4)),
+            "activations_bytes": _bytes(total.group(5), total.group(6)),
+        }
+
+
+def _evaluation_row(m: re.Match[str]) -> dict[str, Any]:
+    acc = m.group(2)
+    return {
+        "row": " ".join(m.group(1).split()), "acc": None if acc == "n.a." else acc,
+        **dict(zip(["rmse", "mae", "l2r", "mean", "std", "nse", "cos"], map(float, m.groups()[2:9]), strict=True)),
+        "tensor": m.group(10),
+    }  # fmt: skip

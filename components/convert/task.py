@@ -24,9 +24,7 @@ def convert(
     from components.taskio import log_scalars, step_args
 
     args = step_args(params, step)
-    target = args["params"].targets.get(model_name)  # as `aed convert --model-name`
-    if target is None:
-        raise ValueError(f"convert.targets: no target for model '{model_name}'")
+    target = args["params"].target_for(model_name)  # as `aed convert --model-name`
     result = step.run(
         model=deployable_model(Path(quantized.path)), target=target, out_dir=Path(generated.path),
         record_path=Path(metrics.path), **args,

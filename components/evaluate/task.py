@@ -23,27 +23,21 @@ def evaluate(
 ):
     import json
     import shutil
-    import tempfile
     from pathlib import Path
 
+    from aed.artifacts import EVALUATION_FILE
+    from aed.evaluation import ModelFolders
     from components import evaluate as step
     from components.markdown import record_markdown
     from components.taskio import log_scalars, step_args
 
-    with tempfile.TemporaryDirectory() as scratch:
-        # evaluate reads <models_root>/<model>/{float,int8}, the DVC layout: link the two artifacts there.
-        models_root = Path(scratch)
-        (models_root / model_name).mkdir()
-        (models_root / model_name / "float").symlink_to(Path(model.path).resolve(), target_is_directory=True)
-        (models_root / model_name / "int8").symlink_to(
-            Path(quantized.path).resolve(), target_is_directory=True
-        )
-        result = step.run(
-            patches_dir=Path(patches.path), models_root=models_root, reports_root=Path(details.path),
-            model_names=[model_name], metrics_path=Path(metrics.path), **step_args(params, step),
-        )  # fmt: skip
+    folders = ModelFolders(model_name, float_dir=Path(model.path), int8_dir=Path(quantized.path))
+    result = step.run(
+        patches_dir=Path(patches.path), models=[folders], reports_root=Path(details.path),
+        record_path=Path(metrics.path), **step_args(params, step),
+    )  # fmt: skip
     log_scalars(metrics, result[model_name])
-    evaluation = json.loads((Path(details.path) / model_name / "evaluation.json").read_text())
+    evaluation = json.loads((Path(details.path) / model_name / EVALUATION_FILE).read_text())
     formats = evaluation["formats"]
     shown = next(
         (f for f in formats if f != "float32"), "float32"

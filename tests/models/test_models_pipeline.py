@@ -12,6 +12,7 @@ import pytest
 import components.evaluate as evaluate
 import components.quantize as quantize
 import components.train as train
+from aed.evaluation import EvaluateParams, ModelFolders
 from aed.models.runners import ModelFileError, load_keras, predict_onnx, predict_tflite
 from aed.quantize import QuantizeParams
 from aed.training import TrainParams
@@ -46,9 +47,8 @@ def test_train_quantize_evaluate(yamnet_dir: Path, tiny_store: Path, tmp_path: P
     assert q["splits"]["fold-2"]["n_calibration"] == 16
     assert q["splits"]["fold-2"]["input_scale"] > 0
 
-    metrics = evaluate.run(
-        tiny_store, tmp_path / "models", tmp_path / "reports", evaluate.EvaluateParams(), [model_name]
-    )
+    folders = [ModelFolders.under(tmp_path / "models", model_name)]
+    metrics = evaluate.run(EvaluateParams(), tiny_store, folders, tmp_path / "reports")
     int8_format = "tflite" if model_name == "yamnet_256" else "onnx_qdq"
     by_format = metrics[model_name]
     assert set(by_format) == {"float32", int8_format, "int8_vs_float"}

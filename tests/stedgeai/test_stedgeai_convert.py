@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -148,3 +149,87 @@ def test_cli_convert_and_estimate(fake_stedgeai: Path, model: Path, tmp_path: Pa
     params.write_text("convert:\n  timeout_s: -1\n")
     assert aed_main(["convert", "--params", str(params), "--model", str(model), "--target", "stm32u5",
                      "--out", str(tmp_path / "o2"), "--record", str(record)]) == 2  # fmt: skip
+
+
+RECORD_KEYS = {
+    "stedgeai": [
+        "source", "tool_version", "tool_version_cli", "argv", "duration_s", "json_schema_version", "weights_bytes",
+        "activations_bytes", "rom_bytes", "rom_formula", "ram_bytes", "ram_formula", "macc", "null_fields",
+        "internal_ram_bytes", "external_ram_bytes", "text_report", "generated_files",
+    ],
+    "estimator": [
+        "source", "tool_version", "weights_bytes", "activations_bytes", "activations_tflm_bytes", "macc",
+        "generated_files",
+    ],
+}  # fmt: skip
+COMMON_KEYS = ["target", "model_sha256", "latency_ms", "latency_source", "fits", "estimator"]
+
+
+def test_the_record_is_the_typed_conversion_in_a_fixed_key_order(
+    fake_stedgeai: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aed.footprint import estimate
+    from aed.stedgeai import ConversionRecord, StedgeaiFigures, conversion_record, estimator_figures
+
+    record = run(ConvertParams(), model, "stm32u5", tmp_path / "out", tmp_path / "u5.json")
+    assert list(record) == RECORD_KEYS["stedgeai"] + COMMON_KEYS
+    written = json.loads((tmp_path / "u5.json").read_text())
+    assert list(written)[-len(record) :] == list(record)
+    # the tool's paths are where the output is, not the temporary folder it was written in
+    assert record["argv"][record["argv"].index("--output") + 1] == str(tmp_path / "out" / "stedgeai")
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    record = run(ConvertParams(), model, "stm32n6", tmp_path / "est", None)
+    assert list(record) == RECORD_KEYS["estimator"] + COMMON_KEYS
+    estimated = estimate(model, "stm32n6", tool_version="2.0.0")
+    typed = conversion_record(estimator_figures(estimated), "stm32n6", estimated)
+    assert isinstance(typed, ConversionRecord) and not isinstance(typed.figures, StedgeaiFigures)
+    assert typed.figures.macc == record["macc"] and typed.latency_ms == record["latency_ms"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        typed.target = "stm32u5"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            "targets: {tiny: stm32h7}",
+            "convert.targets.tiny: expected one of ['stm32u5', 'stm32n6'], got 'stm32h7'",
+        ),
+        ("targets: {tiny: [stm32u5]}", "convert.targets.tiny: expected one of"),
+        ("name: ../escape", "convert.name: '../escape' is not a C identifier"),
+        ("name: ''", "convert.name: '' is not a C identifier"),
+        ("name: 'net work'", "convert.name: 'net work' is not a C identifier"),
+        ("timeout_s: 0", "convert.timeout_s: 0.0 is out of range"),
+        ("use_stedgeai: sometimes", "convert.use_stedgeai: expected one of"),
+        ("targets: {}", "convert.targets: no target for model 'tiny'"),
+    ],
+)
+def test_bad_convert_params_are_one_line_and_nothing_is_written(
+    fake_stedgeai: Path, model: Path, tmp_path: Path, capsys, section: str, message: str
+) -> None:
+    params = tmp_path / "params.yaml"
+    lines = [section] if section.startswith("targets") else ["targets: {tiny: stm32u5}", section]
+    params.write_text("convert:\n" + "".join(f"  {line}\n" for line in lines))
+    code = aed_main(["convert", "--params", str(params), "--model", str(model), "--model-name", "tiny",
+                     "--out", str(tmp_path / "out"), "--record", str(tmp_path / "convert.json")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "convert.json").exists()
+    assert not (tmp_path / "escape_c_info.json").exists()
+    assert not (tmp_path / "fake_args.jsonl").exists()  # the tool never ran
+
+
+def test_cli_stedgeai_flag_overrides_the_params_and_target_needs_a_source(
+    fake_stedgeai: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # only --stedgeai finds the tool
+    params = tmp_path / "params.yaml"
+    params.write_text("convert:\n  use_stedgeai: require\n")
+    args = ["convert", "--params", str(params), "--model", str(model), "--out", str(tmp_path / "out"),
+            "--record", str(tmp_path / "convert.json")]  # fmt: skip
+    assert aed_main([*args, "--target", "stm32n6", "--stedgeai", str(fake_stedgeai)]) == 0
+    assert json.loads((tmp_path / "convert.json").read_text())["source"] == "stedgeai"
+    capsys.readouterr()
+    assert aed_main([*args, "--stedgeai", str(fake_stedgeai)]) == 2
+    assert "give --model-name" in capsys.readouterr().err
