@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -9,17 +10,33 @@ from typing import Literal, get_args
 COMMANDS = ("analyze", "generate", "validate")
 Target = Literal["stm32u5", "stm32n6"]  # the boards this project converts for
 TARGETS: tuple[str, ...] = get_args(Target)
-_COMPRESSION = ("none", "lossless", "low", "medium", "high")
-_OPTIMIZATION = ("balanced", "time", "ram")
+Compression = Literal["none", "lossless", "low", "medium", "high"]
+Optimization = Literal["balanced", "time", "ram"]
+_COMPRESSION: tuple[str, ...] = get_args(Compression)
+_OPTIMIZATION: tuple[str, ...] = get_args(Optimization)
+_C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
-class StedgeaiOptions:
+class CodeGenSettings:
+    """How stedgeai writes a network's C code, the same for every model: declared here once, read by the
+    `convert` section of params.yaml (ConvertParams) and by each run's options (StedgeaiOptions)."""
+
+    name: str = "network"  # C name of the generated network (and the prefix of its files)
+    compression: Compression = "lossless"  # MCU targets only
+    optimization: Optimization = "balanced"  # MCU targets only
+    c_api: Literal["st-ai", "legacy"] = "st-ai"
+
+    def __post_init__(self) -> None:
+        if not _C_NAME.fullmatch(self.name):
+            raise ValueError(f"name: {self.name!r} is not a C identifier (letters, digits, '_')")
+
+
+@dataclass(frozen=True)
+class StedgeaiOptions(CodeGenSettings):
+    """One run's options: the code generation settings plus the target and what only a run sets."""
+
     target: str = "stm32u5"
-    name: str = "network"
-    compression: str = "lossless"
-    optimization: str = "balanced"
-    c_api: str = "st-ai"
     # N6 only: "default", "n6-noextmem@user_neuralart.json", ... ("" = bare --st-neural-art flag)
     st_neural_art: str | None = None
     input_data_type: str | None = None

@@ -8,25 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from aed.params import bounded
 from aed.records import sha256_file
-from aed.stedgeai.command import StedgeaiOptions, Target, build_argv
+from aed.stedgeai.command import CodeGenSettings, StedgeaiOptions, Target, build_argv
 from aed.stedgeai.errors import StedgeaiNotFound, StedgeaiReportError
 from aed.stedgeai.locate import find_stedgeai
 from aed.stedgeai.reports import parse_c_info, parse_text_report
 from aed.stedgeai.runner import run_stedgeai, tool_version
 
-_C_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
 
 @dataclass(frozen=True)
-class ConvertParams:
-    """The `convert` section of params.yaml."""
+class ConvertParams(CodeGenSettings):
+    """The `convert` section of params.yaml: the code generation settings plus which board each model is
+    converted for and how the tool is found and run."""
 
     targets: dict[str, Target] = field(  # the board each model is converted for
         default_factory=lambda: {"yamnet_256": "stm32u5", "yamnet_1024": "stm32n6"}
@@ -34,19 +32,11 @@ class ConvertParams:
     use_stedgeai: Literal["auto", "never", "require"] = "auto"
     stedgeai: str | None = None  # path to the executable; else $STEDGEAI_CORE_DIR, then PATH
     command: Literal["analyze", "generate"] = "generate"
-    name: str = "network"  # C name of the generated network (and the prefix of its files)
-    compression: Literal["none", "lossless", "low", "medium", "high"] = "lossless"
-    optimization: Literal["balanced", "time", "ram"] = "balanced"
-    c_api: Literal["st-ai", "legacy"] = "st-ai"
     st_neural_art: str = "default"  # N6 profile, e.g. n6-noextmem@user_neuralart.json
     timeout_s: float = bounded(1800.0, 1.0)
     runtime_constants: Literal["2.0.0", "3.0.0"] = (
         "2.0.0"  # ST's published runtime overheads for the estimator
     )
-
-    def __post_init__(self) -> None:
-        if not _C_NAME.fullmatch(self.name):
-            raise ValueError(f"name: {self.name!r} is not a C identifier (letters, digits, '_')")
 
     def target_for(self, model_name: str) -> str:
         target = self.targets.get(model_name)
