@@ -33,8 +33,6 @@ UNRELATED = {
         {"TrainParams", "SplitFigures"}
     ): "a split's row of train.json records the values it was trained with",
 }
-# Mirrors that other parts of the same rework remove; once removed, the entry fails the test and is deleted.
-BEING_REMOVED = {}
 
 
 def step_names() -> list[str]:
@@ -88,9 +86,9 @@ def mirrors(declared: dict[tuple[str, str], set[str]]) -> dict[frozenset[str], l
 def test_every_setting_is_declared_once() -> None:
     found = mirrors(dataclass_fields())
     repeated = {" ~ ".join(sorted(pair)): names for pair, names in found.items()
-                if pair not in UNRELATED and pair not in BEING_REMOVED}  # fmt: skip
+                if pair not in UNRELATED}  # fmt: skip
     assert not repeated, f"settings declared in two classes (inherit or use the owner instead): {repeated}"
-    stale = sorted(" ~ ".join(sorted(pair)) for pair in {**UNRELATED, **BEING_REMOVED} if pair not in found)
+    stale = sorted(" ~ ".join(sorted(pair)) for pair in UNRELATED if pair not in found)
     assert not stale, f"no longer repeated, delete the exception: {stale}"
 
 
@@ -103,20 +101,10 @@ def test_a_copied_setting_is_found(monkeypatch) -> None:
     assert mirrors(declared)[frozenset({"PatchParams", "Copy"})] == ["fmax", "n_mels", "shard_size"]
 
 
-# Steps whose run is rewritten by other parts of the same rework (strict: the mark goes once they conform).
-CONVENTIONS_PENDING: set[str] = set()
 OLD_RECORD_NAMES = {"out", "out_path", "metrics_path", "report_path"}
 
 
-@pytest.mark.parametrize(
-    "step",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="run reworked elsewhere"))
-        if name in CONVENTIONS_PENDING
-        else name
-        for name in step_names()
-    ],
-)
+@pytest.mark.parametrize("step", step_names())
 def test_run_takes_params_first_and_names_its_record_record_path(step: str) -> None:
     arguments = list(inspect.signature(importlib.import_module(f"components.{step}").run).parameters)
     if step != "estimate":  # estimate has no params section
