@@ -1,8 +1,12 @@
-"""What the KFP task bodies share: params.yaml sections in, KFP metric metadata out.
+"""What the KFP task bodies (components/<step>/task.py) share: params.yaml sections in, KFP metric metadata out.
 
-These helpers translate between KFP's world (one params dict, artifact paths, metadata) and a step's `run` signature;
-they hold no step logic. Every step's params dataclasses are found from the annotations of its `run`, so a task
-validates exactly what `aed <step>` validates.
+KFP ships a task body's source to the task's container, where it imports the installed project and calls its step's
+`run`, the same entry point as `aed <step>` and the dvc.yaml stage. A body only maps its artifact paths and the
+params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into KFP metadata; it
+imports its own step and these helpers, never another step.
+
+These helpers hold no step logic. Every step's params dataclasses are found from the annotations of its `run`, so a
+task validates exactly what `aed <step>` validates.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Kubeflow task body of step `evaluate`: float and int8 models + patch store -> clip-level metrics.
 
-KFP ships this function's source to the task's container, where it imports the installed project and calls
-`components.evaluate.run`, the same entry point as `aed evaluate` and the dvc.yaml stage. It only maps
-artifact paths and the params (params.yaml as JSON text) onto `run`'s arguments and copies the returned figures into
-KFP metadata.
+A thin call of `components.evaluate.run`; components/taskio.py says what a task body does and may import.
 """
 
 # No `from __future__ import annotations`: KFP reads these annotations as real types.

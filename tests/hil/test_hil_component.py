@@ -43,13 +43,7 @@ def test_resolve_model(tmp_path, tiny_model) -> None:
 
 
 def test_local_farm_from_inventory_on_an_n6(vboard_factory, tiny_model, patch_store, tmp_path) -> None:
-    slot = tmp_path / "slots" / "n6.tflite"
-    board = vboard_factory("stm32n6570-dk", slot=slot)
-    inventory = tmp_path / "boards.yaml"
-    inventory.write_text(
-        f"boards:\n  - {{name: n6-virtual, profile: stm32n6570-dk, port: '{board.descriptor}', flash: none,"
-        f" virtual: true, slot: slots/n6.tflite}}\n"
-    )
+    inventory = _n6_inventory(vboard_factory, tmp_path)
     params = HilParams(profile="b-u585i-iot02a", profiles={"yamnet_1024": "stm32n6570-dk"}, farm="local",
                        inventory=inventory, lock_dir=tmp_path / "locks", latency_repeats=2, settle_s=0.05)  # fmt: skip
     out = tmp_path / "hil.json"

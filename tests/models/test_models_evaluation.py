@@ -25,6 +25,7 @@ from aed.evaluation import (
     score,
 )
 from components.cli import main as aed_main
+from tests.kfp_artifacts import FakeArtifact
 from tests.models.conftest import synthetic_store
 
 N_CLASSES = 3
@@ -181,20 +182,6 @@ def test_the_step_reads_the_evaluate_section_only() -> None:
     assert step_args(_repo_params(), step) == {"params": EvaluateParams()}
 
 
-class _Artifact:
-    """What the task body uses of a KFP artifact: its path and metadata."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.metadata: dict[str, Any] = {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        self.metadata[name] = value
-
-    def log_confusion_matrix(self, names: list[str], matrix: list[list[int]]) -> None:
-        self.metadata["confusion"] = matrix
-
-
 def test_task_body_passes_its_artifacts_without_linking_them(
     store_dir: Path, models_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,11 +192,11 @@ def test_task_body_passes_its_artifacts_without_linking_them(
 
     monkeypatch.setattr(Path, "symlink_to", no_links)
     outputs = {
-        name: _Artifact(tmp_path / "out" / name) for name in ("details", "metrics", "confusion", "report")
+        name: FakeArtifact(tmp_path / "out" / name) for name in ("details", "metrics", "confusion", "report")
     }
     task(
-        params=json.dumps(_repo_params()), model_name="yamnet_256", patches=_Artifact(store_dir),
-        model=_Artifact(models_root / "yamnet_256" / "float"), quantized=_Artifact(models_root / "yamnet_256" / "int8"),
+        params=json.dumps(_repo_params()), model_name="yamnet_256", patches=FakeArtifact(store_dir),
+        model=FakeArtifact(models_root / "yamnet_256" / "float"), quantized=FakeArtifact(models_root / "yamnet_256" / "int8"),
         **outputs,
     )  # fmt: skip
     assert outputs["metrics"].metadata["float32.clip_accuracy.fold-1"] == 1.0

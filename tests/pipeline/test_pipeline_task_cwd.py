@@ -14,22 +14,9 @@ import pytest
 from pipelines.aed_pipeline import STEPS, task_body
 from pipelines.cli import fold_environment, load_checked
 from tests.dvc_workspace import small_mirror, snapshot, stale_clone
+from tests.kfp_artifacts import FakeArtifact
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Artifact:
-    """What a task body uses of a KFP artifact: its path and metadata."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.metadata: dict[str, Any] = {}
-
-    def log_metric(self, name: str, value: float) -> None:
-        self.metadata[name] = value
-
-    def log_confusion_matrix(self, names: list[str], matrix: list[list[int]]) -> None:
-        self.metadata["confusion"] = matrix
 
 
 def _call(step: str, params: dict, base: Path, model_name: str = "yamnet_256", **inputs: Path | None) -> Any:
@@ -43,10 +30,10 @@ def _call(step: str, params: dict, base: Path, model_name: str = "yamnet_256", *
         elif name == "model_name":
             kwargs[name] = model_name
         elif "Output" in kind:
-            kwargs[name] = Artifact(base / "outputs" / step / name)
+            kwargs[name] = FakeArtifact(base / "outputs" / step / name)
         elif "Input" in kind:
             given = inputs.get(name, base / "absent" / step / name)
-            kwargs[name] = None if given is None else Artifact(given)
+            kwargs[name] = None if given is None else FakeArtifact(given)
     return function(**kwargs)
 
 

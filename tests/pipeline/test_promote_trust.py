@@ -31,6 +31,7 @@ from components.gate import run as gate_run
 from hil_runner.gate import GateParams
 from pipelines.cli import main as aed_main
 from tests.gate_records import set_metric, synthetic_record, write
+from tests.kfp_artifacts import FakeArtifact
 
 
 @pytest.fixture
@@ -343,13 +344,6 @@ def test_promote_to_s3_refuses_escaping_names(s3_env: str, promotion, capsys) ->
     assert all(key.startswith("p/yamnet_256/") for key in keys)
 
 
-class _Artifact:
-    """What a KFP task body uses of an artifact: its local path."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-
 def test_kfp_gate_and_promote_task_bodies_promote_the_judged_model(tmp_path) -> None:
     """The KFP path: the gate task's verdict, copied by the promote task, with the HIL record as its input."""
     from components.gate.task import gate
@@ -369,19 +363,19 @@ def test_kfp_gate_and_promote_task_bodies_promote_the_judged_model(tmp_path) -> 
     baseline = write(tmp_path / "baselines" / "hil-yamnet_256-b-u585i-iot02a.json", synthetic_record())
     params = json.dumps({"gate": {"baseline": str(baseline.parent / "hil-{model_name}-{profile}.json")},
                          "promote": {"registry": str(tmp_path / "registry")}})  # fmt: skip
-    verdict = _Artifact(tmp_path / "verdict")
-    passed = gate(params, "yamnet_256", _Artifact(evaluation), _Artifact(footprint), _Artifact(board),
-                        verdict, _Artifact(tmp_path / "table.md"))  # fmt: skip
+    verdict = FakeArtifact(tmp_path / "verdict")
+    passed = gate(params, "yamnet_256", FakeArtifact(evaluation), FakeArtifact(footprint), FakeArtifact(board),
+                        verdict, FakeArtifact(tmp_path / "table.md"))  # fmt: skip
     assert passed is True
-    promotion = _Artifact(tmp_path / "promotion.json")
-    promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
-                  _Artifact(tmp_path / "generated"), _Artifact(tmp_path / "tables"), _Artifact(evaluation),
-                  _Artifact(footprint), _Artifact(board), verdict, promotion)  # fmt: skip
+    promotion = FakeArtifact(tmp_path / "promotion.json")
+    promote(params, "yamnet_256", FakeArtifact(tmp_path / "model"), FakeArtifact(tmp_path / "quantized"),
+                  FakeArtifact(tmp_path / "generated"), FakeArtifact(tmp_path / "tables"), FakeArtifact(evaluation),
+                  FakeArtifact(footprint), FakeArtifact(board), verdict, promotion)  # fmt: skip
     assert json.loads(Path(promotion.path).read_text())["promoted"] is True
     # the same task with another model than the one judged publishes nothing
     int8.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(60)))
     with pytest.raises(ValueError, match="is not the model the verdict"):
-        promote(params, "yamnet_256", _Artifact(tmp_path / "model"), _Artifact(tmp_path / "quantized"),
-                      _Artifact(tmp_path / "generated"), _Artifact(tmp_path / "tables"), _Artifact(evaluation),
-                      _Artifact(footprint), _Artifact(board), verdict, promotion)  # fmt: skip
+        promote(params, "yamnet_256", FakeArtifact(tmp_path / "model"), FakeArtifact(tmp_path / "quantized"),
+                      FakeArtifact(tmp_path / "generated"), FakeArtifact(tmp_path / "tables"), FakeArtifact(evaluation),
+                      FakeArtifact(footprint), FakeArtifact(board), verdict, promotion)  # fmt: skip
     assert not Path(promotion.path).exists()
