@@ -1,4 +1,4 @@
-"""Firmware tables and golden vectors for the STM32 AED application (preprocessing-and-training.md sections 11-12).
+"""Firmware tables and golden vectors for the STM32 AED application (the reference application's tables).
 
 Writes, from the reference front end in aed.features (never a second mel implementation):
 - `ai_model_config.h`: feature settings, the model's input scale / zero point, class names;

@@ -1,5 +1,5 @@
 """FSD50K five-class subset as the reference builds it: ontology unsmearing, monolabel filter, optional
-`other` class sampled from every remaining category (preprocessing-and-training.md section 6.3)."""
+`other` class sampled from every remaining category (the reference recipe's FSD50K subset)."""
 
 from __future__ import annotations
 

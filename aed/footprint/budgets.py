@@ -1,4 +1,4 @@
-"""Device memory budgets and ST's runtime constants (footprint-and-latency.md sections 2 and 5)."""
+"""Device memory budgets and ST's runtime constants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Calibrated latency models (footprint-and-latency.md section 4). Estimates, never measurements.
+"""Calibrated latency models. Estimates, never measurements.
 
 - STM32U5 (Cortex-M33 at 160 MHz): cycles = 1.885 x MAC, calibrated on ST's YAMNet-256 figure (281.95 ms).
 - STM32N6 (Neural-ART NPU): t = MAC / 32.5e9 + weight_bytes / 417e6 s, fitted to ST's YAMNet-256 (1.07 ms) and

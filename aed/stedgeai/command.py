@@ -1,4 +1,4 @@
-"""Command lines for `stedgeai analyze | generate | validate` on STM32U5 and STM32N6 (stedgeai.md sections 2-3)."""
+"""Command lines for `stedgeai analyze | generate | validate` on STM32U5 and STM32N6."""
 
 from __future__ import annotations
 

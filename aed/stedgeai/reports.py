@@ -94,8 +94,8 @@ def _memory_footprint(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _footprint_figures(footprint: dict[str, Any]) -> dict[str, Any]:
-    """Sizes, and ROM / RAM by the Developer Cloud client's formulas (the formula stated with the number,
-    stedgeai.md section 7); a null size counts 0 and is listed in `null_fields`."""
+    """Sizes, and ROM / RAM by the Developer Cloud client's formulas (each number stated with its
+    formula); a null size counts 0 and is listed in `null_fields`."""
     io = footprint.get("io") or []
     io_bytes = sum(_num(v) for v in io) if isinstance(io, list) else _num(io)
     kernel_flash, kernel_ram = _num(footprint.get("kernel_flash")), _num(footprint.get("kernel_ram"))
@@ -257,7 +257,7 @@ def _add_model_lines(result: dict[str, Any], text: str) -> None:
     match = _MODEL_N6.search(text)
     if match:
         macc, weights, activations, io = (_opt_int(v) for v in match.groups())
-        # 'weights' here is the input model's parameter size, not the deployed blob (stedgeai.md section 5).
+        # 'weights' here is the input model's parameter size, not the deployed blob (as ST Edge AI reports it).
         result["model_line"] = {
             "macc": macc,
             "weights_input_model": weights,

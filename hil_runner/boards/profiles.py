@@ -1,5 +1,5 @@
-"""Board profiles: what a board of a given kind reports and may hold (reference: stm32-validation-protocol.md
-section 6, footprint-and-latency.md section 5)."""
+"""Board profiles: what a board of a given kind reports and may hold
+(the validation protocol's device fields, the boards' memory sizes)."""
 
 from __future__ import annotations
 
