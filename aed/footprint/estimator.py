@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import struct
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aed.footprint.budgets import DEVICES, KIB, RUNTIME_KIB, n6_blob_bytes, verdict
-from aed.footprint.graph import Graph, ModelFormatError, NotQuantizedError
-from aed.footprint.latency import MODELS
+from aed.footprint.graph import Graph, ModelFormatError, NotQuantizedError, Op
+from aed.footprint.latency import MODELS, LatencyModel
 from aed.footprint.ops import op_macs
-from aed.footprint.planner import plan_greedy, plan_improved
+from aed.footprint.planner import Plan, plan_greedy, plan_improved
 from aed.footprint.replay import UnsafePlanError, replay
 from aed.footprint.weights import count_weights, layer_weight_bytes
 from aed.records import sha256_file
@@ -46,6 +47,23 @@ def load_graph(model_path: Path) -> Graph:
     raise ModelFormatError(f"{path}: unsupported model type '{suffix}' (expected .tflite or QDQ .onnx)")
 
 
+@dataclass(frozen=True)
+class ActivationPlans:
+    """The two arena plans; `improved` is the greedy plan again when its replay failed (see replay_status)."""
+
+    greedy: Plan
+    improved: Plan
+    replay_status: str
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """Per-layer rows (JSON-ready, in graph order) and their summed latency in seconds."""
+
+    rows: list[dict[str, Any]]
+    total_seconds: float
+
+
 def estimate(
     model_path: Path, target: str, allow_float: bool = False, tool_version: str = "2.0.0"
 ) -> dict[str, Any]:
@@ -55,54 +73,100 @@ def estimate(
     estimate (`quantization: float32`).
     """
     started = time.perf_counter()
+    _check_target(target, tool_version)
+    graph = _load_checked(model_path, allow_float)
+    weights = {**count_weights(graph), "source": "estimator"}
+    plans = plan_activations(graph)
+    latency_model = MODELS[target]
+    table = layer_table(graph, latency_model)
+    activations = _activations(plans, table.rows)
+    result: dict[str, Any] = {
+        **_header(graph, target),
+        "weights_bytes": weights["weights_bytes"],
+        "weights_kib": round(weights["weights_bytes"] / KIB, 2),
+        "weights": weights,
+        "activations": activations,
+        "macs_total": sum(row["macs"] for row in table.rows),
+        "peak_layer": _peak_layer(table.rows),
+        "latency": _latency(table.total_seconds, latency_model),
+        "layers": table.rows,
+        "budget": {
+            **verdict(target, weights["weights_bytes"], activations, tool_version),
+            "source": "estimator",
+        },
+    }
+    if target == "stm32n6":  # added after the verdict, as the last key of the record's weights
+        weights["npu_blob_bytes_calibrated"] = n6_blob_bytes(weights["weights_bytes"])
+    result["elapsed_s"] = round(time.perf_counter() - started, 4)
+    return result
+
+
+def _check_target(target: str, tool_version: str) -> None:
     if target not in DEVICES:
         raise ValueError(f"unknown target '{target}'; expected one of {list(DEVICES)}")
     if tool_version not in RUNTIME_KIB[target]:
         raise ValueError(
             f"unknown ST runtime constants version '{tool_version}'; known: {list(RUNTIME_KIB[target])}"
         )
+
+
+def _load_checked(model_path: Path, allow_float: bool) -> Graph:
+    """The model's graph; a float model only when an explicit float estimate was asked for."""
     graph = load_graph(model_path)
-    quantized = graph.is_int8
-    if not quantized and not allow_float:
+    if not graph.is_int8 and not allow_float:
         raise NotQuantizedError(
             f"{graph.path}: the model is not int8-quantized (float weights); quantize it first or ask for an "
             "explicit float estimate (allow_float / --allow-float)"
         )
-    weights = {**count_weights(graph), "source": "estimator"}
+    return graph
+
+
+def plan_activations(graph: Graph) -> ActivationPlans:
+    """Both arena plans. Every improved plan is replayed before it is reported; a failure would be a planner
+    bug, so the safe greedy figure is reported instead and the failure is recorded."""
     greedy, improved = plan_greedy(graph), plan_improved(graph)
-    try:  # every improved plan is replayed before it is reported; a failure would be a planner bug
+    try:
         replay(graph, improved)
-        replay_status = "passed"
     except UnsafePlanError as error:
-        improved, replay_status = greedy, f"failed, greedy figure reported instead: {error}"
-    latency_model = MODELS[target]
-    layers, total_s = [], 0.0
-    for op in graph.ops:
-        macs = op_macs(graph, op)
-        layer_bytes = sum(layer_weight_bytes(graph, op).values())
-        seconds = latency_model.layer_seconds(op.op, macs, layer_bytes)
-        total_s += seconds
-        out = graph.tensors[op.outputs[0]] if op.outputs else None
-        io_bytes = sum(t.nbytes for t in graph.activation_inputs(op)) + sum(
-            t.nbytes for t in graph.activation_outputs(op)
-        )
-        layers.append(
-            {
-                "index": op.index,
-                "op": op.op,
-                "name": op.name,
-                "macs": macs,
-                "weights_bytes": layer_bytes,
-                "io_bytes": io_bytes,
-                "cycles": round(seconds * latency_model.clock_hz),
-                "latency_ms": seconds * 1e3,
-                "output_shape": list(out.shape) if out is not None else [],
-            }
-        )
-    macs_total = sum(layer["macs"] for layer in layers)
-    peak = max(layers, key=lambda layer: layer["macs"]) if layers else None
-    peak_io = max(layers, key=lambda layer: layer["io_bytes"]) if layers else None
-    activations = {
+        return ActivationPlans(greedy, greedy, f"failed, greedy figure reported instead: {error}")
+    return ActivationPlans(greedy, improved, "passed")
+
+
+def layer_table(graph: Graph, latency_model: LatencyModel) -> LayerTable:
+    rows, total_seconds = [], 0.0
+    for op in graph.ops:  # summed in graph order, so the total is the same float on every run
+        row, seconds = _layer_row(graph, op, latency_model)
+        rows.append(row)
+        total_seconds += seconds
+    return LayerTable(rows, total_seconds)
+
+
+def _layer_row(graph: Graph, op: Op, latency_model: LatencyModel) -> tuple[dict[str, Any], float]:
+    macs = op_macs(graph, op)
+    layer_bytes = sum(layer_weight_bytes(graph, op).values())
+    seconds = latency_model.layer_seconds(op.op, macs, layer_bytes)
+    out = graph.tensors[op.outputs[0]] if op.outputs else None
+    io_bytes = sum(t.nbytes for t in graph.activation_inputs(op)) + sum(
+        t.nbytes for t in graph.activation_outputs(op)
+    )
+    row = {
+        "index": op.index,
+        "op": op.op,
+        "name": op.name,
+        "macs": macs,
+        "weights_bytes": layer_bytes,
+        "io_bytes": io_bytes,
+        "cycles": round(seconds * latency_model.clock_hz),
+        "latency_ms": seconds * 1e3,
+        "output_shape": list(out.shape) if out is not None else [],
+    }
+    return row, seconds
+
+
+def _activations(plans: ActivationPlans, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    greedy, improved = plans.greedy, plans.improved
+    peak_io = max(rows, key=lambda row: row["io_bytes"]) if rows else None
+    return {
         "arena_tflm_bytes": greedy.head,
         "improved_bytes": improved.head,
         "arena_tflm_kib": round(greedy.head / KIB, 2),
@@ -111,13 +175,16 @@ def estimate(
         "max_op_in_plus_out_layer": peak_io["index"] if peak_io else None,
         "st_mcu_calibrated_bytes": round(greedy.head * ST_MCU_ACTIVATION_RATIO),
         "alignment": 16,
-        "improved_replay": replay_status,
+        "improved_replay": plans.replay_status,
         "source": "estimator",
         "notes": "arena_tflm = TFLM GreedyMemoryPlanner head (no persistent tail, no kernel scratch); improved = "
         "same planner letting row-streaming ops overwrite dying inputs (replay-checked); st_mcu_calibrated = "
         "arena_tflm x 109.57/144 (one calibration point)",
     }
-    result: dict[str, Any] = {
+
+
+def _header(graph: Graph, target: str) -> dict[str, Any]:
+    return {
         "schema_version": SCHEMA_VERSION,
         "source": "estimator",
         "estimator_version": ESTIMATOR_VERSION,
@@ -125,30 +192,24 @@ def estimate(
         "model_format": graph.format,
         "model_sha256": sha256_file(graph.path),
         "target": target,
-        "quantization": "int8" if quantized else "float32",
-        "weights_bytes": weights["weights_bytes"],
-        "weights_kib": round(weights["weights_bytes"] / KIB, 2),
-        "weights": weights,
-        "activations": activations,
-        "macs_total": macs_total,
-        "peak_layer": {"index": peak["index"], "op": peak["op"], "name": peak["name"], "macs": peak["macs"]}
-        if peak
-        else None,
-        "latency": {
-            "ms": total_s * 1e3,
-            "cycles": round(total_s * latency_model.clock_hz),
-            "clock_hz": latency_model.clock_hz,
-            "model": latency_model.name,
-            "calibration": latency_model.calibration,
-            "source": "estimator",
-        },
-        "layers": layers,
-        "budget": {
-            **verdict(target, weights["weights_bytes"], activations, tool_version),
-            "source": "estimator",
-        },
+        "quantization": "int8" if graph.is_int8 else "float32",
     }
-    if target == "stm32n6":
-        result["weights"]["npu_blob_bytes_calibrated"] = n6_blob_bytes(weights["weights_bytes"])
-    result["elapsed_s"] = round(time.perf_counter() - started, 4)
-    return result
+
+
+def _peak_layer(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The layer with the most MACs (the first of equals)."""
+    if not rows:
+        return None
+    peak = max(rows, key=lambda row: row["macs"])
+    return {"index": peak["index"], "op": peak["op"], "name": peak["name"], "macs": peak["macs"]}
+
+
+def _latency(total_seconds: float, latency_model: LatencyModel) -> dict[str, Any]:
+    return {
+        "ms": total_seconds * 1e3,
+        "cycles": round(total_seconds * latency_model.clock_hz),
+        "clock_hz": latency_model.clock_hz,
+        "model": latency_model.name,
+        "calibration": latency_model.calibration,
+        "source": "estimator",
+    }

@@ -11,6 +11,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -68,6 +69,17 @@ class LinkClosed(Exception):
 
 class _Silenced(Exception):
     """Raised to abandon the exchange in progress (stop / reset faults)."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """An accepted NETWORK_RUN request: the run's number (faults are keyed on it), the reqid every answer
+    carries (possibly falsified by the wrong_reqid fault), the request's RUN_* flags and the served model."""
+
+    number: int
+    reqid: int
+    param: int
+    model: VirtualModel
 
 
 class VirtualDevice:
@@ -264,78 +276,109 @@ class VirtualDevice:
         self._send(link, pb.respMsg(reqid=req.reqid, state=pb.S_IDLE, minfo=minfo))
 
     def _run(self, link: DeviceLink, stop: threading.Event, req: pb.reqMsg) -> None:
+        """One NETWORK_RUN exchange: accept, receive the inputs, (log), infer, report timing, send the outputs.
+
+        A phase that returns None / False means the host went away or the run was refused: back to idle."""
+        run = self._accept_run(link, stop, req)
+        if run is None:
+            return
+        arrays = self._receive_inputs(link, stop, run)
+        if arrays is None:
+            return
+        if self.faults.at("stop", run.number):
+            self.dead = True
+            raise _Silenced
+        if run.param & c.RUN_CONF_DEBUG and not self._send_debug_log(link, stop, run):
+            return
+        outputs = run.model.infer(arrays)
+        factor = self._timing_factor()
+        if self.realtime:
+            time.sleep(run.model.latency_ms * factor / 1e3)
+        self._report_timing(link, run, factor)
+        if not run.param & c.RUN_PERF:
+            self._send_outputs(link, run, outputs)
+        if self.faults.at("stray", run.number):
+            link.send(bytes([SYNC]))
+
+    def _accept_run(self, link: DeviceLink, stop: threading.Event, req: pb.reqMsg) -> _Run | None:
+        """Number the run and answer the request: an error ack (None), or S_WAITING for the inputs."""
         with self.lock:
             self.runs += 1
-            run = self.runs
+            number = self.runs
         faults = self.faults
         model = self.model()
-        reqid = req.reqid + 1 if faults.at("wrong_reqid", run) else req.reqid
+        reqid = req.reqid + 1 if faults.at("wrong_reqid", number) else req.reqid
         if model is None or req.name != MODEL_NAME:
-            self._send(
-                link, self._ack(reqid, pb.S_ERROR, pb.E_GENERIC if model is None else pb.E_INVALID_PARAM)
-            )
-            return
-        if faults.at("error", run):
+            error = pb.E_GENERIC if model is None else pb.E_INVALID_PARAM
+            self._send(link, self._ack(reqid, pb.S_ERROR, error))
+            return None
+        if faults.at("error", number):
             self._send(link, self._ack(reqid, pb.S_ERROR, pb.E_INVALID_STATE))
-            return
+            return None
         self._send(link, self._ack(reqid, pb.S_WAITING))
-        if faults.at("reset", run):
+        if faults.at("reset", number):
             self._reset(link, stop)
+        return _Run(number, reqid, req.param, model)
+
+    def _receive_inputs(self, link: DeviceLink, stop: threading.Event, run: _Run) -> list[np.ndarray] | None:
+        """Each input tensor message, acknowledged, then the host's ackMsg. None when the run ends early."""
         arrays = []
-        for number, spec in enumerate(model.inputs):
+        specs = run.model.inputs
+        for number, spec in enumerate(specs):
             body = self._next_message(link, stop, INPUT_TIMEOUT)
             if body is None:
-                return  # the host went away; back to idle
+                return None  # the host went away; back to idle
             data = self._parse(body, pb.aiDataMsg()).datas
-            if req.param & c.RUN_CONF_CONST_VALUE:
+            if run.param & c.RUN_CONF_CONST_VALUE:  # one value, repeated over the whole tensor
                 data = data[: spec.dtype.itemsize] * spec.size
             try:
                 arrays.append(decode(data, spec, "input"))
             except ProtocolError:
-                self._send(link, self._ack(reqid, pb.S_ERROR, pb.E_INVALID_SIZE))
-                return
-            last = number == len(model.inputs) - 1
-            self._send(link, self._ack(reqid, pb.S_PROCESSING if last else pb.S_WAITING))
+                self._send(link, self._ack(run.reqid, pb.S_ERROR, pb.E_INVALID_SIZE))
+                return None
+            last = number == len(specs) - 1
+            self._send(link, self._ack(run.reqid, pb.S_PROCESSING if last else pb.S_WAITING))
             if self._next_message(link, stop, INPUT_TIMEOUT) is None:  # the host's ackMsg
-                return
-        if faults.at("stop", run):
-            self.dead = True
-            raise _Silenced
-        if req.param & c.RUN_CONF_DEBUG:
-            log_msg = pb.logMsg(level=1, str=f"virtual board: run {run} of {MODEL_NAME}")
-            self._send(link, pb.respMsg(reqid=reqid, state=pb.S_PROCESSING, log=log_msg))
-            if self._next_message(link, stop, INPUT_TIMEOUT) is None:
-                return
-        outputs = model.infer(arrays)
-        factor = max(1.0 + faults.noise * float(self.rng.standard_normal()), 0.01) if faults.noise else 1.0
-        if self.realtime:
-            time.sleep(model.latency_ms * factor / 1e3)
-        if req.param & (c.RUN_PER_LAYER | c.RUN_PER_LAYER_WITH_DATA):
+                return None
+        return arrays
+
+    def _send_debug_log(self, link: DeviceLink, stop: threading.Event, run: _Run) -> bool:
+        """The debug-mode log message and the host's ack; False when the host went away."""
+        log_msg = pb.logMsg(level=1, str=f"virtual board: run {run.number} of {MODEL_NAME}")
+        self._send(link, pb.respMsg(reqid=run.reqid, state=pb.S_PROCESSING, log=log_msg))
+        return self._next_message(link, stop, INPUT_TIMEOUT) is not None
+
+    def _timing_factor(self) -> float:
+        """The noise fault's multiplier on every duration of this run (1.0 without noise, never below 0.01)."""
+        noise = self.faults.noise
+        return max(1.0 + noise * float(self.rng.standard_normal()), 0.01) if noise else 1.0
+
+    def _report_timing(self, link: DeviceLink, run: _Run, factor: float) -> None:
+        """One operator message per layer when asked for, then the whole network's duration."""
+        model = run.model
+        if run.param & (c.RUN_PER_LAYER | c.RUN_PER_LAYER_WITH_DATA):
             for number, layer in enumerate(model.layers):
-                flags = (
-                    c.OP_INTERNAL
-                    | c.OP_WITHOUT_TENSOR
-                    | (c.OP_LAST if number == len(model.layers) - 1 else 0)
-                )
-                self._send(link, self._operator(reqid, layer.name, flags, OP_TYPES.get(layer.op, 0), layer.index,
+                last = c.OP_LAST if number == len(model.layers) - 1 else 0
+                flags = c.OP_INTERNAL | c.OP_WITHOUT_TENSOR | last
+                self._send(link, self._operator(run.reqid, layer.name, flags, OP_TYPES.get(layer.op, 0), layer.index,
                                                 layer.latency_ms * factor, round(layer.cycles * factor)))  # fmt: skip
         report = self._operator(
-            reqid, MODEL_NAME, c.OP_NONE, 0, 0, model.latency_ms * factor, round(model.cycles * factor)
+            run.reqid, MODEL_NAME, c.OP_NONE, 0, 0, model.latency_ms * factor, round(model.cycles * factor)
         )
-        self._send(link, report, drop=faults.at("drop", run))
-        if not req.param & c.RUN_PERF:
-            for number, (array, spec) in enumerate(zip(outputs, model.outputs, strict=True)):
-                last = number == len(outputs) - 1
-                desc = make_desc(spec, FLAG_OUTPUT | FLAG_IN_MEMPOOL | (FLAG_LAST if last else 0))
-                data = encode(array, spec)
-                tensor = pb.aiTensorMsg(
-                    desc=desc, data=pb.aiDataMsg(type=0, size=len(data), addr=0, datas=data)
-                )
-                state = pb.S_DONE if last else pb.S_PROCESSING
-                garble = faults.at("garble", run) and number == 0
-                self._send(link, pb.respMsg(reqid=reqid, state=state, tensor=tensor), garble=garble)
-        if faults.at("stray", run):
-            link.send(bytes([SYNC]))
+        self._send(link, report, drop=self.faults.at("drop", run.number))
+
+    def _send_outputs(self, link: DeviceLink, run: _Run, outputs: list[np.ndarray]) -> None:
+        """Each output tensor; the last one closes the run with S_DONE."""
+        garble = self.faults.at("garble", run.number)
+        for number, (array, spec) in enumerate(zip(outputs, run.model.outputs, strict=True)):
+            last = number == len(outputs) - 1
+            desc = make_desc(spec, FLAG_OUTPUT | FLAG_IN_MEMPOOL | (FLAG_LAST if last else 0))
+            data = encode(array, spec)
+            tensor = pb.aiTensorMsg(desc=desc, data=pb.aiDataMsg(type=0, size=len(data), addr=0, datas=data))
+            state = pb.S_DONE if last else pb.S_PROCESSING
+            self._send(
+                link, pb.respMsg(reqid=run.reqid, state=state, tensor=tensor), garble=garble and number == 0
+            )
 
     @staticmethod
     def _operator(

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from aed.footprint import ModelFormatError, NotQuantizedError, estimate, load_graph
+from aed.footprint import estimator as estimator_module
+from aed.footprint.estimator import layer_table, plan_activations
+from aed.footprint.latency import MODELS
 from aed.footprint.planner import plan_improved
-from aed.footprint.replay import replay
+from aed.footprint.replay import UnsafePlanError, replay
 from aed.records import sha256_file
 
 ST_WEIGHTS_KIB_256 = 135.91
@@ -127,3 +130,41 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, tiny_float: Path, cap
     assert "not int8-quantized" in capsys.readouterr().err
     assert main(["estimate", str(tiny_float), "--target", "stm32u5", "--allow-float", "--json"]) == 0
     assert '"quantization": "float32"' in capsys.readouterr().out
+
+
+def test_unsafe_improved_plan_falls_back_to_greedy(tiny_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def clobbering_replay(graph, plan) -> None:
+        raise UnsafePlanError("op 2 overwrites a live input")
+
+    monkeypatch.setattr(estimator_module, "replay", clobbering_replay)
+    plans = plan_activations(load_graph(tiny_int8))
+    assert plans.improved is plans.greedy
+    assert plans.replay_status == "failed, greedy figure reported instead: op 2 overwrites a live input"
+    activations = estimate(tiny_int8, "stm32u5")["activations"]
+    assert activations["improved_bytes"] == activations["arena_tflm_bytes"]
+    assert activations["improved_replay"].startswith("failed, greedy figure reported instead")
+
+
+def test_layer_table_total_is_the_sum_of_its_rows(tiny_int8: Path) -> None:
+    model = MODELS["stm32u5"]
+    table = layer_table(load_graph(tiny_int8), model)
+    assert [row["index"] for row in table.rows] == sorted(row["index"] for row in table.rows)
+    total = 0.0
+    for row in table.rows:
+        total += row["latency_ms"] / 1e3
+    assert table.total_seconds == pytest.approx(total, rel=1e-12)
+    assert estimate(tiny_int8, "stm32u5")["latency"]["ms"] == table.total_seconds * 1e3
+
+
+def test_record_key_order(tiny_int8: Path) -> None:
+    """Records are compared byte for byte (dvc.lock hashes): the key order is part of the contract."""
+    n6 = estimate(tiny_int8, "stm32n6")
+    assert list(n6) == [
+        "schema_version", "source", "estimator_version", "model", "model_format", "model_sha256", "target",
+        "quantization", "weights_bytes", "weights_kib", "weights", "activations", "macs_total", "peak_layer",
+        "latency", "layers", "budget", "elapsed_s",
+    ]  # fmt: skip
+    assert list(n6["weights"])[-2:] == ["source", "npu_blob_bytes_calibrated"]
+    assert list(n6["latency"]) == ["ms", "cycles", "clock_hz", "model", "calibration", "source"]
+    assert list(n6["budget"])[-1] == "source"
+    assert "npu_blob_bytes_calibrated" not in estimate(tiny_int8, "stm32u5")["weights"]
