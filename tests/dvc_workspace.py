@@ -35,21 +35,24 @@ def small_mirror(esc10_dir: Path, target: Path, per_group: int, group_by: list[s
     return target
 
 
+# What dvc.yaml's code deps name (tests/test_architecture.py checks they cover each step's imports).
+CODE_PACKAGES = ("aed", "hil_runner", "components")
+
+
 def dvc_workspace(
     work: Path,
     repo_dir: Path,
     mirror: Path,
     stages: tuple[str, ...],
     params_update,
-    packages: tuple[str, ...],
 ) -> dict:
     """A git + DVC repository in `work` with the project's dvc.yaml cut to `stages`, its params.yaml changed by
-    `params_update(params)`, the source packages the stages depend on, and data.dvc committed from `mirror`.
-    Returns the environment to run commands in."""
+    `params_update(params)`, the code packages the stages depend on (every stage names its step's code), and
+    data.dvc committed from `mirror`. Returns the environment to run commands in."""
     work.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "data.dvc", ".gitignore"):
         shutil.copyfile(repo_dir / name, work / name)
-    for package in packages:
+    for package in CODE_PACKAGES:
         shutil.copytree(repo_dir / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((repo_dir / "params.yaml").read_text())
     params_update(params)

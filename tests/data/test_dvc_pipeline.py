@@ -19,7 +19,7 @@ def workspace(tmp_path, repo_dir, esc10_dir):
     work = tmp_path / "work"
     mirror = small_mirror(esc10_dir, tmp_path / "mirror", 2, ["category"])
     # Only the data stages: the later stages (models, HIL) are tested in their own areas.
-    env = dvc_workspace(work, repo_dir, mirror, ("ingest", "validate", "patch"), update, ("aed",))
+    env = dvc_workspace(work, repo_dir, mirror, ("ingest", "validate", "patch"), update)
     return work, env
 
 

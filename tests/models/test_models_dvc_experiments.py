@@ -22,7 +22,7 @@ def experiment_repo(tmp_path, repo_dir, esc10_dir):
     work = tmp_path / "work"
     # 2 clips per class and fold: fold 1 tests 20 clips, the other folds train and validate.
     mirror = small_mirror(esc10_dir, tmp_path / "mirror", 2, ["category", "fold"])
-    env = dvc_workspace(work, repo_dir, mirror, MODEL_STAGES, update, ("aed", "components"))
+    env = dvc_workspace(work, repo_dir, mirror, MODEL_STAGES, update)
     sh("git", "add", "-A", cwd=work, env=env)
     sh("git", "commit", "-q", "-m", "baseline", cwd=work, env=env)
     return work, env

@@ -61,7 +61,7 @@ def test_kubeflow_local_and_dvc_repro_give_the_same_models_and_metrics(
     mirror = _reduced_mirror(esc10_dir, tmp_path / "mirror", per_class=5)
     work = tmp_path / "dvc"
     stages = ("ingest", "validate", "patch", "train", "quantize")
-    env = dvc_workspace(work, repo_dir, mirror, stages, _reduced, ("aed", "components"))
+    env = dvc_workspace(work, repo_dir, mirror, stages, _reduced)
     sh("dvc", "repro", "-q", f"quantize@{MODEL}", cwd=work, env=env, timeout=1200)
     # the evaluate stage's command for this one model (the stage itself evaluates every model)
     sh(
