@@ -12,6 +12,7 @@ from pathlib import Path
 FLOAT_MODEL_FILE = "model.keras"
 # int8 model file per quantize format (quantize.formats)
 INT8_MODEL_FILE = {"tflite": "model_int8.tflite", "onnx_qdq": "model_qdq.onnx"}
+SPLITS_FILE = "splits.json"  # in a float model folder: the clips of every split (train writes it)
 TRAIN_RECORD_FILE = "train.json"
 QUANTIZE_RECORD_FILE = "quantize.json"
 EVALUATION_FILE = "evaluation.json"
@@ -24,8 +25,14 @@ def deployable_model(int8_dir: Path) -> Path:
     int8_dir = Path(int8_dir)
     candidates = [d for d in sorted(int8_dir.iterdir()) if d.is_dir()] if int8_dir.is_dir() else []
     chosen = next((d for d in candidates if d.name == FINAL_SPLIT), candidates[0] if candidates else None)
-    names = list(INT8_MODEL_FILE.values())
-    found = [chosen / name for name in names if (chosen / name).is_file()] if chosen else []
+    found = list(int8_models_in(chosen).values()) if chosen else []
     if len(found) != 1:
-        raise FileNotFoundError(f"{chosen or int8_dir}: expected exactly one of {', '.join(names)}")
+        names = ", ".join(INT8_MODEL_FILE.values())
+        raise FileNotFoundError(f"{chosen or int8_dir}: expected exactly one of {names}")
     return found[0]
+
+
+def int8_models_in(split_dir: Path) -> dict[str, Path]:
+    """{quantize format: file} of the int8 models one split folder holds, in INT8_MODEL_FILE's order."""
+    files = {fmt: Path(split_dir) / name for fmt, name in INT8_MODEL_FILE.items()}
+    return {fmt: path for fmt, path in files.items() if path.is_file()}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aed.artifacts import EVALUATION_FILE, FLOAT_MODEL_FILE, INT8_MODEL_FILE
+from aed.artifacts import EVALUATION_FILE, FLOAT_MODEL_FILE, SPLITS_FILE, int8_models_in
 from aed.models.runners import load_keras, predict_keras, predict_onnx, predict_tflite
 from aed.patchstore import PatchStore
 from aed.records import write_json
@@ -59,7 +59,7 @@ class ModelFolders:
 
     @property
     def splits_file(self) -> Path:
-        return Path(self.float_dir) / "splits.json"
+        return Path(self.float_dir) / SPLITS_FILE
 
 
 def clip_predictions(
@@ -223,7 +223,7 @@ class SplitPredictions:
 
 
 @dataclass(frozen=True)
-class SplitResult:
+class SplitScores:
     scores: dict[str, Score]  # format -> score, float32 first
     agreement: Agreement | None  # int8 vs float, when the int8 model was evaluated
 
@@ -357,9 +357,8 @@ def _test_rows(store: PatchStore, folders: ModelFolders, split: str, clips: tupl
 
 def _int8_model(split_dir: Path) -> tuple[str, Path]:
     """(format, file) of the split's quantized model; the first format of INT8_MODEL_FILE that is there."""
-    for fmt, name in INT8_MODEL_FILE.items():
-        if (split_dir / name).is_file():
-            return fmt, split_dir / name
+    for fmt, path in int8_models_in(split_dir).items():
+        return fmt, path
     raise FileNotFoundError(f"{split_dir}: no quantized model; run `aed quantize` first")
 
 
@@ -372,7 +371,7 @@ def _checked(probs: np.ndarray, model_file: Path, n_classes: int) -> np.ndarray:
     return probs
 
 
-def score_split(predictions: SplitPredictions, n_classes: int) -> SplitResult:
+def score_split(predictions: SplitPredictions, n_classes: int) -> SplitScores:
     """Every format's outputs scored per clip, and the int8 outputs compared with the float ones."""
     outputs = predictions.outputs
     scores = {
@@ -381,11 +380,11 @@ def score_split(predictions: SplitPredictions, n_classes: int) -> SplitResult:
     }
     int8 = [fmt for fmt in outputs if fmt != FLOAT_FORMAT]
     compared = agreement(outputs[FLOAT_FORMAT], outputs[int8[0]]) if int8 else None
-    return SplitResult(scores, compared)
+    return SplitScores(scores, compared)
 
 
 def summarize(
-    name: str, scheme: str, results: dict[str, SplitResult], class_names: list[str]
+    name: str, scheme: str, results: dict[str, SplitScores], class_names: list[str]
 ) -> ModelEvaluation:
     """Per format: accuracies per split, counts and the confusion matrix over all splits together."""
     by_format: dict[str, dict[str, Score]] = {}

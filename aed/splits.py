@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from aed.artifacts import FINAL_SPLIT
+
 SplitMode = Literal["folds", "random", "predefined"]
 _ESC_CLIP = re.compile(r"^(\d+)-([0-9A-Za-z]+)-[A-Z]+-\d+$")
 TRAIN_SPLIT_NAMES = {"train", "dev", "training"}
@@ -157,7 +159,7 @@ def full_training_split(
     """All clips train (with a validation part): the deployable model, which has no held-out test part."""
     clips = clip_table(index)
     train, val = validation_part(clips, validation_fraction, seed)
-    split = Split("final", None, tuple(train), tuple(val), ())
+    split = Split(FINAL_SPLIT, None, tuple(train), tuple(val), ())
     for part, members in (("train", train), ("validation", val)):
         missing = sorted(set(class_names) - set(clips.set_index("clip_id").loc[members, "label"]))
         if missing:

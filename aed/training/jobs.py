@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from aed.artifacts import FLOAT_MODEL_FILE
 from aed.models.yamnet import MODEL_SPECS
 from aed.patchstore import PatchStore, load_patch_store
 from aed.splits import Split, full_training_split, make_splits
@@ -144,7 +145,7 @@ def train_and_save(job: SplitJob, store: PatchStore | None = None) -> SplitFigur
     split = job.split
     result = train_split(store, split, job.model_name, job.params, job.source, job.teacher_dir)
     (job.out_dir / split.name).mkdir(parents=True, exist_ok=True)
-    result.model.save(job.out_dir / split.name / "model.keras")
+    result.model.save(job.out_dir / split.name / FLOAT_MODEL_FILE)
     history_path = job.reports_dir / "history" / f"{split.name}.csv"
     history_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(result.history).to_csv(history_path, index=False)

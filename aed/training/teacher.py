@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from aed.artifacts import FLOAT_MODEL_FILE, SPLITS_FILE
 from aed.models.runners import load_keras
 from aed.splits import Split
 from aed.training.params import TrainParams
@@ -41,7 +42,7 @@ def check_teacher_given(params: TrainParams, model_name: str, teacher_dir: Path 
 
 def check_teacher_dir(teacher_dir: Path, teacher: str, split_names: list[str]) -> None:
     """Before any training: `teacher_dir` is `teacher`'s train output and has a model for every split."""
-    layout_path = Path(teacher_dir) / "splits.json"
+    layout_path = Path(teacher_dir) / SPLITS_FILE
     if not layout_path.is_file():
         raise FileNotFoundError(f"{layout_path}: missing; train the teacher model ({teacher}) first")
     try:
@@ -59,7 +60,7 @@ def check_teacher_dir(teacher_dir: Path, teacher: str, split_names: list[str]) -
 def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
     """The teacher's model of the same split. Its splits.json must list the same test clips and the same non-test
     clips: a teacher that saw this split's test clips would leak them."""
-    layout_path = teacher_dir / "splits.json"
+    layout_path = teacher_dir / SPLITS_FILE
     if not layout_path.is_file():
         raise FileNotFoundError(f"{layout_path}: missing; train the teacher model first")
     layout = json.loads(layout_path.read_text())["splits"].get(split.name)
@@ -73,4 +74,4 @@ def load_teacher(teacher_dir: Path, split: Split) -> keras.Model:
         raise ValueError(
             f"{layout_path}: the teacher's {split.name} train + val clips differ from this split's"
         )
-    return load_keras(teacher_dir / split.name / "model.keras")
+    return load_keras(teacher_dir / split.name / FLOAT_MODEL_FILE)

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from aed.artifacts import FINAL_SPLIT
 from aed.models.runners import predict_keras
 from aed.patchstore import PatchStore
 from aed.splits import Split
@@ -91,7 +92,7 @@ class FeatureCache:
 
 
 def _seed_for(params: TrainParams, split: Split) -> int:
-    return params.seed + (split.test_fold or 0) * 1000 + (7 if split.name == "final" else 0)
+    return params.seed + (split.test_fold or 0) * 1000 + (7 if split.name == FINAL_SPLIT else 0)
 
 
 def train_split(

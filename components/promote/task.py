@@ -24,7 +24,7 @@ def promote(
     import tempfile
     from pathlib import Path
 
-    from aed.artifacts import deployable_model
+    from aed.artifacts import FLOAT_MODEL_FILE, deployable_model
     from components import promote as step
     from components.taskio import step_args
 
@@ -37,7 +37,7 @@ def promote(
         gate_record = Path(scratch) / "gate.json"
         shutil.copyfile(verdict.path, gate_record)
         int8 = deployable_model(Path(quantized.path))
-        float_model = Path(model.path) / int8.parent.name / "model.keras"
+        float_model = Path(model.path) / int8.parent.name / FLOAT_MODEL_FILE
         artifacts = {"model": int8, "float": float_model, "records": records, "firmware": Path(tables.path)}
         if any(
             Path(generated.path).rglob("*")

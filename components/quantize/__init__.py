@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aed.artifacts import INT8_MODEL_FILE
+from aed.artifacts import FLOAT_MODEL_FILE, INT8_MODEL_FILE, QUANTIZE_RECORD_FILE, SPLITS_FILE
 from aed.models.runners import load_keras
 from aed.outputs import OutputSpec, replacing
 from aed.params import load_section
@@ -43,7 +43,7 @@ def calibration_patches(store, clip_ids: list[str], size: int, seed: int) -> np.
 def run(params: QuantizeParams, model_name: str, patches_dir: Path, model_dir: Path, out_dir: Path) -> dict:
     fmt = params.format_for(model_name)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    splits_path = model_dir / "splits.json"
+    splits_path = model_dir / SPLITS_FILE
     if not splits_path.is_file():
         raise FileNotFoundError(f"{splits_path}: missing; run `aed train --model {model_name}` first")
     try:
@@ -75,7 +75,7 @@ def _quantize_into(
     per_split = {}
     started = time.perf_counter()
     for name, split in splits.items():
-        model = load_keras(model_dir / name / "model.keras")
+        model = load_keras(model_dir / name / FLOAT_MODEL_FILE)
         calibration = calibration_patches(store, split["train"], params.calibration_size, params.seed)
         target = out_dir / name / INT8_MODEL_FILE[fmt]
         if fmt == "tflite":
@@ -92,7 +92,7 @@ def _quantize_into(
         "splits": per_split,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_record(out_dir / "quantize.json", "quantize", metrics, inputs={"splits": splits_path})
+    write_record(out_dir / QUANTIZE_RECORD_FILE, "quantize", metrics, inputs={"splits": splits_path})
     return metrics
 
 

@@ -18,6 +18,7 @@ def quantize(
     import shutil
     from pathlib import Path
 
+    from aed.artifacts import QUANTIZE_RECORD_FILE
     from components import quantize as step
     from components.taskio import log_scalars, step_args
 
@@ -25,5 +26,5 @@ def quantize(
         patches_dir=Path(patches.path), model_dir=Path(model.path), out_dir=Path(quantized.path),
         model_name=model_name, **step_args(params, step),
     )  # fmt: skip
-    shutil.copyfile(Path(quantized.path) / "quantize.json", metrics.path)
+    shutil.copyfile(Path(quantized.path) / QUANTIZE_RECORD_FILE, metrics.path)
     log_scalars(metrics, result)

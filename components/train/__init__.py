@@ -19,6 +19,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from aed.artifacts import SPLITS_FILE, TRAIN_RECORD_FILE
 from aed.models.config import ModelsParams
 from aed.outputs import OutputSpec, publishing, replacing
 from aed.params import load_section
@@ -81,7 +82,7 @@ def _train_into(
     started = time.perf_counter()
     jobs = plan_jobs(splits, patches_dir, model_name, params, source, out_dir, reports_dir, teacher_dir)
     figures = run_split_jobs(jobs, params.jobs, store)
-    write_json(out_dir / "splits.json", splits_layout(model_name, params, store.class_names, splits))
+    write_json(out_dir / SPLITS_FILE, splits_layout(model_name, params, store.class_names, splits))
     metrics = {
         "model": model_name,
         "split": params.split,
@@ -95,7 +96,7 @@ def _train_into(
     inputs = {"patches": Path(patches_dir) / "index.csv"}
     if teacher_dir is not None:
         inputs["teacher"] = Path(teacher_dir)  # the whole train output: its models and splits.json
-    write_record(out_dir / "train.json", "train", metrics, inputs=inputs)
+    write_record(out_dir / TRAIN_RECORD_FILE, "train", metrics, inputs=inputs)
     return metrics
 
 

@@ -19,6 +19,7 @@ def train(
     import shutil
     from pathlib import Path
 
+    from aed.artifacts import TRAIN_RECORD_FILE
     from components import train as step
     from components.taskio import log_scalars, step_args
 
@@ -28,5 +29,5 @@ def train(
         reports_dir=Path(history.path), teacher_dir=Path(teacher.path) if teacher is not None else None,
         **step_args(params, step),
     )  # fmt: skip
-    shutil.copyfile(Path(model.path) / "train.json", metrics.path)
+    shutil.copyfile(Path(model.path) / TRAIN_RECORD_FILE, metrics.path)
     log_scalars(metrics, result)
