@@ -47,8 +47,9 @@ def build_parser(
     if command in extra_commands:
         extra_commands[command](subparsers)
         return parser
-    for register in extra_commands.values() if wanted not in packages else ():
-        register(subparsers)
+    if wanted not in packages:  # no single step named: the whole command line
+        for register in extra_commands.values():
+            register(subparsers)
     for name in [wanted] if wanted in packages else packages:
         module = importlib.import_module(f"components.{name}")
         register = getattr(module, "register", None)
@@ -56,9 +57,8 @@ def build_parser(
             raise RuntimeError(f"components.{name} has no register(subparsers)")
         register(subparsers)
     if wanted in packages and command not in subparsers.choices:
-        return build_parser(
-            None, extra_commands
-        )  # the package registers another name: fall back to every step
+        # the package registers another name: fall back to every step
+        return build_parser(None, extra_commands)
     return parser
 
 

@@ -73,11 +73,9 @@ def params_dict(params: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def section(params: str | dict[str, Any], name: str, cls: type) -> Any:
-    """One params.yaml section as its dataclass, checked like `aed.params.load_section` does."""
-    data = params_dict(params).get(name)
-    if data is not None and not isinstance(data, dict):
-        raise ParamsError(f"{name}: expected a mapping, got {data!r}")
-    return from_dict(cls, data, name)
+    """One params.yaml section as its dataclass, checked like `aed.params.load_section` does (from_dict refuses
+    a section that is not a mapping)."""
+    return from_dict(cls, params_dict(params).get(name), name)
 
 
 def step_args(params: str | dict[str, Any], step: ModuleType) -> dict[str, Any]:

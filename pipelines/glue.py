@@ -79,10 +79,9 @@ def section_classes(steps: typing.Iterable[str]) -> dict[str, type]:
 
 def teachers(params: str | dict[str, Any], models: typing.Iterable[str]) -> dict[str, str]:
     """{student: teacher} for `models` and, in turn, their teachers (train.teacher, per-model overrides)."""
-    from components import train
+    from aed.training.params import TrainParams
 
-    _name, cls = params_sections(train)["params"]
-    train_params = section(params, "train", cls)
+    train_params = section(params, "train", TrainParams)
     found: dict[str, str] = {}
     pending = list(models)
     while pending:

@@ -28,12 +28,11 @@ from aed.deadline import Deadline
 from aed.records import sha256_file
 from hil_runner.boards.flash import (
     FLASH_TIMEOUT,
-    CubeProgrammer,
+    STRATEGIES,
     FlashError,
     FlashStrategy,
     FlashTarget,
     OpenOCD,
-    PyOCD,
     run_tool,
 )
 from hil_runner.boards.profiles import BoardProfile
@@ -175,8 +174,6 @@ def _driver_name(place: str, profile: BoardProfile, probe: ExportedProbe, chosen
 
 
 def _strategy(name: str, tool: str | None, probe: ExportedProbe) -> FlashStrategy:
-    if name == "openocd":
+    if name == "openocd":  # the one driver that takes the probe's USB location
         return OpenOCD(tool, usb_location=probe.usb_location)
-    if name == "pyocd":
-        return PyOCD(tool)
-    return CubeProgrammer(tool)
+    return STRATEGIES[name](tool)

@@ -19,7 +19,7 @@ from collections.abc import Set as AbstractSet
 
 from aed.deadline import Deadline
 from hil_runner.boards.inventory import Board
-from hil_runner.boards.profiles import get_profile
+from hil_runner.boards.profiles import BoardProfile, get_profile
 from hil_runner.farm import Lease
 from hil_runner.farm.coordinator import (
     CALL_TIMEOUT,
@@ -109,7 +109,7 @@ class LabgridFarm:
                 place = self._reserve(session, profile, exclude, tokens)
                 try:
                     session.acquire(place)
-                    yield self._lease_of(session, place, board_profile.name)
+                    yield self._lease_of(session, place, board_profile)
                 finally:  # also after a failed or timed-out acquire: release only ever frees our own hold
                     with contextlib.suppress(LabgridError):
                         session.release(place)
@@ -129,16 +129,16 @@ class LabgridFarm:
                 return place
         raise LabgridError(f"every {profile} place handed out already failed in this job: {sorted(exclude)}")
 
-    def _lease_of(self, session: CoordinatorSession, place: str, profile: str) -> Lease:
+    def _lease_of(self, session: CoordinatorSession, place: str, profile: BoardProfile) -> Lease:
         resources = session.resources(place)
         descriptor = serial_descriptor(place, resources)
         state = session.places().get(place)
         if state is None:
             raise LabgridError(f"place {place}: deleted from the coordinator while being acquired")
-        flasher = place_flasher(place, get_profile(profile), resources, state.tags, self.tools)
+        flasher = place_flasher(place, profile, resources, state.tags, self.tools)
         board = Board(
             name=place,
-            profile=get_profile(profile),
+            profile=profile,
             port=descriptor,
             flash=flasher.name if flasher else "none",
         )
