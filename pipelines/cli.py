@@ -101,9 +101,8 @@ def known_keys(params: dict[str, Any], steps: Any) -> dict[str, set[str] | None]
     known[SECTION] = {f.name for f in dataclasses.fields(PipelineParams)}
     for module in step_modules(steps)[0].values():
         for arg, (name, cls) in params_sections(module).items():
-            if (
-                arg == "params" or name in params
-            ):  # as taskio.step_args reads them (a FeatureConfig is not a section)
+            # as taskio.step_args reads them: the step's own section, another only when params has it
+            if arg == "params" or name in params:
                 known[name] = {f.name for f in dataclasses.fields(cls)}
     return known
 
