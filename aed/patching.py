@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from aed.audio import load_audio
 from aed.features import FeatureConfig, waveform_to_patches
 from aed.params import bounded
+from aed.workers import ordered_map
 
 # Front-end keys a store's identity leaves out while they have their reference value: stores written before they
 # could be set keep their params hash (and dvc.lock their output hash); another value makes another store.
@@ -68,16 +67,17 @@ def patch_clips(
     paths: list[Path], config: FeatureConfig = FeatureConfig(), jobs: int = 0
 ) -> Iterator[np.ndarray]:
     """Patches of each clip, in input order. jobs=0 uses every core; 1 runs in this process."""
-    jobs = jobs or os.cpu_count() or 1
     tasks = [(Path(path), config) for path in paths]
-    if jobs == 1 or len(tasks) < 2:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield from map(_worker, tasks)
-        return
-    # fork: workers inherit the imported numpy and the cached mel matrix; nothing heavy is re-imported.
-    # One BLAS thread per worker: parallelism is over clips, and nested threads only contend.
-    with get_context("fork").Pool(processes=jobs, initializer=_single_threaded_blas) as pool:
-        yield from pool.imap(_worker, tasks, chunksize=max(1, min(16, len(tasks) // (4 * jobs))))
+    # One BLAS thread per process: parallelism is over clips, and nested threads only contend.
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield from ordered_map(
+            _worker,
+            tasks,
+            jobs,
+            lambda task: str(task[0]),
+            initializer=_single_threaded_blas,
+            preload=[__name__],
+        )
 
 
 def _single_threaded_blas() -> None:

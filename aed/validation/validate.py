@@ -5,8 +5,8 @@ Invariant: every input row ends up either in `passed` or in `quarantined`, never
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +16,7 @@ from aed.params import bounded
 from aed.patching import class_order
 from aed.validation.audio_checks import AudioCheckConfig, check_clip, path_problem
 from aed.validation.expectations import ROW_KEY, failing_rows, load_suite_definition, run_suites, summary
+from aed.workers import ordered_map
 
 UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
 
@@ -106,11 +107,11 @@ def validate_manifest(
         if not frame.at[row, "problem"] and not path_problem(str(frame.at[row, "path"]))
     ]
     paths = [raw_dir / frame.at[row, "path"] for row in to_decode]
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for row, found in zip(
-            to_decode, pool.map(check_clip, paths, [audio_config] * len(paths)), strict=True
-        ):
-            reasons[row].extend(found)
+    checked = ordered_map(
+        partial(check_clip, config=audio_config), paths, jobs, str, preload=[check_clip.__module__]
+    )
+    for row, found in zip(to_decode, checked, strict=True):
+        reasons[row].extend(found)
 
     bad = {row for row, found in reasons.items() if found}
     quarantined = [
