@@ -53,7 +53,9 @@ def test_a_lock_held_by_a_thread_of_the_caller_does_not_hang_the_workers() -> No
 
 def test_a_task_past_its_time_limit_names_its_file_and_leaves_no_worker() -> None:
     started = time.monotonic()
-    results = ordered_map(worker_tasks.pid_after, [0.0, 0.0, 60.0, 0.0], 2, lambda s: f"clip-{s:.0f}.wav", 1.5)
+    results = ordered_map(
+        worker_tasks.pid_after, [0.0, 0.0, 60.0, 0.0], 2, lambda s: f"clip-{s:.0f}.wav", 1.5
+    )
     pids = {next(results), next(results)}
     with pytest.raises(DeadlineExceeded, match=r"^clip-60\.wav: no result after 2 s \(the per-file limit\)"):
         next(results)
