@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import json
 import logging
 import shutil
 import socket
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -25,7 +27,7 @@ from tqdm import tqdm
 
 from aed.datasets.errors import DatasetError
 from aed.deadline import Deadline, DeadlineExceeded
-from aed.records import sha256_file
+from aed.records import atomic_write_text, sha256_file
 from aed.redact import MASK, redact
 
 log = logging.getLogger(__name__)
@@ -424,43 +426,82 @@ def download_s3_prefix(
     endpoint_url: str | None = None,
     timeout_s: float = READ_TIMEOUT_S,
     deadline_s: float = FETCH_DEADLINE_S,
+    force: bool = False,
 ) -> Path:
-    """Copy every object under s3://bucket/prefix into destination, keeping relative paths.
+    """Make destination a copy of every object under s3://bucket/prefix, keeping relative paths.
 
-    `timeout_s` bounds each wait for data, `deadline_s` the whole copy (checked between objects)."""
+    A sync: the listing (size and ETag of each object) is kept beside destination, and an object whose size and
+    ETag are unchanged is not downloaded again (unless `force`); a file whose object is gone is removed, so the
+    copy is what the prefix holds now. `timeout_s` bounds each wait for data, `deadline_s` the whole copy
+    (checked between objects)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     deadline = Deadline(deadline_s)
     bucket, prefix = parse_s3_url(url)
     client = s3_client(endpoint_url, timeout_s)
-    count = 0
+    listing_path = s3_listing_path(destination)
+    known = {} if force else _read_listing(listing_path)
+    current: dict[str, dict] = {}
     try:
-        # "data/" and not "data": the prefix is a folder, "data2/..." is not under it
-        listing = client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
-        )
-        for page in listing:
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                if key.endswith("/"):  # a folder marker, not a file
-                    continue
-                relative = PurePosixPath(key[len(prefix) + 1 :] if prefix else key)
-                if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-                    raise DatasetError(f"{safe(url, url)}: object key {key!r} points outside the prefix")
-                if deadline.expired():
-                    raise DatasetError(
-                        f"{safe(url, url)}: S3 copy {deadline.describe()} after {count} objects; "
-                        "the next run starts again"
-                    )
-                target = destination / relative
+        for key, relative, entry in _list_objects(client, url, bucket, prefix):
+            if deadline.expired():
+                raise DatasetError(
+                    f"{safe(url, url)}: S3 copy {deadline.describe()} after {len(current)} objects; "
+                    "the next run starts again"
+                )
+            target = destination / relative
+            if force or known.get(relative) != entry or not _has_size(target, entry["size"]):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, key, str(target))
-                count += 1
+            current[relative] = entry
     except (BotoCoreError, ClientError) as error:
         raise DatasetError(safe(f"{url}: S3 error: {error}", url, endpoint_url)) from error
-    if count == 0:
+    if not current:
         raise DatasetError(f"{safe(url, url)}: no objects under this prefix")
+    _remove_unlisted(destination, current)
+    atomic_write_text(listing_path, json.dumps(current, sort_keys=True, indent=1))
     return destination
+
+
+def s3_listing_path(destination: Path) -> Path:
+    """Where the listing of the objects copied into destination is kept: beside it, not inside (inside, it would
+    be one more file of the dataset)."""
+    return destination.with_name(destination.name + ".s3-listing.json")
+
+
+def _read_listing(path: Path) -> dict:
+    try:
+        listing = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: every object is downloaded
+    return listing if isinstance(listing, dict) else {}
+
+
+def _list_objects(client, url: str, bucket: str, prefix: str) -> Iterator[tuple[str, str, dict]]:
+    """(key, path relative to the prefix, {"size", "etag"}) of every object under the prefix."""
+    # "data/" and not "data": the prefix is a folder, "data2/..." is not under it
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if key.endswith("/"):  # a folder marker, not a file
+                continue
+            relative = PurePosixPath(key[len(prefix) + 1 :] if prefix else key)
+            if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+                raise DatasetError(f"{safe(url, url)}: object key {key!r} points outside the prefix")
+            yield key, relative.as_posix(), {"size": item.get("Size"), "etag": item.get("ETag")}
+
+
+def _has_size(path: Path, size: int | None) -> bool:
+    return path.is_file() and path.stat().st_size == size
+
+
+def _remove_unlisted(destination: Path, listed: dict[str, dict]) -> None:
+    for path in sorted(destination.rglob("*"), reverse=True):
+        if path.is_file() and path.relative_to(destination).as_posix() not in listed:
+            path.unlink()
 
 
 def copy_tree(source: Path, destination: Path) -> Path:

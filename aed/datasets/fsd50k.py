@@ -38,14 +38,14 @@ def _monolabel_rows(csv_path: Path, children: dict[str, set[str]]) -> pd.DataFra
     frame = read_csv(csv_path)
     require_columns(frame, ["fname", "labels", "mids"], csv_path)
     kept = []
-    for row in frame.itertuples(index=False):
+    for number, row in enumerate(frame.itertuples(index=False), start=2):
         labels, mids = row.labels.split(","), row.mids.split(",")
         if len(labels) != len(mids):
             raise DatasetError(f"{csv_path}: clip {row.fname}: {len(labels)} labels but {len(mids)} mids")
         remaining = unsmear(labels, mids, children)
         if len(remaining) == 1:
-            kept.append({"filename": row.fname, "category": remaining[0]})
-    return pd.DataFrame(kept, columns=["filename", "category"])
+            kept.append({"filename": row.fname, "category": remaining[0], "row": f"{csv_path}:{number}"})
+    return pd.DataFrame(kept, columns=["filename", "category", "row"])
 
 
 def select_classes(
@@ -95,6 +95,7 @@ def fsd50k_catalog(root: Path, options: dict) -> tuple[pd.DataFrame, Path]:
                     "label": row.category,
                     "fold": 0,
                     "split": split,
+                    "source_row": row.row,  # layouts.ROW_COLUMN (layouts imports this module)
                 }
             )
-    return pd.DataFrame(rows, columns=["clip_id", "path", "label", "fold", "split"]), root
+    return pd.DataFrame(rows, columns=["clip_id", "path", "label", "fold", "split", "source_row"]), root

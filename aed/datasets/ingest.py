@@ -2,7 +2,10 @@
 
 Two phases, so that DVC can pin the raw folder (data.dvc) the way `dvc import` would:
 - fetch: source (http zip | local directory | s3://) -> raw_dir with the selected clips, their licence files,
-  catalog.csv (the selection) and SOURCE.json (what was fetched). Skipped when raw_dir already holds that source.
+  catalog.csv (the selection) and SOURCE.json (what was fetched). Skipped when raw_dir already holds that source
+  as it is now: an archive by its URL and sha256, a local folder or an S3 prefix by its content (the selection
+  and each file's size and modification time, aed.datasets.freshness; S3 objects by ETag). A metadata row
+  naming a file that does not exist stops the fetch, with the row.
 - manifest: raw_dir -> manifest.csv with one row per clip (id, path, label, fold, split, duration, sample rate,
   channels, sha256, problem). Files that are missing or unreadable stay in the manifest with the problem written
   down; the validate step decides about them.
@@ -14,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from aed.audio import AudioError, probe
-from aed.datasets import fetch
+from aed.datasets import fetch, freshness
 from aed.datasets.errors import DatasetError
-from aed.datasets.layouts import CATALOG_COLUMNS, build_catalog
+from aed.datasets.layouts import CATALOG_COLUMNS, ROW_COLUMN, build_catalog
 from aed.outputs import OutputSpec, check_not_overlapping, check_replaceable, replacing
 from aed.params import bounded
 from aed.records import atomic_write_text, sha256_file, write_json
@@ -109,21 +112,22 @@ class IngestParams:
         return SourceSpec(source, sha256, self.layout, options, self.s3_endpoint_url)
 
 
-def stage_source(spec: SourceSpec, cache_dir: Path) -> Path:
-    """A local directory holding the dataset as published."""
+def stage_source(spec: SourceSpec, cache_dir: Path, force: bool = False) -> Path:
+    """A local directory holding the dataset as published. `force`: extract the archive again, and download
+    every S3 object again, instead of trusting the cache."""
     scheme = urlparse(spec.source).scheme
     if scheme in ("http", "https"):
         archive = cache_dir / "downloads" / (Path(urlparse(spec.source).path).name or "dataset.zip")
         fetch.download(spec.source, archive, spec.sha256)
         extracted = cache_dir / "extracted" / sha256_file(archive)[:16]
-        if not extracted.exists():
+        if force or not extracted.exists():
             with replacing(extracted, OutputSpec("ingest")) as staging:
                 fetch.extract_zip(archive, staging)
         return extracted
     if scheme == "s3":
         bucket, prefix = fetch.parse_s3_url(spec.source)
         staged = cache_dir / "s3" / bucket / (prefix or "_root")
-        return fetch.download_s3_prefix(spec.source, staged, spec.s3_endpoint_url)
+        return fetch.download_s3_prefix(spec.source, staged, spec.s3_endpoint_url, force=force)
     local = Path(spec.source).expanduser()
     if not local.is_dir():
         raise DatasetError(f"{local}: dataset directory not found")
@@ -131,6 +135,7 @@ def stage_source(spec: SourceSpec, cache_dir: Path) -> Path:
 
 
 def is_fetched(raw_dir: Path, spec: SourceSpec) -> bool:
+    """raw_dir was fetched from this source with these settings (its content is compared by `fetch_source`)."""
     marker = raw_dir / "SOURCE.json"
     if not marker.exists() or not (raw_dir / "catalog.csv").exists():
         return False
@@ -141,9 +146,16 @@ def is_fetched(raw_dir: Path, spec: SourceSpec) -> bool:
     return isinstance(recorded, dict) and recorded.get("fingerprint") == spec.fingerprint()
 
 
-def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFrame:
-    """Copy the selected clips of the source into raw_dir (idempotent)."""
-    if is_fetched(raw_dir, spec):
+def pinned_by_settings(spec: SourceSpec) -> bool:
+    """An http(s) archive is named by its URL and sha256: the settings say what it holds. A local folder or an
+    S3 prefix can change under the same name, so its content has to be compared."""
+    return urlparse(spec.source).scheme in ("http", "https")
+
+
+def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path, force: bool = False) -> pd.DataFrame:
+    """Copy the selected clips of the source into raw_dir, unless raw_dir already holds them as they are now
+    (`force`: copy them again regardless)."""
+    if not force and pinned_by_settings(spec) and is_fetched(raw_dir, spec):
         log.info("%s already holds %s; not fetching again", raw_dir, redact(spec.source))
         return read_table(raw_dir / "catalog.csv", what="catalog")
     local_source = Path(spec.source).expanduser() if not urlparse(spec.source).scheme else None
@@ -152,27 +164,85 @@ def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path) -> pd.DataFra
     # folder ingest did not write.
     check_not_overlapping(raw_dir, sources)
     check_replaceable(raw_dir, RAW_OUTPUT)
-    root = stage_source(spec, cache_dir)
+    root = stage_source(spec, cache_dir, force)
     catalog, dataset_root = build_catalog(spec.layout, root, spec.options)
+    check_files_exist(catalog, dataset_root, raw_dir)
+    catalog = catalog[CATALOG_COLUMNS]
+    selection = _selection(catalog, dataset_root)
+    catalog_text = catalog.to_csv(index=False)
+    if force:
+        log.info("%s: fetching %s again (--force)", raw_dir, redact(spec.source))
+    elif _up_to_date(spec, raw_dir, dataset_root, selection, catalog_text):
+        return catalog
     sources.update({"staged dataset": root, "dataset root": dataset_root})
     with replacing(raw_dir, RAW_OUTPUT, sources) as staging:
-        _copy_selection(catalog, dataset_root, staging, spec)
+        _copy_selection(dataset_root, staging, selection, catalog_text, spec)
     return catalog
 
 
-def _copy_selection(catalog: pd.DataFrame, dataset_root: Path, raw_dir: Path, spec: SourceSpec) -> None:
-    for row in tqdm(
-        catalog.itertuples(index=False), total=len(catalog), desc="fetch", unit="clip", leave=False
-    ):
-        source_file = dataset_root / row.path
-        if source_file.is_file():
-            target = raw_dir / row.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source_file, target)
-    for name in LICENCE_FILES:
-        if (dataset_root / name).is_file():
-            shutil.copyfile(dataset_root / name, raw_dir / name)
-    catalog.to_csv(raw_dir / "catalog.csv", index=False)
+def _up_to_date(
+    spec: SourceSpec, raw_dir: Path, dataset_root: Path, selection: list[str], catalog_text: str
+) -> bool:
+    """Whether raw_dir holds the source as it is now; what differs is said (a new folder says nothing)."""
+    if not is_fetched(raw_dir, spec):
+        return False
+    started = time.perf_counter()
+    changes = freshness.compare(dataset_root, raw_dir, selection, catalog_text)
+    seconds = time.perf_counter() - started
+    if not changes:
+        log.info(
+            "%s already holds the current content of %s (%d files compared in %.2f s); not fetching again",
+            raw_dir,
+            redact(spec.source),
+            changes.checked,
+            seconds,
+        )
+        return True
+    log.warning(
+        "%s changed since %s was fetched: %s; fetching again",
+        redact(spec.source),
+        raw_dir,
+        changes.describe(),
+    )
+    return False
+
+
+# A metadata file naming thousands of missing files is listed this far; the count says how many there are.
+MAX_LISTED_ROWS = 50
+
+
+def check_files_exist(catalog: pd.DataFrame, dataset_root: Path, raw_dir: Path) -> None:
+    """Stop when a metadata row names a file that is not in the source: one line per row (its file and line,
+    and the path), then one error with the count. Training on the rows that remain would silently drop clips
+    the user listed (a typo, a copy left unfinished); raw_dir is left as it was."""
+    missing = catalog[[not (dataset_root / path).is_file() for path in catalog["path"]]]
+    missing = missing.drop_duplicates(subset=[ROW_COLUMN])  # FSD50K's `other` may draw one row twice
+    if missing.empty:
+        return
+    for row in missing.head(MAX_LISTED_ROWS).itertuples(index=False):
+        log.error("%s: file %s not found in %s", getattr(row, ROW_COLUMN), row.path, dataset_root)
+    if len(missing) > MAX_LISTED_ROWS:
+        log.error("... and %d more rows naming a missing file", len(missing) - MAX_LISTED_ROWS)
+    first = missing.iloc[0]
+    raise DatasetError(
+        f"{first[ROW_COLUMN]}: file {first['path']} not found; {len(missing)} row(s) in all name a file that "
+        f"is not in {dataset_root} (each listed above); add the files or remove the rows, then ingest again "
+        f"({raw_dir} left as it was)"
+    )
+
+
+def _selection(catalog: pd.DataFrame, dataset_root: Path) -> list[str]:
+    """The files of the source that go into the raw folder: the catalog's clips and the licence files."""
+    licences = [name for name in LICENCE_FILES if (dataset_root / name).is_file()]
+    return sorted(set(catalog["path"]) | set(licences))
+
+
+def _copy_selection(
+    dataset_root: Path, raw_dir: Path, selection: list[str], catalog_text: str, spec: SourceSpec
+) -> None:
+    for relative in tqdm(selection, desc="fetch", unit="file", leave=False):
+        freshness.copy_with_time(dataset_root / relative, raw_dir / relative)
+    (raw_dir / freshness.CATALOG).write_text(catalog_text)
     # Only what identifies the source: no timestamps, so the folder's DVC hash is reproducible.
     source_record = {
         "source": spec.identity,
@@ -180,7 +250,7 @@ def _copy_selection(catalog: pd.DataFrame, dataset_root: Path, raw_dir: Path, sp
         "options": spec.options,
         "sha256": spec.sha256,
     }
-    write_json(raw_dir / "SOURCE.json", {**source_record, "fingerprint": spec.fingerprint()})
+    write_json(raw_dir / freshness.SOURCE_RECORD, {**source_record, "fingerprint": spec.fingerprint()})
 
 
 def describe_clip(raw_dir: Path, row: dict) -> dict:

@@ -1,5 +1,8 @@
 """Dataset layouts -> a catalog: one row per clip with clip_id, path (relative to the dataset root), label,
-fold (0 when the dataset has no folds) and split ('train' / 'test' when the dataset defines them, else '')."""
+fold (0 when the dataset has no folds) and split ('train' / 'test' when the dataset defines them, else '').
+While it is built, a catalog also carries ROW_COLUMN, the metadata row each clip comes from ("<csv>:<line>"), so
+that a problem found later (a file that does not exist) is reported where the user can fix it; it is not written
+to catalog.csv."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from aed.datasets.errors import DatasetError
 from aed.datasets.fsd50k import fsd50k_catalog
 
 CATALOG_COLUMNS = ["clip_id", "path", "label", "fold", "split"]
+ROW_COLUMN = "source_row"
 ESC10_CLASSES = (
     "chainsaw",
     "clock_tick",
@@ -58,7 +62,7 @@ def find_esc50_root(root: Path) -> tuple[Path, Path]:
     raise DatasetError(f"{root}: no ESC-50 layout found (expected meta/esc50.csv or meta.csv next to audio/)")
 
 
-def esc50_catalog(root: Path, esc10_only: bool = True) -> pd.DataFrame:
+def esc50_catalog(root: Path, esc10_only: bool = True) -> tuple[pd.DataFrame, Path]:
     base, meta_path = find_esc50_root(root)
     meta = read_csv(meta_path)
     require_columns(meta, ["filename", "fold", "category"], meta_path)
@@ -79,9 +83,10 @@ def esc50_catalog(root: Path, esc10_only: bool = True) -> pd.DataFrame:
                 "label": row.category,
                 "fold": parse_fold(row.fold, where),
                 "split": "",
+                ROW_COLUMN: where,
             }
         )
-    return pd.DataFrame(rows, columns=CATALOG_COLUMNS), base
+    return pd.DataFrame(rows, columns=[*CATALOG_COLUMNS, ROW_COLUMN]), base
 
 
 def custom_csv_catalog(csv_path: Path, audio_root: Path | None = None) -> tuple[pd.DataFrame, Path]:
@@ -105,9 +110,10 @@ def custom_csv_catalog(csv_path: Path, audio_root: Path | None = None) -> tuple[
                 "label": row["label"].strip(),
                 "fold": parse_fold(row.get("fold", ""), where),
                 "split": row.get("split", "").strip(),
+                ROW_COLUMN: where,
             }
         )
-    return pd.DataFrame(rows, columns=CATALOG_COLUMNS), root
+    return pd.DataFrame(rows, columns=[*CATALOG_COLUMNS, ROW_COLUMN]), root
 
 
 def _with_extension(root: Path, name: str) -> str:

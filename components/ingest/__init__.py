@@ -30,7 +30,12 @@ def run(
     record_path: Path | None = None,
     fetch: bool = True,
     describe: bool = True,
+    force: bool = False,
 ) -> dict:
+    """Fetch the source into raw_dir (when `fetch`; again even if it is up to date when `force`), then describe
+    raw_dir in the manifest (when `describe`)."""
+    if force and not fetch:
+        raise DatasetError("--force fetches the source again; it cannot be combined with --no-fetch")
     spec = source_spec(params)
     local_source = None if urlparse(spec.source).scheme else Path(spec.source)
     check_file_outputs(
@@ -38,7 +43,7 @@ def run(
         {"raw folder": raw_dir, "dataset source": local_source, "download cache": Path(params.cache_dir)},
     )
     if fetch:
-        fetch_source(spec, raw_dir, Path(params.cache_dir))
+        fetch_source(spec, raw_dir, Path(params.cache_dir), force)
     elif not is_fetched(raw_dir, spec):
         raise DatasetError(
             f"{raw_dir}: does not hold the configured source {redact(spec.source)} ({spec.layout}); "
@@ -68,6 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     phase = parser.add_mutually_exclusive_group()
     phase.add_argument("--fetch-only", action="store_true", help="only bring the source into --raw-dir")
     phase.add_argument("--no-fetch", action="store_true", help="only describe what --raw-dir already holds")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="fetch the source again even when --raw-dir holds its current content",
+    )
     parser.set_defaults(handler=_main)
 
 
@@ -80,6 +90,7 @@ def _main(args: argparse.Namespace) -> int:
         args.metrics,
         fetch=not args.no_fetch,
         describe=not args.fetch_only,
+        force=args.force,
     )
     print(f"ingest: {metrics}")
     return 0
