@@ -73,8 +73,9 @@ def esc50_catalog(root: Path, esc10_only: bool = True) -> tuple[pd.DataFrame, Pa
             keep = meta["category"].isin(ESC10_CLASSES)
         meta = meta[keep]
     rows = []
-    for number, row in enumerate(meta.itertuples(index=False), start=2):
-        where = f"{meta_path}:{number}"
+    # the line in the metadata file (header on line 1), also past the rows ESC-10 leaves out
+    for index, row in zip(meta.index, meta.itertuples(index=False), strict=True):
+        where = f"{meta_path}:{index + 2}"
         path = safe_relative_path(base, f"audio/{row.filename}", where)
         rows.append(
             {

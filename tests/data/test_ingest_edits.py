@@ -1,0 +1,254 @@
+"""Edits to a local dataset are seen (issue 17, point 10): a local folder is compared with data/raw by content
+(the selection built from its metadata, each file's size and modification time, sha256 when only the time differs),
+so an added row, a changed file or a removed clip is fetched again and an unchanged folder is not; `--force`
+fetches regardless; a metadata row naming a missing file stops the fetch with its row."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from aed.datasets.errors import DatasetError
+from aed.datasets.ingest import IngestParams
+from components.ingest import run
+from tests.conftest import tone, write_audio
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def no_mirror(monkeypatch):
+    monkeypatch.delenv("AED_DATA_MIRROR", raising=False)
+
+
+def make_dataset(root: Path) -> Path:
+    """Three clips on disk, two of them listed."""
+    for number, name in enumerate(("a", "b", "c")):
+        write_audio(root / "clips" / f"{name}.wav", tone(1.0, frequency=300 + 100 * number))
+    (root / "labels.csv").write_text("filename,label,fold\nclips/a.wav,dog,1\nclips/b.wav,rooster,2\n")
+    return root
+
+
+def fetch(source: Path, raw: Path, force: bool = False) -> None:
+    run(
+        IngestParams(source=str(source), layout="csv"), raw, raw.parent / "m.csv", describe=False, force=force
+    )
+
+
+def raw_matches(source: Path, raw: Path) -> bool:
+    """data/raw holds the source as it is now: the same rows, the same bytes for every listed file."""
+    rows = pd.read_csv(source / "labels.csv", dtype=str)
+    catalog = pd.read_csv(raw / "catalog.csv", dtype=str)
+    same_rows = list(catalog["path"]) == list(rows["filename"]) and list(catalog["label"]) == list(
+        rows["label"]
+    )
+    return same_rows and all((raw / p).read_bytes() == (source / p).read_bytes() for p in rows["filename"])
+
+
+def add_row(source: Path) -> None:
+    with open(source / "labels.csv", "a") as handle:
+        handle.write("clips/c.wav,dog,2\n")
+
+
+def remove_row(source: Path) -> None:
+    (source / "labels.csv").write_text("filename,label,fold\nclips/a.wav,dog,1\n")
+
+
+def relabel_row(source: Path) -> None:
+    (source / "labels.csv").write_text("filename,label,fold\nclips/a.wav,rooster,1\nclips/b.wav,rooster,2\n")
+
+
+def edit_file_same_size(source: Path) -> None:
+    path = source / "clips" / "a.wav"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))  # a coarse clock
+
+
+def replace_file(source: Path) -> None:
+    write_audio(source / "clips" / "b.wav", tone(2.0, frequency=1200))
+
+
+def rename_file_and_row(source: Path) -> None:
+    (source / "clips" / "b.wav").rename(source / "clips" / "b2.wav")
+    (source / "labels.csv").write_text("filename,label,fold\nclips/a.wav,dog,1\nclips/b2.wav,rooster,2\n")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [add_row, remove_row, relabel_row, edit_file_same_size, replace_file, rename_file_and_row],
+    ids=lambda edit: edit.__name__,
+)
+def test_an_edit_of_a_local_folder_is_fetched_again(tmp_path, caplog, edit: Callable[[Path], None]):
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    edit(source)
+    assert not raw_matches(source, raw)
+    with caplog.at_level(logging.INFO):
+        fetch(source, raw)
+    assert raw_matches(source, raw)
+    assert "fetching again" in caplog.text and "not fetching again" not in caplog.text
+
+
+def test_a_new_licence_file_is_fetched_again(tmp_path):
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    (source / "LICENSE").write_text("CC0\n")
+    fetch(source, raw)
+    assert (raw / "LICENSE").read_text() == "CC0\n"
+
+
+def raw_state(raw: Path) -> dict[str, tuple[int, int]]:
+    """Each file's inode and modification time: a fetch replaces the folder, so every inode changes."""
+    return {p.relative_to(raw).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns) for p in raw.rglob("*")}
+
+
+def test_an_unchanged_folder_is_not_fetched_again(tmp_path, caplog):
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    before = raw_state(raw)
+    with caplog.at_level(logging.INFO):
+        fetch(source, raw)
+    assert raw_state(raw) == before
+    assert "already holds the current content" in caplog.text and "2 files compared" in caplog.text
+
+
+def test_a_touched_file_with_the_same_bytes_is_not_fetched_again(tmp_path):
+    """Only the modification time differs (a `touch`, a fresh checkout): the bytes decide, and the copy takes
+    the source's time so that the next check is a stat again."""
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    os.utime(source / "clips" / "a.wav", ns=(0, 1_000_000_000_000_000_000))
+    inodes = {path: inode for path, (inode, _) in raw_state(raw).items()}
+    fetch(source, raw)
+    assert {path: inode for path, (inode, _) in raw_state(raw).items()} == inodes
+    assert (raw / "clips" / "a.wav").stat().st_mtime_ns == 1_000_000_000_000_000_000
+
+
+def test_a_raw_folder_fetched_before_the_content_check_is_not_fetched_again(tmp_path):
+    """data/raw written by an older ingest (or checked out by DVC) has its own modification times: same
+    bytes, no new fetch, so the DVC hash of a data/raw already committed stays."""
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    for path in raw.rglob("*.wav"):
+        os.utime(path, ns=(0, 5_000_000_000))
+    inodes = {path: inode for path, (inode, _) in raw_state(raw).items()}
+    fetch(source, raw)
+    assert {path: inode for path, (inode, _) in raw_state(raw).items()} == inodes
+
+
+def test_force_fetches_again_what_the_content_check_cannot_see(tmp_path):
+    """A copy altered in place with its size and time kept looks current; --force fetches regardless."""
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    copy = raw / "clips" / "a.wav"
+    stat = copy.stat()
+    copy.write_bytes(bytes(stat.st_size))
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    fetch(source, raw)
+    assert not raw_matches(source, raw)
+    fetch(source, raw, force=True)
+    assert raw_matches(source, raw)
+
+
+def test_force_with_no_fetch_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match="--force .* cannot be combined with --no-fetch"):
+        run(IngestParams(), tmp_path / "raw", tmp_path / "m.csv", fetch=False, force=True)
+
+
+def test_rows_naming_missing_files_stop_the_fetch_one_line_each(tmp_path, caplog):
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    before = raw_state(raw)
+    (source / "labels.csv").write_text(
+        "filename,label,fold\nclips/a.wav,dog,1\nclips/gone.wav,dog,1\nclips/b.wav,rooster,2\nclips/lost,dog,2\n"
+    )
+    with caplog.at_level(logging.ERROR), pytest.raises(DatasetError) as raised:
+        fetch(source, raw)
+    message = str(raised.value)
+    assert "labels.csv:3: file clips/gone.wav not found" in message and "2 row(s)" in message
+    lines = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(lines) == 2
+    assert "labels.csv:3: file clips/gone.wav not found" in lines[0]
+    assert "labels.csv:5: file clips/lost.wav not found" in lines[1]
+    assert raw_state(raw) == before  # the earlier fetch is kept whole
+
+
+def test_esc50_rows_naming_missing_files_give_the_metadata_row(tmp_path, caplog):
+    """The row number is the metadata file's line, counting the rows ESC-10 leaves out."""
+    source = tmp_path / "esc"
+    rows = ["filename,fold,target,category,esc10"]
+    for number, (category, esc10) in enumerate([("dog", "True"), ("cat", "False"), ("rain", "True")]):
+        name = f"1-{number}-A-0.wav"
+        rows.append(f"{name},1,0,{category},{esc10}")
+        if category != "rain":
+            write_audio(source / "audio" / name, tone(1.0))
+    (source / "meta.csv").write_text("\n".join(rows) + "\n")
+    with (
+        caplog.at_level(logging.ERROR),
+        pytest.raises(DatasetError, match=r"meta\.csv:4: file audio/1-2-A-0"),
+    ):
+        run(IngestParams(source=str(source)), tmp_path / "raw", tmp_path / "m.csv", describe=False)
+    assert not (tmp_path / "raw").exists()
+
+
+def aed(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("AED_DATA_MIRROR", None)
+    return subprocess.run(["aed", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_missing_file_rows_exit_2_without_a_traceback(tmp_path):
+    source = make_dataset(tmp_path / "src")
+    add_row(source)
+    (source / "clips" / "c.wav").unlink()
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"ingest": {"source": str(source), "layout": "csv"}})
+    )
+    result = aed("ingest", "--fetch-only", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "labels.csv:4: file clips/c.wav not found in" in result.stderr  # the row's own line
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("aed ingest: error: ")
+        and "1 row(s)" in result.stderr
+    )
+
+
+@pytest.mark.slow
+def test_edit_shows_in_dvc_status_after_make_data(tmp_path):
+    """`make data` is `aed ingest --fetch-only` then `dvc commit data.dvc`: after an added row the raw folder
+    differs from what DVC recorded, so `dvc status` shows it before the commit and the commit changes the hash."""
+    source = make_dataset(tmp_path / "src")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump({"ingest": {"source": str(source), "layout": "csv"}}))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    dvc = shutil.which("dvc", path=str(BIN))
+
+    def sh(*args: str) -> str:
+        result = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    sh(dvc, "init", "--no-scm", "-q")
+    assert aed("ingest", "--fetch-only", cwd=work).returncode == 0
+    sh(dvc, "add", "-q", "data/raw")
+    recorded = (work / "data" / "raw.dvc").read_text()
+    assert "modified" not in sh(dvc, "status", "data/raw.dvc")
+    add_row(source)
+    fetched = aed("ingest", "--fetch-only", cwd=work)
+    assert fetched.returncode == 0 and "fetching again" in fetched.stderr
+    assert "modified:" in sh(dvc, "status", "data/raw.dvc")
+    sh(dvc, "commit", "--force", "-q", "data/raw.dvc")
+    assert (work / "data" / "raw.dvc").read_text() != recorded
