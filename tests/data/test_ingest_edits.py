@@ -252,3 +252,51 @@ def test_edit_shows_in_dvc_status_after_make_data(tmp_path):
     assert "modified:" in sh(dvc, "status", "data/raw.dvc")
     sh(dvc, "commit", "--force", "-q", "data/raw.dvc")
     assert (work / "data" / "raw.dvc").read_text() != recorded
+
+
+@pytest.mark.slow
+def test_an_s3_prefix_is_synced_by_etag_and_its_edits_fetched_again(tmp_path, s3_env):
+    """Unchanged objects are not downloaded again (their staged copies keep their inode); a changed object, a new
+    row and its clip, and an object deleted from the bucket are all seen."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+    client.create_bucket(Bucket="edits")
+    source = make_dataset(tmp_path / "src")
+
+    def upload(relative: str) -> None:
+        client.upload_file(str(source / relative), "edits", f"set/{relative}")
+
+    for relative in ("labels.csv", "clips/a.wav", "clips/b.wav", "clips/c.wav"):
+        upload(relative)
+    cache, raw = tmp_path / "cache", tmp_path / "raw"
+    params = IngestParams(source="s3://edits/set", layout="csv", s3_endpoint_url=s3_env, cache_dir=str(cache))
+
+    def fetch_s3(force: bool = False) -> None:
+        run(params, raw, tmp_path / "m.csv", describe=False, force=force)
+
+    fetch_s3()
+    staged = cache / "s3" / "edits" / "set"
+    staged_inodes = {p.name: p.stat().st_ino for p in staged.rglob("*.wav")}
+    raw_before = raw_state(raw)
+    fetch_s3()
+    assert raw_state(raw) == raw_before
+    assert {p.name: p.stat().st_ino for p in staged.rglob("*.wav")} == staged_inodes  # nothing downloaded
+
+    replace_file(source)
+    add_row(source)
+    upload("clips/b.wav")
+    upload("labels.csv")
+    fetch_s3()
+    assert raw_matches(source, raw)
+    assert {p.name: p.stat().st_ino for p in staged.rglob("*.wav")}["a.wav"] == staged_inodes["a.wav"]
+
+    remove_row(source)
+    upload("labels.csv")
+    client.delete_object(Bucket="edits", Key="set/clips/c.wav")
+    fetch_s3()
+    assert raw_matches(source, raw) and not (staged / "clips" / "c.wav").exists()
+    assert not (raw / "clips" / "c.wav").exists()
+
+    fetch_s3(force=True)
+    assert {p.name: p.stat().st_ino for p in staged.rglob("*.wav")}["a.wav"] != staged_inodes["a.wav"]
