@@ -59,9 +59,12 @@ def _take_time(mtime_ns: int, target: Path) -> None:
     os.utime(target, ns=(target.stat().st_atime_ns, mtime_ns))
 
 
-def compare(source_root: Path, raw_dir: Path, selection: list[str], catalog_text: str) -> Changes:
+def compare(
+    source_root: Path, raw_dir: Path, selection: list[str], catalog_text: str, sync_times: bool = True
+) -> Changes:
     """The differences between the source's selected files (paths relative to source_root) plus the catalog
-    built from it, and what raw_dir holds."""
+    built from it, and what raw_dir holds. `sync_times`: a copy found equal by its bytes takes the source's
+    modification time (not while a DVC stage reads raw_dir)."""
     changes = Changes()
     catalog_path = raw_dir / CATALOG
     if not catalog_path.is_file() or catalog_path.read_text() != catalog_text:
@@ -69,11 +72,9 @@ def compare(source_root: Path, raw_dir: Path, selection: list[str], catalog_text
     wanted = set(selection)
     for relative in sorted(wanted):
         changes.checked += 1
-        state = _file_state(source_root / relative, raw_dir / relative)
-        if state == "added":
-            changes.added.append(relative)
-        elif state == "changed":
-            changes.changed.append(relative)
+        state = _file_state(source_root / relative, raw_dir / relative, sync_times)
+        if state != "same":
+            getattr(changes, state).append(relative)
     kept = wanted | {CATALOG, SOURCE_RECORD}
     for path in sorted(raw_dir.rglob("*")):
         relative = path.relative_to(raw_dir).as_posix()
@@ -82,18 +83,22 @@ def compare(source_root: Path, raw_dir: Path, selection: list[str], catalog_text
     return changes
 
 
-def _file_state(source: Path, copy: Path) -> str:
-    """'same', 'added' (not in the copy) or 'changed'."""
+def _file_state(source: Path, copy: Path, sync_times: bool) -> str:
+    """'same', 'added' (not in the copy), 'removed' (not in the source) or 'changed'."""
+    try:
+        original = source.stat()
+    except FileNotFoundError:  # a metadata row naming a file that is not there (a fetch stops on it)
+        return "removed"
     try:
         copied = copy.stat()
     except FileNotFoundError:
         return "added"
-    original = source.stat()
     if original.st_size != copied.st_size:
         return "changed"
     if original.st_mtime_ns == copied.st_mtime_ns:
         return "same"
     if sha256_file(source) != sha256_file(copy):
         return "changed"
-    _take_time(original.st_mtime_ns, copy)  # same bytes: remember the source's time for the next check
+    if sync_times:  # same bytes: remember the source's time, so that the next check is a stat
+        _take_time(original.st_mtime_ns, copy)
     return "same"

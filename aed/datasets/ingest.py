@@ -207,6 +207,25 @@ def _up_to_date(
     return False
 
 
+def check_current(spec: SourceSpec, raw_dir: Path) -> None:
+    """Without fetching (the DVC stage): stop when raw_dir no longer holds what a local source holds now, so
+    that an edit made since `make data` is not trained on silently. A remote source is not contacted."""
+    local = Path(spec.source).expanduser()
+    if urlparse(spec.source).scheme or not local.is_dir():
+        return
+    catalog, dataset_root = build_catalog(spec.layout, local, spec.options)
+    catalog = catalog[CATALOG_COLUMNS]
+    selection = _selection(catalog, dataset_root)
+    changes = freshness.compare(
+        dataset_root, raw_dir, selection, catalog.to_csv(index=False), sync_times=False
+    )
+    if changes:
+        raise DatasetError(
+            f"{raw_dir}: older than its source {redact(spec.source)} ({changes.describe()}); fetch it again "
+            "with `aed ingest --fetch-only` (make data), then run again"
+        )
+
+
 # A metadata file naming thousands of missing files is listed this far; the count says how many there are.
 MAX_LISTED_ROWS = 50
 

@@ -8,7 +8,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from aed.datasets.errors import DatasetError
-from aed.datasets.ingest import IngestParams, SourceSpec, fetch_source, is_fetched, write_manifest
+from aed.datasets.ingest import (
+    IngestParams,
+    SourceSpec,
+    check_current,
+    fetch_source,
+    is_fetched,
+    write_manifest,
+)
 from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.records import write_record
@@ -49,6 +56,8 @@ def run(
             f"{raw_dir}: does not hold the configured source {redact(spec.source)} ({spec.layout}); "
             "fetch it first with `aed ingest --fetch-only` (make data) or `dvc pull data.dvc`"
         )
+    else:
+        check_current(spec, raw_dir)
     if not describe:
         return {"source": redact(spec.source)}
     manifest = write_manifest(raw_dir, manifest_path)

@@ -61,12 +61,14 @@ def test_custom_csv_takes_a_missing_extension_from_the_file_on_disk(tmp_path, mo
 
 def test_a_clip_gone_from_the_raw_folder_keeps_its_row_with_its_problem(tmp_path, monkeypatch):
     """A row naming a file the source lacks stops the fetch (test_ingest_edits.py); a clip missing from data/raw
-    afterwards (a partial `dvc pull`) is described with its problem, and validate quarantines it."""
+    afterwards (a partial `dvc pull` on a machine without the source) is described with its problem, and
+    validate quarantines it."""
     monkeypatch.delenv("AED_DATA_MIRROR", raising=False)
     source = make_csv_dataset(tmp_path / "src", ["clips/a.wav,yes,1", "clips/b.wav,no,2"])
     params = IngestParams(source=str(source), layout="csv")
     ingest(tmp_path, params)
     (tmp_path / "raw" / "clips" / "b.wav").unlink()
+    source.rename(tmp_path / "elsewhere")
     metrics, manifest = ingest(tmp_path, params, fetch=False)
     assert metrics["n_clips"] == 2 and metrics["n_with_problem"] == 1
     assert "file missing" in manifest.loc[1, "problem"]

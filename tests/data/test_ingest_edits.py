@@ -166,6 +166,27 @@ def test_force_with_no_fetch_is_refused(tmp_path):
         run(IngestParams(), tmp_path / "raw", tmp_path / "m.csv", fetch=False, force=True)
 
 
+def test_describing_without_fetching_stops_on_an_edit_made_since_the_fetch(tmp_path):
+    """The DVC stage (`--no-fetch`) refuses to describe a data/raw older than its local source, and leaves
+    data/raw untouched; it describes an unchanged one, and one whose source is not reachable from here."""
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    params = IngestParams(source=str(source), layout="csv")
+    fetch(source, raw)
+    for path in raw.rglob("*.wav"):  # as after `dvc pull`: other modification times, same bytes
+        os.utime(path, ns=(0, 5_000_000_000))
+    before = raw_state(raw)
+    assert run(params, raw, tmp_path / "m.csv", fetch=False)["n_clips"] == 2
+    assert raw_state(raw) == before
+    add_row(source)
+    with pytest.raises(
+        DatasetError, match=r"raw: older than its source .*1 file\(s\) added \(clips/c\.wav\)"
+    ):
+        run(params, raw, tmp_path / "m.csv", fetch=False)
+    assert raw_state(raw) == before
+    shutil.move(source, tmp_path / "elsewhere")
+    assert run(params, raw, tmp_path / "m.csv", fetch=False)["n_clips"] == 2
+
+
 def test_rows_naming_missing_files_stop_the_fetch_one_line_each(tmp_path, caplog):
     source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
     fetch(source, raw)
