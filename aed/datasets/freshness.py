@@ -15,10 +15,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from aed.records import sha256_file
 
 CATALOG = "catalog.csv"
 SOURCE_RECORD = "SOURCE.json"
+LICENCE_FILES = ("ATTRIBUTION.txt", "LICENSE", "LICENSE.txt", "README.md", "SHA256SUMS")
 
 
 @dataclass
@@ -30,13 +33,19 @@ class Changes:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # in the raw folder, but not written there by a fetch
     checked: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.rows_changed or self.added or self.changed or self.removed)
+        return bool(self.rows_changed or self.added or self.changed or self.removed or self.foreign)
 
     def describe(self, shown: int = 3) -> str:
-        kinds = (("added", self.added), ("changed", self.changed), ("removed", self.removed))
+        kinds = (
+            ("added", self.added),
+            ("changed", self.changed),
+            ("removed", self.removed),
+            ("in the raw folder only, not written by a fetch", self.foreign),
+        )
         parts = [f"{len(paths)} file(s) {name} ({_first(paths, shown)})" for name, paths in kinds if paths]
         rows = ["the metadata rows changed (catalog.csv)"] if self.rows_changed else []
         return "; ".join(rows + parts)
@@ -76,11 +85,23 @@ def compare(
         if state != "same":
             getattr(changes, state).append(relative)
     kept = wanted | {CATALOG, SOURCE_RECORD}
+    written = _written_by_fetch(catalog_path)
     for path in sorted(raw_dir.rglob("*")):
         relative = path.relative_to(raw_dir).as_posix()
         if path.is_file() and relative not in kept:
-            changes.removed.append(relative)
+            getattr(changes, "removed" if written is None or relative in written else "foreign").append(
+                relative
+            )
     return changes
+
+
+def _written_by_fetch(catalog_path: Path) -> set[str] | None:
+    """The files the last fetch wrote into the raw folder (None when its catalog.csv cannot be read)."""
+    try:
+        paths = set(pd.read_csv(catalog_path, dtype=str, keep_default_na=False)["path"])
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return None
+    return paths | set(LICENCE_FILES) | {CATALOG, SOURCE_RECORD}
 
 
 def _file_state(source: Path, copy: Path, sync_times: bool) -> str:

@@ -39,7 +39,7 @@ from aed.tables import read_table
 
 log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = [*CATALOG_COLUMNS, "duration_s", "sample_rate", "channels", "sha256", "problem"]
-LICENCE_FILES = ("ATTRIBUTION.txt", "LICENSE", "LICENSE.txt", "README.md", "SHA256SUMS")
+LICENCE_FILES = freshness.LICENCE_FILES
 # data/raw is pinned by data.dvc: its ownership marker is the SOURCE.json ingest always wrote there (with its
 # fingerprint), so that the folder's DVC hash does not change.
 RAW_OUTPUT = OutputSpec("ingest", marker="SOURCE.json", marker_key="fingerprint", manifest=False)
@@ -189,6 +189,8 @@ def _up_to_date(
     started = time.perf_counter()
     changes = freshness.compare(dataset_root, raw_dir, selection, catalog_text)
     seconds = time.perf_counter() - started
+    if changes.foreign:
+        raise _foreign_files_error(spec, raw_dir, changes.foreign)
     if not changes:
         log.info(
             "%s already holds the current content of %s (%d files compared in %.2f s); not fetching again",
@@ -205,6 +207,17 @@ def _up_to_date(
         changes.describe(),
     )
     return False
+
+
+def _foreign_files_error(spec: SourceSpec, raw_dir: Path, foreign: list[str]) -> DatasetError:
+    """A fetch replaces raw_dir whole: files someone put there (new clips copied into data/raw instead of the
+    source) would be lost, so they stop it."""
+    listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    return DatasetError(
+        f"{raw_dir}: holds {len(foreign)} file(s) no fetch wrote ({listed}), and a fetch replaces it whole; "
+        f"put new clips in the source {redact(spec.source)} and its metadata, then delete them from {raw_dir} "
+        "(or fetch with --force to drop them)"
+    )
 
 
 def check_current(spec: SourceSpec, raw_dir: Path) -> None:

@@ -161,6 +161,20 @@ def test_force_fetches_again_what_the_content_check_cannot_see(tmp_path):
     assert raw_matches(source, raw)
 
 
+def test_a_clip_copied_into_the_raw_folder_is_not_deleted_by_a_fetch(tmp_path):
+    """New clips belong in the source; one put into data/raw stops the fetch that would replace data/raw
+    (and delete it) until it is moved or --force says to drop it."""
+    source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
+    fetch(source, raw)
+    shutil.copyfile(source / "clips" / "c.wav", raw / "clips" / "new.wav")
+    add_row(source)
+    with pytest.raises(DatasetError, match=r"raw: holds 1 file\(s\) no fetch wrote \(clips/new\.wav\)"):
+        fetch(source, raw)
+    assert (raw / "clips" / "new.wav").exists()
+    fetch(source, raw, force=True)
+    assert raw_matches(source, raw) and not (raw / "clips" / "new.wav").exists()
+
+
 def test_force_with_no_fetch_is_refused(tmp_path):
     with pytest.raises(DatasetError, match="--force .* cannot be combined with --no-fetch"):
         run(IngestParams(), tmp_path / "raw", tmp_path / "m.csv", fetch=False, force=True)
