@@ -166,6 +166,8 @@ def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path, force: bool =
     check_replaceable(raw_dir, RAW_OUTPUT)
     root = stage_source(spec, cache_dir, force)
     catalog, dataset_root = build_catalog(spec.layout, root, spec.options)
+    if catalog.empty:  # a header-only CSV, an ESC-50 metadata file without ESC-10 rows
+        raise DatasetError(f"{redact(spec.source)}: the {spec.layout} layout finds no clips to fetch")
     check_files_exist(catalog, dataset_root, raw_dir)
     catalog = catalog[CATALOG_COLUMNS]
     selection = _selection(catalog, dataset_root)

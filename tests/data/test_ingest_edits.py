@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from aed.datasets.errors import DatasetError
-from aed.datasets.ingest import IngestParams
+from aed.datasets.ingest import FSD50KOptions, IngestParams
 from components.ingest import run
 from tests.conftest import tone, write_audio
 
@@ -235,6 +235,25 @@ def test_esc50_rows_naming_missing_files_give_the_metadata_row(tmp_path, caplog)
     ):
         run(IngestParams(source=str(source)), tmp_path / "raw", tmp_path / "m.csv", describe=False)
     assert not (tmp_path / "raw").exists()
+
+
+def test_fsd50k_rows_naming_missing_files_give_the_ground_truth_row(tmp_path):
+    from tests.data.test_ingest import write_fsd50k
+
+    source = write_fsd50k(tmp_path / "fsd")
+    (source / "FSD50K.dev_audio" / "3.wav").unlink()  # Speech, line 4 of dev.csv
+    params = IngestParams(
+        source=str(source), layout="fsd50k", fsd50k=FSD50KOptions(classes=["Knock", "Speech"])
+    )
+    with pytest.raises(DatasetError, match=r"dev\.csv:4: file FSD50K\.dev_audio/3\.wav not found; 1 row"):
+        run(params, tmp_path / "raw", tmp_path / "m.csv", describe=False)
+
+
+def test_a_metadata_file_without_rows_is_refused(tmp_path):
+    source = make_dataset(tmp_path / "src")
+    (source / "labels.csv").write_text("filename,label,fold\n")
+    with pytest.raises(DatasetError, match="the csv layout finds no clips to fetch"):
+        fetch(source, tmp_path / "raw")
 
 
 def aed(*args: str, cwd: Path) -> subprocess.CompletedProcess:
