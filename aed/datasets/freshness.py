@@ -99,7 +99,7 @@ def _written_by_fetch(catalog_path: Path) -> set[str] | None:
     """The files the last fetch wrote into the raw folder (None when its catalog.csv cannot be read)."""
     try:
         paths = set(pd.read_csv(catalog_path, dtype=str, keep_default_na=False)["path"])
-    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+    except (OSError, ValueError, KeyError):  # pandas parser errors are ValueErrors
         return None
     return paths | set(LICENCE_FILES) | {CATALOG, SOURCE_RECORD}
 
