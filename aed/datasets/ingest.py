@@ -229,6 +229,7 @@ def check_current(spec: SourceSpec, raw_dir: Path) -> None:
     if urlparse(spec.source).scheme or not local.is_dir():
         return
     catalog, dataset_root = build_catalog(spec.layout, local, spec.options)
+    check_files_exist(catalog, dataset_root, raw_dir)  # a row added since, naming a file that is not there
     catalog = catalog[CATALOG_COLUMNS]
     selection = _selection(catalog, dataset_root)
     changes = freshness.compare(

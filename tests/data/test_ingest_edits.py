@@ -354,3 +354,33 @@ def test_an_s3_prefix_is_synced_by_etag_and_its_edits_fetched_again(tmp_path, s3
 
     fetch_s3(force=True)
     assert {p.name: p.stat().st_ino for p in staged.rglob("*.wav")}["a.wav"] != staged_inodes["a.wav"]
+
+
+@pytest.mark.slow
+def test_a_row_added_to_the_mirror_shows_in_dvc_status_and_reaches_the_manifest(
+    tmp_path, repo_dir, esc10_dir
+):
+    """The project's own data.dvc and ingest stage: after a row is added to the local source, `make data`
+    (`aed ingest --fetch-only` + `dvc commit data.dvc`) fetches it, `dvc status` shows data.dvc and the ingest
+    stage changed, and `dvc repro` describes the new clip."""
+    from tests.dvc_workspace import dvc_workspace, sh, small_mirror
+
+    mirror = small_mirror(esc10_dir, tmp_path / "mirror", 1, ["category"])
+    work = tmp_path / "work"
+    env = dvc_workspace(work, repo_dir, mirror, ("ingest",), lambda params: None)
+    sh("dvc", "repro", cwd=work, env=env)
+    assert "up to date" in sh("dvc", "status", cwd=work, env=env)
+
+    meta = pd.read_csv(mirror / "meta.csv", dtype=str)
+    extra = meta.iloc[[0]].assign(filename="9-999999-A-0.wav")
+    shutil.copyfile(mirror / "audio" / meta.iloc[0]["filename"], mirror / "audio" / "9-999999-A-0.wav")
+    pd.concat([meta, extra]).to_csv(mirror / "meta.csv", index=False)
+
+    fetched = sh("aed", "ingest", "--fetch-only", cwd=work, env=env)
+    assert "fetching again" in fetched and "1 file(s) added (audio/9-999999-A-0.wav)" in fetched
+    status = sh("dvc", "status", cwd=work, env=env)
+    assert "data.dvc" in status and "modified:" in status and "data/raw" in status
+    sh("dvc", "commit", "--force", "-q", "data.dvc", cwd=work, env=env)
+    assert "ingest" in sh("dvc", "status", cwd=work, env=env)
+    sh("dvc", "repro", cwd=work, env=env)
+    assert yaml.safe_load((work / "reports" / "ingest.json").read_text())["n_clips"] == 11
