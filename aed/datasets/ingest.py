@@ -146,18 +146,21 @@ def is_fetched(raw_dir: Path, spec: SourceSpec) -> bool:
     return isinstance(recorded, dict) and recorded.get("fingerprint") == spec.fingerprint()
 
 
+UP_TO_DATE = "up to date"
+
+
 def pinned_by_settings(spec: SourceSpec) -> bool:
     """An http(s) archive is named by its URL and sha256: the settings say what it holds. A local folder or an
     S3 prefix can change under the same name, so its content has to be compared."""
     return urlparse(spec.source).scheme in ("http", "https")
 
 
-def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path, force: bool = False) -> pd.DataFrame:
+def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path, force: bool = False) -> str:
     """Copy the selected clips of the source into raw_dir, unless raw_dir already holds them as they are now
-    (`force`: copy them again regardless)."""
+    (`force`: copy them again regardless). Says which happened: "up to date", "fetched" or "fetched again"."""
     if not force and pinned_by_settings(spec) and is_fetched(raw_dir, spec):
         log.info("%s already holds %s; not fetching again", raw_dir, redact(spec.source))
-        return read_table(raw_dir / "catalog.csv", what="catalog")
+        return UP_TO_DATE
     local_source = Path(spec.source).expanduser() if not urlparse(spec.source).scheme else None
     sources = {"dataset source": local_source, "download cache": cache_dir}
     # Refused before a download: raw_dir is replaced whole, so it must not hold its own source, nor be a
@@ -175,11 +178,12 @@ def fetch_source(spec: SourceSpec, raw_dir: Path, cache_dir: Path, force: bool =
     if force:
         log.info("%s: fetching %s again (--force)", raw_dir, redact(spec.source))
     elif _up_to_date(spec, raw_dir, dataset_root, selection, catalog_text):
-        return catalog
+        return UP_TO_DATE
+    again = is_fetched(raw_dir, spec)  # before the swap: an earlier fetch of this source was replaced
     sources.update({"staged dataset": root, "dataset root": dataset_root})
     with replacing(raw_dir, RAW_OUTPUT, sources) as staging:
         _copy_selection(dataset_root, staging, selection, catalog_text, spec)
-    return catalog
+    return "fetched again" if again else "fetched"
 
 
 def _up_to_date(

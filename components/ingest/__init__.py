@@ -49,8 +49,9 @@ def run(
         {"--manifest": manifest_path, "--metrics": record_path},
         {"raw folder": raw_dir, "dataset source": local_source, "download cache": Path(params.cache_dir)},
     )
+    fetched = "no (--no-fetch)"
     if fetch:
-        fetch_source(spec, raw_dir, Path(params.cache_dir), force)
+        fetched = fetch_source(spec, raw_dir, Path(params.cache_dir), force)
     elif not is_fetched(raw_dir, spec):
         raise DatasetError(
             f"{raw_dir}: does not hold the configured source {redact(spec.source)} ({spec.layout}); "
@@ -59,7 +60,7 @@ def run(
     else:
         check_current(spec, raw_dir)
     if not describe:
-        return {"source": redact(spec.source)}
+        return {"source": redact(spec.source), "fetch": fetched}
     manifest = write_manifest(raw_dir, manifest_path)
     metrics = {
         "source": redact(spec.source),  # the record is a file: no password of the URL in it
