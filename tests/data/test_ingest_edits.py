@@ -38,10 +38,10 @@ def make_dataset(root: Path) -> Path:
     return root
 
 
-def fetch(source: Path, raw: Path, force: bool = False) -> None:
-    run(
-        IngestParams(source=str(source), layout="csv"), raw, raw.parent / "m.csv", describe=False, force=force
-    )
+def fetch(source: Path, raw: Path, force: bool = False) -> str:
+    """`aed ingest --fetch-only [--force]`: what it says it did."""
+    params = IngestParams(source=str(source), layout="csv")
+    return run(params, raw, raw.parent / "m.csv", describe=False, force=force)["fetch"]
 
 
 def raw_matches(source: Path, raw: Path) -> bool:
@@ -91,11 +91,11 @@ def rename_file_and_row(source: Path) -> None:
 )
 def test_an_edit_of_a_local_folder_is_fetched_again(tmp_path, caplog, edit: Callable[[Path], None]):
     source, raw = make_dataset(tmp_path / "src"), tmp_path / "raw"
-    fetch(source, raw)
+    assert fetch(source, raw) == "fetched"
     edit(source)
     assert not raw_matches(source, raw)
     with caplog.at_level(logging.INFO):
-        fetch(source, raw)
+        assert fetch(source, raw) == "fetched again"
     assert raw_matches(source, raw)
     assert "fetching again" in caplog.text and "not fetching again" not in caplog.text
 
@@ -118,7 +118,7 @@ def test_an_unchanged_folder_is_not_fetched_again(tmp_path, caplog):
     fetch(source, raw)
     before = raw_state(raw)
     with caplog.at_level(logging.INFO):
-        fetch(source, raw)
+        assert fetch(source, raw) == "up to date"
     assert raw_state(raw) == before
     assert "already holds the current content" in caplog.text and "2 files compared" in caplog.text
 
@@ -155,9 +155,9 @@ def test_force_fetches_again_what_the_content_check_cannot_see(tmp_path):
     stat = copy.stat()
     copy.write_bytes(bytes(stat.st_size))
     os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    fetch(source, raw)
+    assert fetch(source, raw) == "up to date"
     assert not raw_matches(source, raw)
-    fetch(source, raw, force=True)
+    assert fetch(source, raw, force=True) == "fetched again"
     assert raw_matches(source, raw)
 
 
