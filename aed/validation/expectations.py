@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ def _context(docs_dir: Path | None):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # That module sets its own logger to INFO, past the CLI's WARNING for great_expectations: without this, each
+    # run prints "Created temporary directory ... for ephemeral docs site" twice among the step's own lines.
+    logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -132,15 +137,29 @@ def describe_failures(result: dict, frame: pd.DataFrame, subject: str) -> list[s
         config, found = outcome["expectation_config"], outcome["result"]
         column = config["kwargs"].get("column")
         if "unexpected_index_list" not in found:  # an expectation on the whole table or column
-            observed = found.get("observed_value")
-            what = column_words(column) if column else "columns"
-            lines.append(f"{what}: the data has {show_list(observed)}, {allowed(config)}")
+            lines.append(_aggregate_words(config, found.get("observed_value")))
             continue
         rows = found["unexpected_index_list"]
         named = [_row_words(frame, subject, column, item) for item in rows[:LISTED]]
         more = f" and {len(rows) - LISTED} more" if len(rows) > LISTED else ""
         lines.append(f"{column_words(column)}: {', '.join(named)}{more}, {allowed(config)}")
     return lines
+
+
+def _aggregate_words(config: dict, observed: Any) -> str:
+    """A failed expectation on a whole column or table: what differs between the observed and expected sets."""
+    kwargs = config["kwargs"]
+    expected = kwargs.get("column_set") or kwargs.get("value_set")
+    what = column_words(kwargs.get("column")) if kwargs.get("column") else "columns"
+    if isinstance(observed, list) and isinstance(expected, list | tuple | set):
+        missing = [value for value in expected if value not in observed]
+        extra = [value for value in observed if value not in expected]
+        parts = [
+            f"missing {show_list(missing)}" if missing else "",
+            f"unexpected {show_list(extra)}" if extra else "",
+        ]
+        return f"{what}: " + "; ".join(part for part in parts if part) + f" ({allowed(config)})"
+    return f"{what}: the data has {show_list(observed)}, {allowed(config)}"
 
 
 def _row_words(frame: pd.DataFrame, subject: str, column: str, item: Any) -> str:

@@ -82,17 +82,18 @@ class ValidateParams(AudioCheckConfig):
         """Refuse limits no dataset can meet: the shares of n classes sum to 1, so the largest is at least 1/n
         and the smallest at most 1/n (a max_share of 0.20 set for 10 classes and kept for 3 is the usual case)."""
         low, high = self.share_limits()
-        even, n = 1.0 / len(self.classes), len(self.classes)
+        n = len(self.classes)
+        even = f"1/{n} = {1.0 / n:.4g}"  # 4 digits: a max_share of 0.333 must not read as equal to 1/3
         if self.min_share is not None and self.max_share is not None and low > high:
             raise ValueError(f"min_share: {number(low)} is above validate.max_share {number(high)}")
-        if high < even - 1e-9:
+        if high < 1.0 / n - 1e-9:
             raise ValueError(
-                f"max_share: {number(high)} is below 1/{n} = {number(even)}, the share of each of {n} balanced "
+                f"max_share: {number(high)} is below {even}, the share of each of {n} balanced "
                 f"classes, so no dataset can pass; remove it to derive it from the classes, or raise it"
             )
-        if low > even + 1e-9:
+        if low > 1.0 / n + 1e-9:
             raise ValueError(
-                f"min_share: {number(low)} is above 1/{n} = {number(even)}, the share of each of {n} balanced "
+                f"min_share: {number(low)} is above {even}, the share of each of {n} balanced "
                 f"classes, so no dataset can pass; remove it to derive it from the classes, or lower it"
             )
 

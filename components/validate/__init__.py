@@ -47,10 +47,13 @@ def run(
     # Printed before any failure below: the console always says what was set aside and where the list is.
     print(quarantine_summary(report, record_path), flush=True)
     if outcome.dataset_problems:
+        shares = any(problem.startswith("class share") for problem in outcome.dataset_problems)
+        source = f"share limits: {params.share_source()}; " if shares else ""
         raise DatasetError(
-            f"{manifest_path}: " + "; ".join(outcome.dataset_problems)
-            + f" (share limits: {params.share_source()}; full report {record_path})"
-        )  # fmt: skip
+            f"{manifest_path}: "
+            + "; ".join(outcome.dataset_problems)
+            + f" ({source}full report {record_path})"
+        )
     if outcome.quarantined and params.on_bad_file == "fail":
         first = outcome.quarantined[0]
         raise DatasetError(

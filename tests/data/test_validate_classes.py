@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from aed.datasets.ingest import IngestParams
 from aed.params import ParamsError, from_dict, read_params
+from aed.validation.expectations import describe_failures
 from aed.validation.validate import ValidateParams, label_mismatch
 from components.cli import main
 from components.ingest import run as ingest
@@ -91,8 +93,8 @@ def test_share_limits_set_by_the_user_win() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"max_share": 0.2}, "validate.max_share: 0.2 is below 1/3 = 0.333"),
-        ({"min_share": 0.4}, "validate.min_share: 0.4 is above 1/3 = 0.333"),
+        ({"max_share": 0.2}, "validate.max_share: 0.2 is below 1/3 = 0.3333"),
+        ({"min_share": 0.4}, "validate.min_share: 0.4 is above 1/3 = 0.3333"),
         ({"min_share": 0.3, "max_share": 0.25}, "validate.min_share: 0.3 is above validate.max_share 0.25"),
         ({"min_clips_per_class": 0}, "validate.min_clips_per_class: 0 is out of range"),
     ],
@@ -180,3 +182,22 @@ def test_labels_and_classes_that_disagree_stop_before_any_clip_is_checked(
     (line,) = err.strip().splitlines()
     assert code == 2 and message in line and str(root / "manifest.csv") in line, line
     assert not (root / "validated.csv").exists() and not (root / "validation.json").exists()
+
+
+def test_a_failed_check_on_a_whole_table_or_column_says_what_is_missing_and_unexpected() -> None:
+    def failed(kind: str, kwargs: dict, observed: list) -> dict:
+        config = {"type": kind, "kwargs": kwargs}
+        return {"success": False, "expectation_config": config, "result": {"observed_value": observed}}
+
+    result = {
+        "results": [
+            failed("expect_table_columns_to_match_set", {"column_set": ["a", "b", "c"]}, ["a", "c", "d"]),
+            failed(
+                "expect_column_distinct_values_to_equal_set", {"column": "label", "value_set": ["x"]}, ["z"]
+            ),
+        ]
+    }
+    assert describe_failures(result, pd.DataFrame(), "label") == [
+        "columns: missing b; unexpected d (expected: a, b, c)",
+        "label: missing x; unexpected z (allowed: x)",
+    ]
