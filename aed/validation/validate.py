@@ -190,9 +190,11 @@ def validate_manifest(
     reasons: dict[int, list[Problem]] = {row: [] for row in frame[ROW_KEY]}
 
     for row, problem, path in zip(frame[ROW_KEY], frame["problem"], frame["path"].astype(str), strict=True):
+        outside = path_problem(path)  # such a row is never read: it would read outside the raw dir
         if problem:
-            reasons[row].append(Problem(_ingest_kind(problem), problem))
-        if outside := path_problem(path):  # never decoded: it would read outside the raw dir
+            missing = not outside and not (raw_dir / path).is_file()
+            reasons[row].append(Problem("file missing" if missing else "unreadable audio", problem))
+        if outside:
             reasons[row].append(Problem("bad path", outside))
     first_row = frame.groupby("clip_id")[ROW_KEY].transform("min")
     for row, first in zip(frame[ROW_KEY], first_row, strict=True):
@@ -247,11 +249,6 @@ def validate_manifest(
     ]
     outcome.dataset_problems += describe_failures(outcome.gx["class_balance"], balance, "label")
     return outcome
-
-
-def _ingest_kind(problem: str) -> str:
-    """The kind of a problem ingest wrote into the manifest: a missing file, else a file whose header is bad."""
-    return "file missing" if problem.startswith("file missing") else "unreadable audio"
 
 
 def _table_level(result: dict) -> dict:
