@@ -11,6 +11,7 @@ import numpy as np
 from aed.audio import AudioError, load_audio, read_audio
 from aed.features import FeatureConfig, remove_silence
 from aed.params import bounded
+from aed.validation.problems import Problem
 
 
 @dataclass(frozen=True)
@@ -24,25 +25,28 @@ class AudioCheckConfig:
 
 def check_clip(
     path: Path, config: AudioCheckConfig = AudioCheckConfig(), features: FeatureConfig = FeatureConfig()
-) -> list[str]:
+) -> list[Problem]:
     """Reasons why the clip cannot be used (empty when it is fine), judged after decoding with the reference front
     end `features`. Never raises for a bad file."""
     try:
         signal = load_audio(path, features.sample_rate, features.max_duration_s)
     except AudioError as error:
-        return [str(error)]
+        return [Problem("unreadable audio", str(error))]
     peak = float(np.max(np.abs(signal))) if signal.size else 0.0
     peak_dbfs = 20.0 * np.log10(peak) if peak > 0 else -np.inf
     if peak > 1.0:  # resampling can overshoot a full-scale file a little: judge the file's own samples
         over = _file_peak_dbfs(path, features.max_duration_s)
         if over > 0.0:
-            return [f"{path}: peak {over:+.1f} dBFS above full scale (float samples beyond [-1, 1])"]
+            detail = f"{path}: peak {over:+.1f} dBFS above full scale (float samples beyond [-1, 1])"
+            return [Problem("above full scale", detail)]
     if peak_dbfs <= config.silent_peak_dbfs:
-        return [f"{path}: silent (peak {peak_dbfs:.1f} dBFS <= {config.silent_peak_dbfs} dBFS)"]
+        detail = f"{path}: silent (peak {peak_dbfs:.1f} dBFS <= {config.silent_peak_dbfs} dBFS)"
+        return [Problem("silent", detail)]
     active = remove_silence(signal, features.silence_top_db, features.silence_frame)
     active_s = len(active) / features.sample_rate
     if active_s < config.min_active_s:
-        return [f"{path}: only {active_s:.3f} s of sound after silence removal (< {config.min_active_s} s)"]
+        detail = f"{path}: only {active_s:.3f} s of sound after silence removal (< {config.min_active_s} s)"
+        return [Problem("too little sound after silence removal", detail)]
     return []
 
 

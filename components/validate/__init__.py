@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from aed.outputs import OutputSpec, check_file_outputs, replacing
 from aed.params import load_section
 from aed.records import atomic_write_text, write_record
 from aed.tables import read_table
-from aed.validation.validate import ValidateParams, manifest_columns, validate_manifest
+from aed.validation.validate import ValidateParams, label_mismatch, manifest_columns, validate_manifest
 from components.common import add_params_option
 
 
@@ -23,13 +24,12 @@ def run(
     record_path: Path,
     docs_dir: Path | None = None,
 ) -> dict:
-    if not params.classes:
-        raise DatasetError("validate.classes: empty class list; list the classes the model must learn")
     check_file_outputs(
         {"--validated": validated_path, "--report": record_path},
         {"manifest": manifest_path, "raw audio folder": raw_dir, "Data Docs folder": docs_dir},
     )
     manifest = read_table(manifest_path, manifest_columns(), "manifest (as `aed ingest` writes it)")
+    check_classes(params, manifest["label"], manifest_path)
     # The Data Docs folder is replaced whole, and only when it is absent, empty or earlier Data Docs.
     sources = {"raw audio folder": raw_dir, "manifest": manifest_path}
     docs = nullcontext(None) if docs_dir is None else replacing(docs_dir, OutputSpec("validate"), sources)
@@ -44,9 +44,15 @@ def run(
         "data_docs": str(docs_dir) if docs_dir else None,
     }
     write_record(record_path, "validation", report, inputs={"manifest": manifest_path})
+    # Printed before any failure below: the console always says what was set aside and where the list is.
+    print(quarantine_summary(report, record_path), flush=True)
     if outcome.dataset_problems:
+        shares = any(problem.startswith("class share") for problem in outcome.dataset_problems)
+        source = f"share limits: {params.share_source()}; " if shares else ""
         raise DatasetError(
-            f"{manifest_path}: " + "; ".join(outcome.dataset_problems) + f" (see {record_path})"
+            f"{manifest_path}: "
+            + "; ".join(outcome.dataset_problems)
+            + f" ({source}full report {record_path})"
         )
     if outcome.quarantined and params.on_bad_file == "fail":
         first = outcome.quarantined[0]
@@ -55,6 +61,28 @@ def run(
             f"{first['path']}: {'; '.join(first['reasons'])} (all in {record_path})"
         )
     return {key: report[key] for key in ("n_clips_in", "n_passed", "n_quarantined")}
+
+
+def check_classes(params: ValidateParams, labels: Iterable[str], manifest_path: Path) -> None:
+    """Stop before any clip is checked when validate.classes and the labels of the data disagree (a typo would
+    otherwise quarantine a whole class, or leave a model output without clips)."""
+    found = sorted(set(labels))
+    if not params.classes:
+        raise DatasetError(
+            f"validate.classes: empty class list; list the classes the model must learn "
+            f"(the labels in {manifest_path}: [{', '.join(found)}])"
+        )
+    mismatch = label_mismatch(labels, params.classes)
+    if mismatch:
+        raise DatasetError(f"validate.classes: {mismatch} (data: {manifest_path})")
+
+
+def quarantine_summary(report: dict, record_path: Path) -> str:
+    """`validate: 3 of 36 clips quarantined (file missing 2, silent 1); full report: reports/validation.json`."""
+    n_in, n_out = report["n_clips_in"], report["n_quarantined"]
+    counts = ", ".join(f"{kind} {count}" for kind, count in report["quarantine_counts"].items())
+    quarantined = f"{n_out} of {n_in} clips quarantined ({counts})" if n_out else "0 clips quarantined"
+    return f"validate: {quarantined}, {report['n_passed']} passed; full report: {record_path}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +100,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "validate", ValidateParams)
-    metrics = run(params, args.manifest, args.raw_dir, args.validated, args.report, args.data_docs)
-    print(f"validate: {metrics}")
-    return 0
+    run(params, args.manifest, args.raw_dir, args.validated, args.report, args.data_docs)
+    return 0  # run() printed the summary

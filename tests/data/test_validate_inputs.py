@@ -76,7 +76,7 @@ def test_full_scale_float_and_resampled_full_scale_int_pass(tmp_path: Path) -> N
 def test_wav_just_above_full_scale_is_quarantined(tmp_path: Path) -> None:
     loud = write_audio(tmp_path / "loud.wav", tone(2.0, amplitude=1.5), subtype="FLOAT")
     (reason,) = check_clip(loud, AudioCheckConfig())
-    assert "above full scale" in reason and "loud.wav" in reason
+    assert reason.kind == "above full scale" and "loud.wav" in reason.detail
 
 
 @pytest.mark.parametrize("step", ["validate", "patch"])
