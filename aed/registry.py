@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from aed.params import bounded
 from aed.records import atomic_write_text, sha256_file
@@ -76,8 +76,12 @@ class PromoteParams(S3Settings):
 
     registry: str = "work/registry"
     # auto: promote, except inside `dvc exp run` and for a trial model (a fold's, no final model); true: always
-    # (a passing gate still required); false: never.
-    enabled: bool | Literal["auto"] = "auto"
+    # (a passing gate still required); false: never. Checked below, for a one-line error in those words.
+    enabled: Any = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool) and self.enabled != "auto":
+            raise ValueError(f"enabled: expected true, false or auto, got {self.enabled!r}")
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def run(
     skipped = skip_reason(params.enabled, artifacts.get(MODEL_ARTIFACT), environ)
     if skipped is not None:
         message = f"{model}: gate passed, not promoted because {skipped}; {ENABLE_HINT}"
-        log.warning("%s", message)
+        log.debug("%s", message)  # the caller prints the message (aed promote, the KFP task body)
         figures.update(promoted=False, outcome="skipped", reasons=[skipped], message=message)
         write_record(record_path, "promotion", figures, inputs={"gate": gate_record, **artifacts})
         return {"promoted": False, "outcome": "skipped", "verdict": verdict["verdict"], "message": message}
@@ -178,7 +178,7 @@ def run(
         referenced=(judged_record,),
     )
     outcome, message = _published_message(published)
-    log.info("%s", message)
+    log.debug("%s", message)
     figures.update(promoted=outcome == "promoted", outcome=outcome, message=message, version=published.version,
                    manifest=published.manifest_uri, previous_latest=published.previous)  # fmt: skip
     figures["files"] = published.files
