@@ -29,6 +29,7 @@ from hil_runner.gate import GateParams
 from pipelines.cli import main as aed_main
 from tests.conftest import REPO
 from tests.gate_records import set_metric, synthetic_record, write
+from tests.kfp_artifacts import FakeArtifact
 
 MODEL = "yamnet_256"
 
@@ -320,3 +321,58 @@ def test_dvc_exp_run_skips_and_dvc_repro_promotes(promotion, tmp_path) -> None:
     run(sys.executable, "-m", "dvc", "repro", "--force")
     record = json.loads((project / "promote.json").read_text())
     assert record["outcome"] == "promoted" and _versions(promotion) == [record["version"]]
+
+
+def _kfp_run(root: Path, params: str, split: str, capsys) -> tuple[dict[str, Any], str]:
+    """The gate and promote task bodies of one kfp.local run under `root` (every run has its own paths)."""
+    from components.gate.task import gate
+    from components.promote.task import promote
+
+    int8 = root / "quantized" / split / "model_int8.tflite"
+    int8.parent.mkdir(parents=True)
+    int8.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(50)))
+    (root / "model" / split).mkdir(parents=True)
+    (root / "model" / split / "model.keras").write_bytes(b"keras")
+    write(root / "tables" / "user_mel_tables.c", "/* tables */\n")
+    (root / "generated").mkdir()
+    board = write(root / "board" / "metrics", synthetic_record(sha256_file(int8), str(int8)))
+    _rerun_hil(board, len(list(root.parent.iterdir())))
+    evaluation, footprint = (
+        write(root / "evaluation", {"accuracy": 0.9}),
+        write(root / "footprint", {"flash": 1}),
+    )
+    verdict, promotion = FakeArtifact(root / "verdict"), FakeArtifact(root / "promotion.json")
+    assert gate(params, MODEL, FakeArtifact(evaluation), FakeArtifact(footprint), FakeArtifact(board), verdict,
+                FakeArtifact(root / "table.md"))  # fmt: skip
+    promote(params, MODEL, FakeArtifact(root / "model"), FakeArtifact(root / "quantized"),
+            FakeArtifact(root / "generated"), FakeArtifact(root / "tables"), FakeArtifact(evaluation),
+            FakeArtifact(footprint), FakeArtifact(board), verdict, promotion)  # fmt: skip
+    return json.loads(Path(promotion.path).read_text()), capsys.readouterr().out
+
+
+def test_kfp_trial_runs_do_not_promote_and_identical_runs_are_one_version(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """The quick run-local configuration (no final model) promotes only when asked; two kfp.local runs of the
+    same model, at other paths and times, are one version."""
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    baseline = write(tmp_path / "baselines" / "hil-yamnet_256-b-u585i-iot02a.json", synthetic_record())
+    registry = tmp_path / "registry"
+
+    def params(**promote: Any) -> str:
+        return json.dumps({"gate": {"baseline": str(baseline.parent / "hil-{model_name}-{profile}.json")},
+                           "promote": {"registry": str(registry), **promote}})  # fmt: skip
+
+    record, out = _kfp_run(tmp_path / "runs" / "1", params(), "fold-1", capsys)
+    assert record["outcome"] == "skipped" and not registry.exists()
+    assert (
+        "promote: yamnet_256: gate passed, not promoted because trial run: the model is split fold-1's" in out
+    )
+    record, out = _kfp_run(tmp_path / "runs" / "2", params(enabled=True), "fold-1", capsys)
+    assert record["outcome"] == "promoted" and f"promoted version {record['version']}" in out
+    again, out = _kfp_run(tmp_path / "runs" / "3", params(enabled=True), "fold-1", capsys)
+    assert again["outcome"] == "already-promoted" and again["version"] == record["version"]
+    assert [d.name for d in (registry / MODEL).iterdir() if d.is_dir()] == [record["version"]]
+    final, _ = _kfp_run(tmp_path / "runs" / "4", params(), "final", capsys)  # a final model: auto promotes
+    assert final["outcome"] in ("promoted", "already-promoted")
