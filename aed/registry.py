@@ -276,6 +276,7 @@ VOLATILE_SUFFIXES = (
     "_path", "_dir", "_host", "_hostname",
 )  # fmt: skip
 CONTENT_PREFIX = "content:"
+MAX_RECORD_BYTES = 64 << 20  # records are kilobytes; a larger .json file is data, hashed as bytes
 
 
 def is_volatile(key: str) -> bool:
@@ -284,13 +285,16 @@ def is_volatile(key: str) -> bool:
 
 
 def _read_json(path: Path) -> Any | None:
-    """A JSON file's value, or None when the file is not JSON (it is then hashed as bytes)."""
-    if path.suffix.lower() != ".json":
+    """A JSON record's value, or None when the file is not one (it is then hashed as bytes): another suffix, not
+    JSON, too large to be a record, or nested too deep to canonicalise."""
+    if path.suffix.lower() != ".json" or path.stat().st_size > MAX_RECORD_BYTES:
         return None
     try:
-        return json.loads(path.read_bytes())
+        document = json.loads(path.read_bytes())
+        _canonical_digest(document, {})  # RecursionError here, once, rather than in the second pass
     except (ValueError, RecursionError):
         return None
+    return document
 
 
 def _stable(value: Any, references: dict[str, str]) -> Any:
@@ -314,7 +318,7 @@ def content_digests(paths: list[Path]) -> dict[Path, str]:
     """{path: content digest}: the sha256 of the bytes, except for a JSON file (a record), whose digest is that
     of its canonical form (sorted keys) without volatile keys, so that two runs that made the same thing give
     the same digest. Two passes: the second can replace a record's raw sha256 named inside another record."""
-    documents = {path: _read_json(path) for path in paths}
+    documents = {path: _read_json(path) for path in dict.fromkeys(paths)}
     first = {path: _canonical_digest(doc, {}) for path, doc in documents.items() if doc is not None}
     references = {sha256_file(path): digest for path, digest in first.items()}
     return {

@@ -40,9 +40,6 @@ GATE_ARTIFACT = "gate"  # the verdict itself, added by promote
 EXPERIMENT_ENV = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
 # A split folder other than `final` (aed.splits names them; aed.artifacts.deployable_model falls back to one).
 TRIAL_SPLIT = re.compile(r"fold-\d+|random|predefined")
-ENABLE_HINT = (
-    "enable with promote.enabled: true (dvc exp run -S promote.enabled=true, --set promote.enabled=true)"
-)
 log = logging.getLogger(__name__)
 
 
@@ -97,18 +94,22 @@ def check_judged(
 def skip_reason(
     enabled: bool | Literal["auto"], model_file: Path | None, environ: Mapping[str, str] | None = None
 ) -> str | None:
-    """Why this run does not promote (None: it does). `auto` skips experiments and trial models."""
+    """Why this run does not promote, and how to make it (None: it promotes). `auto` skips experiments and
+    trial models; `aed promote --enabled true` always overrides."""
     if enabled is True:
         return None
     if enabled is False:
-        return "promote.enabled is false"
+        return "promote.enabled is false; set it to auto or true to promote"
     environ = os.environ if environ is None else environ
     experiment = next((f"{name}={environ[name]}" for name in EXPERIMENT_ENV if environ.get(name)), None)
     if experiment:
-        return f"this is a DVC experiment ({experiment})"
+        return f"this is a DVC experiment ({experiment}); enable with dvc exp run -S promote.enabled=true"
     split = Path(model_file).parent.name if model_file is not None else ""
     if TRIAL_SPLIT.fullmatch(split):
-        return f"trial run: the model is split {split}'s, not a final model (train.final_model: false)"
+        return (
+            f"trial run: the model is split {split}'s, not a final model (train.final_model: false); "
+            "enable with --set promote.enabled=true (aed pipeline run-local) or promote.enabled: true"
+        )
     return None
 
 
@@ -158,7 +159,7 @@ def run(
     judged_record = check_judged(verdict, Path(gate_record), artifacts, hil_record)
     skipped = skip_reason(params.enabled, artifacts.get(MODEL_ARTIFACT), environ)
     if skipped is not None:
-        message = f"{model}: gate passed, not promoted because {skipped}; {ENABLE_HINT}"
+        message = f"{model}: gate passed, not promoted because {skipped}"
         log.debug("%s", message)  # the caller prints the message (aed promote, the KFP task body)
         figures.update(promoted=False, outcome="skipped", reasons=[skipped], message=message)
         write_record(record_path, "promotion", figures, inputs={"gate": gate_record, **artifacts})
@@ -193,7 +194,9 @@ def _published_message(published: Published) -> tuple[str, str]:
     if published.new:
         return "promoted", f"{name}: promoted version {version} ({published.manifest_uri})"
     # The same content again: nothing copied. latest moves only when it named another version (a rollback).
-    moved = "" if published.previous == version else f"; latest moved back to it from {published.previous}"
+    moved = {published.version: "", None: "; latest.json set to it"}.get(
+        published.previous, f"; latest moved back to it from {published.previous}"
+    )
     return "already-promoted", f"{name}: already promoted as version {version} (nothing copied{moved})"
 
 

@@ -223,9 +223,11 @@ def test_a_half_written_version_is_completed_by_the_next_promotion(tmp_path) -> 
     assert again.version == first.version and again.new is True and manifest.is_file()
     assert (tmp_path / "registry" / MODEL / first.version / "model" / "model.bin").read_text() == "weights"
     assert json.loads((tmp_path / "registry" / MODEL / "latest.json").read_text())["version"] == first.version
-
-
-ENABLE = "enable with promote.enabled: true"
+    # a broken latest.json beside a whole version: nothing copied, latest.json written again
+    (tmp_path / "registry" / MODEL / "latest.json").write_text("[]")
+    third = publish(store, MODEL, {"model": model}, {})
+    assert third.new is False and third.previous is None
+    assert json.loads((tmp_path / "registry" / MODEL / "latest.json").read_text())["version"] == first.version
 
 
 @pytest.mark.parametrize("variable", ["DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"])
@@ -234,7 +236,7 @@ def test_an_experiment_does_not_promote_and_says_so(promotion, capsys, monkeypat
     code, out, record = _promote(promotion, capsys)
     assert code == 0, out
     line = f"{MODEL}: gate passed, not promoted because this is a DVC experiment ({variable}=gummy-bear)"
-    assert line in out and ENABLE in out
+    assert line in out and "enable with dvc exp run -S promote.enabled=true" in out
     assert record["promoted"] is False and record["outcome"] == "skipped" and record["message"] in out
     assert not promotion["registry"].exists()
 
@@ -259,7 +261,7 @@ def test_enabled_setting_and_flag_override_the_default(
     assert code == 0, out
     assert record["promoted"] is promoted and promotion["registry"].exists() is promoted
     if not promoted:
-        assert "not promoted because promote.enabled is false" in out
+        assert "not promoted because promote.enabled is false; set it to auto or true to promote" in out
 
 
 def test_a_trial_model_does_not_promote_unless_asked(promotion, capsys) -> None:
@@ -272,6 +274,7 @@ def test_a_trial_model_does_not_promote_unless_asked(promotion, capsys) -> None:
     code, out, record = _promote(p, capsys)
     assert code == 0 and record["outcome"] == "skipped" and not p["registry"].exists()
     assert "not promoted because trial run: the model is split fold-1's, not a final model" in out
+    assert "enable with --set promote.enabled=true" in out
     code, out, record = _promote(p, capsys, "--enabled", "true")
     assert code == 0 and record["outcome"] == "promoted" and _versions(p) == [record["version"]]
 
