@@ -6,9 +6,12 @@ Layout under the registry root (the same for both back ends):
     <model>/latest.json                  {"version": ..., "manifest": ...}: the newest promotion
 
 The version is the content hash of what is promoted, without what only says when, how long or where a run
-happened (see `content_digest`): promoting the same model with records that differ only in their timestamps
-yields the same version, copies nothing and leaves latest.json as it is. S3 goes through boto3 with a configurable endpoint (MinIO, moto, Ceph) and explicit timeouts;
-credentials come from boto3's usual chain (environment, profile, instance role), never from params.yaml.
+happened (`content_digests`): promoting the same model with records that differ only in their timestamps yields
+the same version, copies nothing and leaves latest.json as it is. The model files are hashed byte for byte, so
+"the same model" means the same bytes (a re-export that changes a byte is a new version).
+
+S3 goes through boto3 with a configurable endpoint (MinIO, moto, Ceph) and explicit timeouts; credentials come
+from boto3's usual chain (environment, profile, instance role), never from params.yaml.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ Whether a run promotes at all is `promote.enabled` (or `aed promote --enabled`):
 `dvc repro` and `make demo` but not inside `dvc exp run` (DVC sets DVC_EXP_NAME and DVC_EXP_BASELINE_REV for
 the commands of an experiment, and for no other run) nor for a trial model (a fold's model, when the run trains
 no final model, as the quick Kubeflow-local configuration does). The console line and the promotion record say
-which happened: promoted version X, already promoted as X (the same content: nothing copied), or not promoted
-and why, with how to enable it.
+which happened (`outcome`): promoted version X, already promoted as X (the same content: nothing copied; the
+record's `promoted` is true for both), or not promoted and why, with how to enable it.
 """
 
 from __future__ import annotations
@@ -180,12 +180,13 @@ def run(
     )
     outcome, message = _published_message(published)
     log.debug("%s", message)
-    figures.update(promoted=outcome == "promoted", outcome=outcome, message=message, version=published.version,
+    # promoted: this model is in the registry as `version` and latest.json names it (new or already there)
+    figures.update(promoted=True, outcome=outcome, message=message, version=published.version,
                    manifest=published.manifest_uri, previous_latest=published.previous)  # fmt: skip
     figures["files"] = published.files
     write_record(record_path, "promotion", figures, inputs={"gate": gate_record, **artifacts})
-    return {"promoted": outcome == "promoted", "outcome": outcome, "version": published.version,
-            "files": len(published.files), "message": message}  # fmt: skip
+    return {"promoted": True, "outcome": outcome, "version": published.version, "files": len(published.files),
+            "message": message}  # fmt: skip
 
 
 def _published_message(published: Published) -> tuple[str, str]:
@@ -194,9 +195,12 @@ def _published_message(published: Published) -> tuple[str, str]:
     if published.new:
         return "promoted", f"{name}: promoted version {version} ({published.manifest_uri})"
     # The same content again: nothing copied. latest moves only when it named another version (a rollback).
-    moved = {published.version: "", None: "; latest.json set to it"}.get(
-        published.previous, f"; latest moved back to it from {published.previous}"
-    )
+    if published.previous == version:
+        moved = ""
+    elif published.previous is None:
+        moved = "; latest.json set to it"
+    else:
+        moved = f"; latest moved back to it from {published.previous}"
     return "already-promoted", f"{name}: already promoted as version {version} (nothing copied{moved})"
 
 

@@ -106,7 +106,7 @@ def test_three_identical_runs_are_one_version_and_latest_is_untouched(promotion,
         code, out, record = _promote(p, capsys)
         assert code == 0, out
         assert f"{MODEL}: already promoted as version {version} (nothing copied)" in out
-        assert record["promoted"] is False and record["outcome"] == "already-promoted"
+        assert record["promoted"] is True and record["outcome"] == "already-promoted"
         assert record["version"] == version and record["message"] in out
     assert len(verdicts) == 3  # the verdict's bytes (and the HIL record it names) changed at every run
     assert _versions(p) == [version]
