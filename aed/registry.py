@@ -5,9 +5,13 @@ Layout under the registry root (the same for both back ends):
     <model>/<version>/manifest.json      every file with its size and sha256, plus caller metadata
     <model>/latest.json                  {"version": ..., "manifest": ...}: the newest promotion
 
-The version is derived from the content hashes, so promoting the same files twice is a no-op that yields the
-same version. S3 goes through boto3 with a configurable endpoint (MinIO, moto, Ceph) and explicit timeouts;
-credentials come from boto3's usual chain (environment, profile, instance role), never from params.yaml.
+The version is the content hash of what is promoted, without what only says when, how long or where a run
+happened (`content_digests`): promoting the same model with records that differ only in their timestamps yields
+the same version, copies nothing and leaves latest.json as it is. The model files are hashed byte for byte, so
+"the same model" means the same bytes (a re-export that changes a byte is a new version).
+
+S3 goes through boto3 with a configurable endpoint (MinIO, moto, Ceph) and explicit timeouts; credentials come
+from boto3's usual chain (environment, profile, instance role), never from params.yaml.
 """
 
 from __future__ import annotations
@@ -70,9 +74,17 @@ class S3Settings:
 
 @dataclass(frozen=True)
 class PromoteParams(S3Settings):
-    """The `promote` section: the registry (a directory or s3://bucket/prefix) and how S3 is reached."""
+    """The `promote` section: the registry (a directory or s3://bucket/prefix), how S3 is reached, and whether
+    this run promotes at all."""
 
     registry: str = "work/registry"
+    # auto: promote, except inside `dvc exp run` and for a trial model (a fold's, no final model); true: always
+    # (a passing gate still required); false: never. Checked below, for a one-line error in those words.
+    enabled: Any = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool) and self.enabled != "auto":
+            raise ValueError(f"enabled: expected true, false or auto, got {self.enabled!r}")
 
 
 @dataclass(frozen=True)
@@ -248,6 +260,80 @@ class Published:
     version: str
     manifest_uri: str
     files: list[dict[str, Any]]
+    new: bool = True  # False: this content was already promoted as `version`; nothing was copied
+    previous: str | None = None  # the version latest.json named before (None: first promotion of the model)
+
+
+# What a JSON record says about a run rather than about what it made: when (timestamps), how long (host wall-clock
+# durations and rates; a board's latency follows from the model and the board profile, which stay hashed), and
+# where (host, device and file locations; a file is named by the sha256 beside its path). Matched on key names at
+# any depth: the records of every step (aed.records.make_record, the HIL job, the gate) use these names.
+VOLATILE_KEYS = frozenset(
+    {"created", "updated", "modified", "started", "finished", "timestamp", "time", "date", "datetime",
+     "elapsed", "duration", "seconds", "real_time_factor", "failed_attempts",
+     "host", "hostname", "node", "pid", "user", "cwd", "path", "descriptor"}
+)  # fmt: skip
+VOLATILE_SUFFIXES = (
+    "_at", "_time", "_date", "_datetime", "_timestamp",
+    "_s", "_ms", "_us", "_ns", "_seconds", "_per_second",
+    "_path", "_dir", "_host", "_hostname",
+)  # fmt: skip
+CONTENT_PREFIX = "content:"
+MAX_RECORD_BYTES = 64 << 20  # records are kilobytes; a larger .json file is data, hashed as bytes
+
+
+def is_volatile(key: str) -> bool:
+    name = key.lower()
+    return name in VOLATILE_KEYS or name.endswith(VOLATILE_SUFFIXES)
+
+
+def _read_json(path: Path) -> Any | None:
+    """A JSON record's value, or None when the file is not one (it is then hashed as bytes): another suffix, not
+    JSON, too large to be a record, or nested too deep to canonicalise."""
+    if path.suffix.lower() != ".json" or path.stat().st_size > MAX_RECORD_BYTES:
+        return None
+    try:
+        document = json.loads(path.read_bytes())
+        _canonical_digest(document, {})  # RecursionError here, once, rather than in the second pass
+    except (ValueError, RecursionError):
+        return None
+    return document
+
+
+def _stable(value: Any, references: dict[str, str]) -> Any:
+    """`value` without volatile keys; a sha256 of another record is replaced by that record's content digest,
+    since the raw hash of a record changes with its timestamps (the gate verdict names the HIL record so)."""
+    if isinstance(value, dict):
+        return {k: _stable(v, references) for k, v in value.items() if not is_volatile(str(k))}
+    if isinstance(value, list):
+        return [_stable(item, references) for item in value]
+    if isinstance(value, str) and value in references:
+        return CONTENT_PREFIX + references[value]
+    return value
+
+
+def _canonical_digest(document: Any, references: dict[str, str]) -> str:
+    text = json.dumps(_stable(document, references), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_digests(paths: list[Path]) -> dict[Path, str]:
+    """{path: content digest}: the sha256 of the bytes, except for a JSON file (a record), whose digest is that
+    of its canonical form (sorted keys) without volatile keys, so that two runs that made the same thing give
+    the same digest. Two passes: the second can replace a record's raw sha256 named inside another record."""
+    documents = {path: _read_json(path) for path in dict.fromkeys(paths)}
+    first = {path: _canonical_digest(doc, {}) for path, doc in documents.items() if doc is not None}
+    references = {sha256_file(path): digest for path, digest in first.items()}
+    return {
+        path: sha256_file(path) if doc is None else _canonical_digest(doc, references)
+        for path, doc in documents.items()
+    }
+
+
+def content_version(entries: list[dict[str, Any]]) -> str:
+    """The version of a promotion: a hash of every promoted key with its content digest."""
+    lines = "".join(f"{e['key']}:{e['content']}\n" for e in sorted(entries, key=lambda e: e["key"]))
+    return hashlib.sha256(lines.encode()).hexdigest()[:12]
 
 
 def _artifact_files(name: str, source: Path) -> list[tuple[str, Path]]:
@@ -263,37 +349,70 @@ def _artifact_files(name: str, source: Path) -> list[tuple[str, Path]]:
     return [(f"{name}/{p.relative_to(source).as_posix()}", p) for p in files]
 
 
-def publish(store: Store, model: str, artifacts: dict[str, Path], metadata: dict[str, Any]) -> Published:
+def _stored_manifest(store: Store, key: str, version: str) -> dict[str, Any] | None:
+    """The manifest of a version already in the registry (None: absent, or a half-written or foreign one that a
+    new promotion may replace; the manifest is written after every file, so its presence marks a whole copy)."""
+    text = store.get_text(key)
+    try:
+        manifest = None if text is None else json.loads(text)
+    except ValueError:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("version") == version else None
+
+
+def publish(
+    store: Store,
+    model: str,
+    artifacts: dict[str, Path],
+    metadata: dict[str, Any],
+    referenced: tuple[Path, ...] = (),
+) -> Published:
     """Copy the artifacts under <model>/<version>/, then write the manifest, then move latest.json.
 
     The manifest is written after every file and latest.json last, so a reader that follows latest.json never
-    sees a half-copied version.
+    sees a half-copied version. When the version is already there (the same content, promoted before), nothing
+    is copied and its manifest is kept; latest.json is rewritten only if it named another version.
+    referenced: records that promoted records name by sha256 without being promoted themselves.
     """
     check_name(model, "model name")
     for name in artifacts:
         check_name(name, "artifact name")
         if name == MANIFEST:
             raise RegistryPathError(f"invalid artifact name {name!r}: reserved for the version's manifest")
-    entries = []
-    for name, source in sorted(artifacts.items()):
-        for key, path in _artifact_files(name, source):
-            entries.append(
-                {"key": key, "bytes": path.stat().st_size, "sha256": sha256_file(path), "path": path}
-            )
-    version = hashlib.sha256("".join(f"{e['key']}:{e['sha256']}\n" for e in entries).encode()).hexdigest()[
-        :12
-    ]
-    for entry in entries:
-        store.put_file(entry["path"], f"{model}/{version}/{entry['key']}")
-    files = [{k: v for k, v in entry.items() if k != "path"} for entry in entries]
-    manifest = {"model": model, "version": version, "files": files, **metadata}
+    pairs = [pair for name, source in sorted(artifacts.items()) for pair in _artifact_files(name, source)]
+    digests = content_digests([path for _, path in pairs] + [Path(p) for p in referenced])
+    entries = [
+        {"key": key, "bytes": path.stat().st_size, "sha256": sha256_file(path), "content": digests[path],
+         "path": path}
+        for key, path in pairs
+    ]  # fmt: skip
+    version = content_version(entries)
     manifest_key = f"{model}/{version}/{MANIFEST}"
-    store.put_text(json.dumps(manifest, indent=2) + "\n", manifest_key)
-    latest = {"model": model, "version": version, "manifest": f"{version}/{MANIFEST}"}
-    store.put_text(json.dumps(latest, indent=2) + "\n", f"{model}/{LATEST}")
-    return Published(model, version, store.describe(manifest_key), files)
+    previous = _latest_version(store, model)
+    stored = _stored_manifest(store, manifest_key, version)
+    if stored is None:
+        for entry in entries:
+            store.put_file(entry["path"], f"{model}/{version}/{entry['key']}")
+        files = [{k: v for k, v in entry.items() if k != "path"} for entry in entries]
+        manifest = {"model": model, "version": version, "files": files, **metadata}
+        store.put_text(json.dumps(manifest, indent=2) + "\n", manifest_key)
+    else:
+        files = list(stored.get("files", []))
+    if previous != version:
+        latest_entry = {"model": model, "version": version, "manifest": f"{version}/{MANIFEST}"}
+        store.put_text(json.dumps(latest_entry, indent=2) + "\n", f"{model}/{LATEST}")
+    return Published(model, version, store.describe(manifest_key), files, stored is None, previous)
 
 
 def latest(store: Store, model: str) -> dict[str, Any] | None:
     text = store.get_text(f"{check_name(model, 'model name')}/{LATEST}")
     return None if text is None else json.loads(text)
+
+
+def _latest_version(store: Store, model: str) -> str | None:
+    """The version latest.json names; None when there is none or it is unreadable (the promotion rewrites it)."""
+    try:
+        entry = latest(store, model)
+    except ValueError:
+        return None
+    return entry.get("version") if isinstance(entry, dict) else None

@@ -5,6 +5,13 @@ gate verdict that names the sha256 of the int8 model and of the HIL record it ju
 that very file and the record must be unchanged. Anything else is refused with one line (exit 2) and nothing is
 published. A valid verdict that did not pass also leaves the registry untouched and writes a promotion record
 that says so, so `dvc repro` and a KFP run report the same outcome.
+
+Whether a run promotes at all is `promote.enabled` (or `aed promote --enabled`): `auto`, the default, promotes in
+`dvc repro` and `make demo` but not inside `dvc exp run` (DVC sets DVC_EXP_NAME and DVC_EXP_BASELINE_REV for
+the commands of an experiment, and for no other run) nor for a trial model (a fold's model, when the run trains
+no final model, as the quick Kubeflow-local configuration does). The console line and the promotion record say
+which happened (`outcome`): promoted version X, already promoted as X (the same content: nothing copied; the
+record's `promoted` is true for both), or not promoted and why, with how to enable it.
 """
 
 from __future__ import annotations
@@ -12,22 +19,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import logging
 import os
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aed.params import load_section
 from aed.record_schema import read_json, validate_hil_record, validate_verdict
 from aed.records import sha256_file, write_record
-from aed.registry import PromoteParams, check_name, open_store, publish
+from aed.registry import PromoteParams, Published, check_name, open_store, publish
 
 SECTION = "promote"
 MODEL_ARTIFACT = "model"  # the artifact whose sha256 must be the one the verdict judged
 RECORD_ARTIFACT = "hil"  # when given, the HIL record published with the model (dvc's stage does)
 GATE_ARTIFACT = "gate"  # the verdict itself, added by promote
+# Set by `dvc exp run` (dvc/repo/experiments/queue/base.py, passed to each stage command) and never by `dvc repro`.
+EXPERIMENT_ENV = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
+# A split folder other than `final` (aed.splits names them; aed.artifacts.deployable_model falls back to one).
+TRIAL_SPLIT = re.compile(r"fold-\d+|random|predefined")
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +61,9 @@ def gate_verdict(gate_record: Path) -> tuple[bool, list[str]]:
 
 def check_judged(
     verdict: dict[str, Any], gate_record: Path, artifacts: dict[str, Path], hil_record: Path | None
-) -> None:
-    """Refuse unless the model artifact and the HIL record are exactly the files the verdict judged."""
+) -> Path:
+    """Refuse unless the model artifact and the HIL record are exactly the files the verdict judged; return the
+    HIL record's path."""
     judged_model = verdict["model"]["sha256"]
     model = artifacts.get(MODEL_ARTIFACT)
     if model is None or not Path(model).is_file():
@@ -75,6 +88,29 @@ def check_judged(
     validate_hil_record(data, record_path)
     if data["model_sha256"] != judged_model:
         raise PromotionError(f"{record_path}: made with another model than the verdict {gate_record} names")
+    return record_path
+
+
+def skip_reason(
+    enabled: bool | Literal["auto"], model_file: Path | None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """Why this run does not promote, and how to make it (None: it promotes). `auto` skips experiments and
+    trial models; `aed promote --enabled true` always overrides."""
+    if enabled is True:
+        return None
+    if enabled is False:
+        return "promote.enabled is false; set it to auto or true to promote"
+    environ = os.environ if environ is None else environ
+    experiment = next((f"{name}={environ[name]}" for name in EXPERIMENT_ENV if environ.get(name)), None)
+    if experiment:
+        return f"this is a DVC experiment ({experiment}); enable with dvc exp run -S promote.enabled=true"
+    split = Path(model_file).parent.name if model_file is not None else ""
+    if TRIAL_SPLIT.fullmatch(split):
+        return (
+            f"trial run: the model is split {split}'s, not a final model (train.final_model: false); "
+            "enable with --set promote.enabled=true (aed pipeline run-local) or promote.enabled: true"
+        )
+    return None
 
 
 def _file_artifact(artifacts: dict[str, Path], name: str) -> Path | None:
@@ -89,10 +125,14 @@ def run(
     gate_record: Path,
     record_path: Path,
     hil_record: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Publish `artifacts` (name -> file or directory) as a new version of `model` if the gate passed for them.
+    """Publish `artifacts` (name -> file or directory) as a version of `model` if the gate passed for them and
+    this run promotes (`skip_reason`).
 
     hil_record: the HIL record the verdict judged (default: the `hil` artifact, else the path the verdict names).
+    environ: the environment that says whether this is an experiment (default: os.environ).
+    Returns {"promoted", "outcome", "message", ...}; the message is the line the console shows.
     """
     record_path = Path(record_path)
     if record_path.is_dir():
@@ -111,10 +151,19 @@ def run(
         log.warning(
             "%s not promoted: gate %s (%s)", model, verdict["verdict"], "; ".join(reasons) or "no reasons"
         )
-        figures.update(promoted=False, reasons=reasons)
+        message = f"{model}: not promoted because the gate verdict is {verdict['verdict']!r}"
+        figures.update(promoted=False, outcome="gate-failed", reasons=reasons, message=message)
         write_record(record_path, "promotion", figures, inputs={"gate": gate_record})
-        return {"promoted": False, "verdict": verdict["verdict"], "reasons": reasons}
-    check_judged(verdict, Path(gate_record), artifacts, hil_record)
+        return {"promoted": False, "outcome": "gate-failed", "verdict": verdict["verdict"], "reasons": reasons,
+                "message": message}  # fmt: skip
+    judged_record = check_judged(verdict, Path(gate_record), artifacts, hil_record)
+    skipped = skip_reason(params.enabled, artifacts.get(MODEL_ARTIFACT), environ)
+    if skipped is not None:
+        message = f"{model}: gate passed, not promoted because {skipped}"
+        log.debug("%s", message)  # the caller prints the message (aed promote, the KFP task body)
+        figures.update(promoted=False, outcome="skipped", reasons=[skipped], message=message)
+        write_record(record_path, "promotion", figures, inputs={"gate": gate_record, **artifacts})
+        return {"promoted": False, "outcome": "skipped", "verdict": verdict["verdict"], "message": message}
     endpoint_url = os.environ.get("AED_S3_ENDPOINT_URL") or params.endpoint_url
     store = open_store(params.registry, dataclasses.replace(params, endpoint_url=endpoint_url))
     published = publish(
@@ -127,12 +176,32 @@ def run(
             "hil_record_sha256": verdict["record"]["sha256"],
             "source": "aed promote",
         },  # fmt: skip
+        referenced=(judged_record,),
     )
-    log.info("promoted %s version %s to %s", model, published.version, published.manifest_uri)
-    figures.update(promoted=True, version=published.version, manifest=published.manifest_uri)
+    outcome, message = _published_message(published)
+    log.debug("%s", message)
+    # promoted: this model is in the registry as `version` and latest.json names it (new or already there)
+    figures.update(promoted=True, outcome=outcome, message=message, version=published.version,
+                   manifest=published.manifest_uri, previous_latest=published.previous)  # fmt: skip
     figures["files"] = published.files
     write_record(record_path, "promotion", figures, inputs={"gate": gate_record, **artifacts})
-    return {"promoted": True, "version": published.version, "files": len(published.files)}
+    return {"promoted": True, "outcome": outcome, "version": published.version, "files": len(published.files),
+            "message": message}  # fmt: skip
+
+
+def _published_message(published: Published) -> tuple[str, str]:
+    """(outcome, console line) of a publication: a new version, or content already in the registry."""
+    name, version = published.model, published.version
+    if published.new:
+        return "promoted", f"{name}: promoted version {version} ({published.manifest_uri})"
+    # The same content again: nothing copied. latest moves only when it named another version (a rollback).
+    if published.previous == version:
+        moved = ""
+    elif published.previous is None:
+        moved = "; latest.json set to it"
+    else:
+        moved = f"; latest moved back to it from {published.previous}"
+    return "already-promoted", f"{name}: already promoted as version {version} (nothing copied{moved})"
 
 
 def _artifact_arg(text: str) -> tuple[str, Path]:
@@ -161,18 +230,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the HIL record the gate judged (default: --artifact hil=..., else the verdict's)",
     )
     parser.add_argument("--out", type=Path, required=True, help="where to write the promotion record")
+    parser.add_argument(
+        "--enabled",
+        choices=("auto", "true", "false"),
+        help="promote at all? (default: promote.enabled; auto: not inside `dvc exp run`, not a trial model)",
+    )
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
     params = load_section(args.params, SECTION, PromoteParams)
+    if args.enabled is not None:
+        enabled = {"auto": "auto", "true": True, "false": False}[args.enabled]
+        params = dataclasses.replace(params, enabled=enabled)
     artifacts: dict[str, Path] = {}
     for name, path in args.artifact:
         if name in artifacts:
             raise ValueError(f"--artifact {name}= given twice")
         artifacts[name] = path
     result = run(params, args.model, artifacts, args.gate, args.out, hil_record=args.record)
-    if not result["promoted"]:
+    if result["outcome"] == "gate-failed":
         # the gate's own exit codes: 1 a regression, 2 undecidable
         reasons = "; ".join(result["reasons"]) or "no reasons given"
         print(
@@ -180,5 +257,6 @@ def _handle(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1 if result["verdict"] == "regression" else 2
-    print(json.dumps(result))
+    # promoted, already promoted, or skipped on purpose (an experiment): all succeed, and the line says which
+    print(f"aed promote: {result['message']}")
     return 0

@@ -43,7 +43,8 @@ def promote(
             Path(generated.path).rglob("*")
         ):  # convert's stedgeai C code; empty when only the estimator ran
             artifacts["generated"] = Path(generated.path)
-        step.run(
+        result = step.run(
             model=model_name, artifacts=artifacts, gate_record=gate_record, record_path=Path(promotion.path),
             hil_record=Path(board.path), **step_args(params, step),
         )  # fmt: skip
+        print(f"promote: {result['message']}")  # promoted / already promoted / not promoted, and why

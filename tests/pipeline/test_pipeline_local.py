@@ -163,6 +163,7 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
         f"hil.workdir={tmp_path / 'hil'}",
         f"hil.lock_dir={tmp_path / 'hil' / 'locks'}",
         f"gate.baseline={tmp_path / 'baselines' / 'hil-{model_name}-{profile}.json'}",
+        "promote.enabled=true",  # the reduced configuration has no final model: a trial, promoted only if asked
         *REDUCED,
     ]
     # a snapshot of params.yaml: both runs must see the same params for the second one to reuse the first's tasks
