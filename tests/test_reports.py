@@ -304,3 +304,11 @@ def test_the_page_renders_every_section_offline_in_headless_chromium(tmp_path: P
     for model in MODELS:
         assert model in _section(dom, "Metrics") and f"{model}: verdict" in _section(dom, "Gate")
     assert "Not from this run" not in dom  # the reference run is consistent: nothing left over
+
+
+def test_the_report_stage_runs_after_every_other_stage(tmp_path: Path) -> None:
+    """The page shows the whole run: every stage of dvc.yaml is upstream of `report` (DVC builds the graph)."""
+    work, env = _dvc_repo(tmp_path)
+    stages = set(sh("dvc", "stage", "list", "--name-only", cwd=work, env=env).split())
+    upstream = set(re.findall(r'^"([^"]+)";$', sh("dvc", "dag", "--dot", "report", cwd=work, env=env), re.M))
+    assert "report" in stages and upstream == stages, stages - upstream
