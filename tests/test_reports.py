@@ -312,3 +312,33 @@ def test_the_report_stage_runs_after_every_other_stage(tmp_path: Path) -> None:
     stages = set(sh("dvc", "stage", "list", "--name-only", cwd=work, env=env).split())
     upstream = set(re.findall(r'^"([^"]+)";$', sh("dvc", "dag", "--dot", "report", cwd=work, env=env), re.M))
     assert "report" in stages and upstream == stages, stages - upstream
+
+
+def test_evaluate_writes_one_compact_file_per_model(tmp_path: Path, monkeypatch) -> None:
+    """The step's plumbing, with the evaluation itself replaced by the reference run's figures."""
+    import components.evaluate as evaluate
+    from aed.evaluation import EvaluateParams, ModelFolders
+
+    reference = json.loads((REFERENCE / "evaluate.json").read_text())["metrics"]
+
+    class Evaluated:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def metrics(self) -> dict:
+            return reference[self.name]
+
+    monkeypatch.setattr(evaluate, "load_patch_store", lambda path: None)
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda store, folders, params: Evaluated(folders.name))
+    monkeypatch.setattr(evaluate, "write_reports", lambda evaluation, folder: None)
+    monkeypatch.setattr(evaluate, "write_record", lambda *args, **kwargs: None)
+    folders = [ModelFolders.under(tmp_path / "models", name) for name in MODELS]
+    target = tmp_path / "reports" / "metrics" / "evaluate"
+    evaluate.run(EvaluateParams(), tmp_path / "patches", folders, tmp_path / "reports", None, target)
+    for model in MODELS:
+        assert json.loads((target / f"{model}.json").read_text()) == evaluation_figures(reference[model])
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="--dvc-metrics-dir .*is a file"):
+        evaluate.run(
+            EvaluateParams(), tmp_path / "patches", folders, tmp_path / "reports", None, tmp_path / "a_file"
+        )
