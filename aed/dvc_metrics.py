@@ -34,12 +34,15 @@ def evaluation_figures(model_metrics: dict[str, Any]) -> dict[str, float]:
         if not isinstance(summary, dict) or "clip_accuracy" not in summary:
             continue  # int8_vs_float
         key = "float_acc" if fmt == FLOAT_FORMAT else "int8_acc"
-        figures[key] = _rounded(
-            summary["clip_accuracy"]["mean"], ACCURACY_DIGITS, f"{fmt}.clip_accuracy.mean"
-        )
+        accuracy = summary["clip_accuracy"]
+        if not isinstance(accuracy, dict):
+            raise FiguresError(
+                f"{fmt}.clip_accuracy: expected per-split figures and a mean, found {accuracy!r}"
+            )
+        figures[key] = _fraction(accuracy.get("mean"), f"{fmt}.clip_accuracy.mean")
     agreement = model_metrics.get("int8_vs_float")
-    if agreement:
-        figures["agreement"] = _rounded(agreement["top1_agreement"], ACCURACY_DIGITS, "top1_agreement")
+    if isinstance(agreement, dict):
+        figures["agreement"] = _fraction(agreement.get("top1_agreement"), "int8_vs_float.top1_agreement")
     return figures
 
 
@@ -50,7 +53,7 @@ def convert_figures(record: dict[str, Any]) -> dict[str, float | int]:
         "ram_bytes": _integer(record, "activations_bytes"),
     }
     if record.get("latency_ms") is not None:
-        figures["latency_ms"] = _rounded(record["latency_ms"], LATENCY_DIGITS, "latency_ms")
+        figures["latency_ms"] = _duration(record["latency_ms"], "latency_ms")
     return figures
 
 
@@ -61,11 +64,9 @@ def hil_figures(record: dict[str, Any]) -> dict[str, float | int]:
     if not isinstance(metrics, dict):
         raise FiguresError("metrics: missing from the HIL record")
     return {
-        "board_acc": _rounded(_field(metrics, "clip_accuracy"), ACCURACY_DIGITS, "metrics.clip_accuracy"),
-        "agreement": _rounded(_field(metrics, "top1_agreement"), ACCURACY_DIGITS, "metrics.top1_agreement"),
-        "latency_ms": _rounded(
-            _field(metrics, "latency_median_ms"), LATENCY_DIGITS, "metrics.latency_median_ms"
-        ),
+        "board_acc": _fraction(_field(metrics, "clip_accuracy"), "metrics.clip_accuracy"),
+        "agreement": _fraction(_field(metrics, "top1_agreement"), "metrics.top1_agreement"),
+        "latency_ms": _duration(_field(metrics, "latency_median_ms"), "metrics.latency_median_ms"),
         "ram_bytes": _integer(metrics, "activations_bytes"),
         "flash_bytes": _integer(metrics, "weights_bytes"),
     }
@@ -83,12 +84,23 @@ def _field(data: dict[str, Any], key: str) -> Any:
 
 def _integer(data: dict[str, Any], key: str) -> int:
     value = _field(data, key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if _not_finite(value) or value < 0 or value != int(value):
         raise FiguresError(f"{key}: {value!r} is not a number of bytes")
     return int(value)
 
 
-def _rounded(value: Any, digits: int, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise FiguresError(f"{name}: {value!r} is not a finite number")
-    return round(float(value), digits)
+def _fraction(value: Any, name: str) -> float:
+    """An accuracy or an agreement: a share between 0 and 1."""
+    if _not_finite(value) or not 0 <= value <= 1:
+        raise FiguresError(f"{name}: {value!r} is not a fraction between 0 and 1")
+    return round(float(value), ACCURACY_DIGITS)
+
+
+def _duration(value: Any, name: str) -> float:
+    if _not_finite(value) or value < 0:
+        raise FiguresError(f"{name}: {value!r} is not a duration in milliseconds")
+    return round(float(value), LATENCY_DIGITS)
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)

@@ -75,8 +75,26 @@ class RunFiles:
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
-def read_json(path: Path) -> dict | None:
-    """A report file's content, None when absent; an unreadable file is an error naming it."""
+# The containers the page reads in each kind of file: a record whose field has another shape is refused by name.
+SHAPES: dict[str, dict[str, type]] = {
+    "evaluate": {"metrics": dict},
+    "evaluation": {"class_names": list, "formats": dict},
+    "hil": {"metrics": dict, "memory": dict},
+    "gate": {"record": dict, "baseline": dict, "checks": list, "reasons": list},
+    "promote": {"inputs": dict},
+    "validation": {"quarantined": list},
+    "patch": {"patches_per_class": dict},
+}
+ITEM_SHAPES: dict[tuple[str, str], type] = {
+    ("evaluate", "metrics"): dict,
+    ("evaluation", "formats"): dict,
+    ("gate", "checks"): dict,
+    ("validation", "quarantined"): dict,
+}
+
+
+def read_json(path: Path, kind: str | None = None) -> dict | None:
+    """A report file's content, None when absent; an unreadable or misshapen file is an error naming it."""
     path = Path(path)
     if not path.exists():
         return None
@@ -86,21 +104,44 @@ def read_json(path: Path) -> dict | None:
         raise ReportError(f"{path}: not readable JSON ({_first_line(error)})") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    for key, expected in SHAPES.get(kind or "", {}).items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, expected):
+            raise ReportError(f"{path}: {key}: expected {_kind_name(expected)}, found {type(value).__name__}")
+        item_type = ITEM_SHAPES.get((kind or "", key))
+        items = value.values() if isinstance(value, dict) else value
+        if item_type and not all(isinstance(item, item_type) for item in items):
+            raise ReportError(f"{path}: {key}: every entry must be {_kind_name(item_type)}")
     return data
+
+
+def _kind_name(expected: type) -> str:
+    return "a list" if expected is list else "an object"
+
+
+def _plain_name(name: str, source: str) -> str:
+    """A model name is also a file-name part in reports/: never a path."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ReportError(f"{source}: model name {name!r}: expected a plain name")
+    return name
 
 
 def run_models(reports: Path, models: list[str] | None) -> list[str]:
     """The models of this run: as given, else those the evaluate record names, else those with a HIL record."""
     if models:
-        return list(dict.fromkeys(models))
-    evaluate = read_json(reports / "evaluate.json")
-    if evaluate and isinstance(evaluate.get("metrics"), dict):
-        return list(evaluate["metrics"])
+        return [_plain_name(name, "--model") for name in dict.fromkeys(models)]
+    evaluate = read_json(reports / "evaluate.json", "evaluate")
+    if evaluate and evaluate.get("metrics"):
+        return [_plain_name(name, str(reports / "evaluate.json")) for name in evaluate["metrics"]]
     return sorted(p.stem.removeprefix("hil_") for p in reports.glob("hil_*.json"))
 
 
 def collect(reports: Path, models: list[str] | None = None) -> RunFiles:
     reports = Path(reports)
+    if reports.exists() and not reports.is_dir():
+        raise ReportError(f"{reports}: is a file, expected the run's reports folder")
     if not reports.is_dir():
         raise ReportError(f"{reports}: no such folder (run the pipeline first, or give --reports)")
     run = RunFiles(reports, [], {}, [], [])
@@ -108,13 +149,23 @@ def collect(reports: Path, models: list[str] | None = None) -> RunFiles:
                        ("evaluate", "evaluate.json")):  # fmt: skip
         _use(run, reports / name, kind, run.records)
     for name in run_models(reports, models):
-        run.models.append(_model_files(run, name))
+        files = _model_files(run, name)
+        if models and not _has_files(files):
+            found = ", ".join(run_models(reports, None)) or "none"
+            raise ReportError(f"--model {name}: no report of it in {reports}; models found there: {found}")
+        run.models.append(files)
     _list_leftovers(run)
     return run
 
 
+def _has_files(files: ModelFiles) -> bool:
+    return bool(files.histories) or any(
+        (files.evaluation, files.convert, files.hil, files.gate, files.promote)
+    )
+
+
 def _use(run: RunFiles, path: Path, key: str, into: dict) -> dict | None:
-    data = read_json(path)
+    data = read_json(path, key)
     if data is not None:
         into[key] = data
         run.used.append(path)
@@ -129,7 +180,7 @@ def _model_files(run: RunFiles, name: str) -> ModelFiles:
     _use(run, reports / f"convert_{name}.json", "convert", found)
     hil = _use(run, reports / f"hil_{name}.json", "hil", found)
     gate_path, promote_path = reports / f"gate_{name}.json", reports / f"promote_{name}.json"
-    gate = read_json(gate_path)
+    gate = read_json(gate_path, "gate")
     if gate is not None:
         judged = (gate.get("record") or {}).get("sha256")
         if hil is None or judged != sha256_file(reports / f"hil_{name}.json"):
@@ -138,7 +189,7 @@ def _model_files(run: RunFiles, name: str) -> ModelFiles:
         else:
             found["gate"] = gate
             run.used.append(gate_path)
-    promote = read_json(promote_path)
+    promote = read_json(promote_path, "promote")
     if promote is not None:
         if gate is None or (promote.get("inputs") or {}).get("gate") != sha256_file(gate_path):
             run.stale.append((promote_path, f"made from another gate verdict than reports/gate_{name}.json"))
@@ -366,14 +417,26 @@ def confusion_section(run: RunFiles, params: ReportParams) -> str:
     parts = []
     for model in run.models:
         evaluation = model.evaluation or {}
-        classes = evaluation.get("class_names") or []
+        classes = [str(name) for name in evaluation.get("class_names") or []]
         for fmt, details in (evaluation.get("formats") or {}).items():
-            matrix = details.get("confusion") if isinstance(details, dict) else None
-            if not matrix or len(matrix) != len(classes):
-                continue
+            matrix = details.get("confusion")
+            if not _square_counts(matrix, len(classes)):
+                path = run.root / model.name / "evaluation.json"
+                size = f"{len(classes)}x{len(classes)}"
+                raise ReportError(f"{path}: formats.{fmt}.confusion: expected a {size} table of counts")
             title = f"{model.name} {fmt}"
             parts.append(_image(confusion_png(matrix, classes, title, params.dpi), f"confusion {title}"))
     return "\n".join(parts) or _missing("no evaluation in this run")
+
+
+def _square_counts(matrix: Any, size: int) -> bool:
+    return (
+        size > 0
+        and isinstance(matrix, list)
+        and len(matrix) == size
+        and all(isinstance(row, list) and len(row) == size for row in matrix)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for row in matrix for v in row)
+    )
 
 
 def curves_section(run: RunFiles, params: ReportParams) -> str:

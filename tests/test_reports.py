@@ -167,6 +167,12 @@ def _page(reports: Path, capsys, *extra: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _edit(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
 def _section(page: str, title: str) -> str:
     return page.split(f"<h2>{title}</h2>", 1)[1].split("<h2>", 1)[0]
 
@@ -233,6 +239,13 @@ def test_a_three_class_run_renders(tmp_path: Path, capsys) -> None:
         ("no reports folder", "no such folder"),
         ("--out is a folder", "is a directory"),
         ("--out not html", "expected an .html file name"),
+        ("reports is a file", "is a file, expected the run's reports folder"),
+        ("unknown --model", "--model yamnet256: no report of it in"),
+        ("model name is a path", "model name '../x': expected a plain name"),
+        ("accuracy above 1", "float32.clip_accuracy.mean: 7.5 is not a fraction"),
+        ("confusion not square", "formats.float32.confusion: expected a 10x10 table of counts"),
+        ("gate checks not objects", "gate_yamnet_256.json: checks: every entry must be an object"),
+        ("promotion inputs a list", "promote_yamnet_256.json: inputs: expected an object, found list"),
     ],
 )
 def test_bad_report_inputs_fail_with_one_line(tmp_path: Path, capsys, case: str, expected: str) -> None:
@@ -254,6 +267,28 @@ def test_bad_report_inputs_fail_with_one_line(tmp_path: Path, capsys, case: str,
         extra = ["--out", str(tmp_path)]
     elif case == "--out not html":
         extra = ["--out", str(tmp_path / "page.json")]
+    elif case == "reports is a file":
+        shutil.rmtree(reports)
+        reports.write_text("")
+        extra = ["--out", str(tmp_path / "page.html")]
+    elif case == "unknown --model":
+        extra = ["--model", "yamnet256"]
+    elif case == "model name is a path":
+        _edit(reports / "evaluate.json", lambda d: d["metrics"].update({"../x": {}}))
+    elif case == "accuracy above 1":
+        _edit(
+            reports / "evaluate.json",
+            lambda d: d["metrics"]["yamnet_256"]["float32"]["clip_accuracy"].update(mean=7.5),
+        )
+    elif case == "confusion not square":
+        _edit(
+            reports / "yamnet_256" / "evaluation.json",
+            lambda d: d["formats"]["float32"].update(confusion=[[1]]),
+        )
+    elif case == "gate checks not objects":
+        _edit(reports / "gate_yamnet_256.json", lambda d: d.update(checks=["pass"]))
+    elif case == "promotion inputs a list":
+        _edit(reports / "promote_yamnet_256.json", lambda d: d.update(inputs=[]))
     code, _, err = _page(reports, capsys, *extra)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and expected in err and "Traceback" not in err, err
