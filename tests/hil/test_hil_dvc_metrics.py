@@ -58,3 +58,51 @@ def test_a_figures_path_that_would_clobber_is_refused_before_the_job(
             dvc_metrics_path=figures_path,
         )
     assert not record_path.exists()
+
+
+@pytest.mark.slow
+def test_the_board_stages_and_the_page_run_under_dvc(tiny_model, patch_store, tmp_path) -> None:
+    """The project's own convert, hil, gate and report stages (their commands as dvc.yaml has them), on a tiny
+    int8 model: `dvc metrics show` lists the compact figures only, and the page shows the gated run."""
+    import shutil
+
+    import yaml
+
+    from tests.dvc_workspace import CODE_PACKAGES, REPO, sh
+    from tests.test_reports import TERMINAL, _env, _width
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for package in CODE_PACKAGES:
+        shutil.copytree(REPO / package, work / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(REPO / "params.yaml", work / "params.yaml")
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    stages = pipeline["stages"]
+    for name in ("convert", "hil", "gate"):
+        stages[name]["foreach"] = {"yamnet_256": {"file": "model_int8.tflite"}}
+    # no promote stage here: the page waits for the gate instead
+    deps = stages["report"]["deps"]
+    stages["report"]["deps"] = [d for d in deps if not d.startswith("reports/promote_")] + [
+        "reports/gate_yamnet_256.json"
+    ]
+    pipeline["stages"] = {k: v for k, v in stages.items() if k in ("convert", "hil", "gate", "report")}
+    pipeline.pop("vars", None)
+    (work / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (work / "models" / "yamnet_256" / "int8" / "final").mkdir(parents=True)
+    shutil.copyfile(tiny_model, work / "models" / "yamnet_256" / "int8" / "final" / "model_int8.tflite")
+    shutil.copytree(patch_store, work / "artifacts" / "patches")
+    env = _env()
+    sh("git", "init", "-q", cwd=work, env=env)
+    sh("dvc", "init", "-q", cwd=work, env=env)
+    sh("dvc", "repro", "-q", "hil@yamnet_256", "convert@yamnet_256", cwd=work, env=env, timeout=600)
+    # the first baseline, accepted explicitly (into the workspace's baselines/), then the gate and the page
+    sh("aed", "gate", "--record", "reports/hil_yamnet_256.json", "--model-name", "yamnet_256", "--accept",
+       cwd=work, env=env)  # fmt: skip
+    sh("dvc", "repro", "-q", "report", cwd=work, env=env, timeout=600)
+
+    shown = sh("dvc", "metrics", "show", cwd=work, env=env)
+    assert _width(shown) <= TERMINAL, shown
+    assert {line.split()[0] for line in shown.splitlines()[1:] if line.strip()} == {
+        "reports/metrics/convert_yamnet_256.json", "reports/metrics/hil_yamnet_256.json"}  # fmt: skip
+    page = (work / "reports" / "index.html").read_text()
+    assert "yamnet_256: verdict" in page and "Not from this run" not in page
