@@ -509,6 +509,9 @@ def files_section(run: RunFiles, index: Path) -> str:
     files += [(p, "compared figures (DVC metrics)") for p in sorted((run.root / METRICS_DIR).rglob("*.json"))]
     rows = [[_link(p, base), _cell(role), _cell(p.stat().st_size)] for p, role in files]
     project = run.root.resolve().parent
+    data_docs = run.root / "data_docs" / "index.html"
+    if data_docs.is_file():
+        rows.append([_link(data_docs, base), _cell("Great Expectations Data Docs (validation)"), _cell(None)])
     for model in run.models:
         for relative, role in (
             (f"models/{model.name}/float", "float models (one per split, final)"),
