@@ -18,6 +18,7 @@ from typing import Any
 from aed.records import write_json
 
 FLOAT_FORMAT = "float32"
+EVALUATION_FIGURES = frozenset({"float_acc", "int8_acc", "agreement"})
 ACCURACY_DIGITS = 4
 LATENCY_DIGITS = 2
 

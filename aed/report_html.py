@@ -72,6 +72,7 @@ class RunFiles:
     records: dict[str, dict]  # ingest, validation, patch, evaluate: the run's shared records
     used: list[Path]
     stale: list[tuple[Path, str]]
+    figures: list[Path] = field(default_factory=list)  # reports/metrics/ files of this run's models
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -213,18 +214,25 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _list_leftovers(run: RunFiles) -> None:
-    """Report files (JSON records) in reports/ that belong to no model of this run."""
+    """Report files (records, compact figures) in reports/ that belong to no model of this run."""
     names = {m.name for m in run.models}
     known = {p.resolve() for p in run.used} | {p.resolve() for p, _ in run.stale}
     for path in sorted(run.root.glob("*_*.json")):
-        if path.resolve() in known:
-            continue
-        model = next((n for n in names if path.stem.endswith(f"_{n}")), None)
-        if model is None:
+        if path.resolve() not in known and _model_of(path, names) is None:
             run.stale.append((path, "belongs to a model this run did not evaluate"))
+    for path in sorted((run.root / METRICS_DIR).rglob("*.json")):
+        if _model_of(path, names) is None:
+            run.stale.append((path, "figures of a model this run did not evaluate"))
+        else:
+            run.figures.append(path)
     for folder in sorted(p for p in run.root.iterdir() if p.is_dir() and (p / "evaluation.json").exists()):
         if folder.name not in names:
             run.stale.append((folder, "belongs to a model this run did not evaluate"))
+
+
+def _model_of(path: Path, names: set[str]) -> str | None:
+    """The model a report file is named after: <model>.json or <step>_<model>.json."""
+    return next((n for n in names if path.stem == n or path.stem.endswith(f"_{n}")), None)
 
 
 # -- charts -----------------------------------------------------------------------------------------------------
@@ -506,7 +514,7 @@ FILE_ROLES = {
 def files_section(run: RunFiles, index: Path) -> str:
     base = index.parent.resolve()
     files = [(p, _role(p)) for p in run.used if p.exists()]
-    files += [(p, "compared figures (DVC metrics)") for p in sorted((run.root / METRICS_DIR).rglob("*.json"))]
+    files += [(p, "compared figures (DVC metrics)") for p in run.figures]
     rows = [[_link(p, base), _cell(role), _cell(p.stat().st_size)] for p, role in files]
     project = run.root.resolve().parent
     data_docs = run.root / "data_docs" / "index.html"

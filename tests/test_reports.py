@@ -204,6 +204,7 @@ def test_files_of_a_model_this_run_did_not_evaluate_are_listed_apart(tmp_path: P
     code, out, _ = _page(reports, capsys)
     page = (reports / "index.html").read_text()
     assert code == 0 and "hil_yamnet_1024.json: not from this run" in out
+    assert "metrics/evaluate/yamnet_1024.json: not from this run" in out
     assert "yamnet_1024" not in _section(page, "Metrics") and "yamnet_1024" not in _section(page, "Gate")
     assert page.count('src="data:image/png;base64,') == 3  # yamnet_256: two confusion matrices, one curve
 
@@ -369,9 +370,13 @@ def test_evaluate_writes_one_compact_file_per_model(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(evaluate, "write_record", lambda *args, **kwargs: None)
     folders = [ModelFolders.under(tmp_path / "models", name) for name in MODELS]
     target = tmp_path / "reports" / "metrics" / "evaluate"
+    target.mkdir(parents=True)
+    (target / "old_model.json").write_text('{"float_acc": 0.5}')  # an earlier run's model: DVC would list it
+    (target / "notes.json").write_text('{"note": "mine"}')  # not evaluate's: left alone
     evaluate.run(EvaluateParams(), tmp_path / "patches", folders, tmp_path / "reports", None, target)
     for model in MODELS:
         assert json.loads((target / f"{model}.json").read_text()) == evaluation_figures(reference[model])
+    assert sorted(p.name for p in target.iterdir()) == sorted([*(f"{m}.json" for m in MODELS), "notes.json"])
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match="--dvc-metrics-dir .*is a file"):
         evaluate.run(

@@ -14,11 +14,12 @@ Outputs:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
 
-from aed.dvc_metrics import evaluation_figures, write_figures
+from aed.dvc_metrics import EVALUATION_FIGURES, evaluation_figures, write_figures
 from aed.evaluation import EvaluateParams, ModelFolders, evaluate_model, write_reports
 from aed.models.config import ModelsParams
 from aed.outputs import check_file_outputs, publishing
@@ -70,9 +71,27 @@ def run(
         {f"{folders.name}_splits": folders.splits_file for folders in models},
     )
     if dvc_metrics_dir is not None:
-        for name, model_metrics in metrics.items():
-            write_figures(Path(dvc_metrics_dir) / f"{name}.json", evaluation_figures(model_metrics))
+        _write_dvc_metrics(Path(dvc_metrics_dir), metrics)
     return metrics
+
+
+def _write_dvc_metrics(folder: Path, metrics: dict) -> None:
+    """One file per model; DVC lists every file of the folder, so figures an earlier run wrote for another model
+    are removed (only files holding nothing but evaluate's figures: anything else is not ours)."""
+    figures = {name: evaluation_figures(model_metrics) for name, model_metrics in metrics.items()}
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        if path.stem not in figures and _holds_only_evaluation_figures(path):
+            path.unlink()
+    for name, values in figures.items():
+        write_figures(folder / f"{name}.json", values)
+
+
+def _holds_only_evaluation_figures(path: Path) -> bool:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and set(content) <= EVALUATION_FIGURES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
