@@ -78,7 +78,7 @@ def test_readme_results_are_the_committed_pipeline_metrics():
             if line.startswith("| YAMNet")
         )
     }
-    metrics = json.loads((REPO / "reports" / "metrics.json").read_text())
+    metrics = json.loads((REPO / "docs" / "reference-run" / "metrics.json").read_text())
     expected = {
         "YAMNet-256 (int8 TFLite)": ("yamnet_256", "tflite"),
         "YAMNet-1024 (int8 ONNX QDQ)": ("yamnet_1024", "onnx_qdq"),

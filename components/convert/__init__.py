@@ -11,8 +11,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from aed.dvc_metrics import convert_figures, write_figures
 from aed.footprint import estimate
-from aed.outputs import OutputSpec, check_output, replacing
+from aed.outputs import OutputSpec, check_file_outputs, check_output, replacing
 from aed.params import load_section
 from aed.records import write_record
 from aed.stedgeai import (
@@ -29,9 +30,21 @@ from aed.stedgeai import (
 from components.common import add_params_option
 
 
-def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_path: Path | None) -> dict:
+def run(
+    params: ConvertParams,
+    model: Path,
+    target: str,
+    out_dir: Path,
+    record_path: Path | None,
+    dvc_metrics_path: Path | None = None,
+) -> dict:
+    """The footprint record to record_path; with dvc_metrics_path, its compared figures (flash, RAM, latency)
+    also to that file, the one dvc.yaml lists under `metrics:`."""
     model, out_dir = Path(model), Path(out_dir)
     check_output(out_dir, OutputSpec("convert"), {"model": model})
+    check_file_outputs(
+        {"--record": record_path, "--dvc-metrics": dvc_metrics_path}, {"model": model, "--out": out_dir}
+    )
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
     estimated = estimate(model, target, tool_version=params.runtime_constants)
@@ -47,6 +60,8 @@ def run(params: ConvertParams, model: Path, target: str, out_dir: Path, record_p
     record = conversion_record(figures, target, estimated).to_dict()
     if record_path is not None:
         write_record(record_path, "convert", record, inputs={"model": model})
+    if dvc_metrics_path is not None:
+        write_figures(dvc_metrics_path, convert_figures(record))
     return record
 
 
@@ -82,7 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, required=True, help="directory for generated C files and the tool log"
     )
-    parser.add_argument("--record", type=Path, required=True, help="the step's JSON record (a DVC metric)")
+    parser.add_argument(
+        "--record", type=Path, required=True, help="the step's JSON record (provenance, figures)"
+    )
+    parser.add_argument(
+        "--dvc-metrics", type=Path, default=None, help="JSON of the compared figures only (a DVC metric)"
+    )
     parser.set_defaults(handler=_main)
 
 
@@ -93,7 +113,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.target is None and args.model_name is None:
         raise ValueError("convert: give --model-name (its target is read from convert.targets) or --target")
     target = args.target or params.target_for(args.model_name)
-    record = run(params, args.model, target, args.out, args.record)
+    record = run(params, args.model, target, args.out, args.record, args.dvc_metrics)
     print(f"convert: source={record['source']} target={target} weights={record['weights_bytes']:,} B "
           f"activations={record['activations_bytes']:,} B macc={record['macc']:,}")  # fmt: skip
     return 0

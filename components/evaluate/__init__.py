@@ -2,8 +2,10 @@
 kernels for .tflite, onnxruntime for QDQ .onnx), plus float-vs-int8 agreement, per-class report and confusion.
 
 Outputs:
-    reports/metrics.json                        DVC metrics: per model and format, clip_accuracy (per split and
-                                                mean), patch_accuracy, n_clips, split; int8 agreement
+    reports/metrics.json                        per model and format, clip_accuracy (per split and mean),
+                                                patch_accuracy, n_clips, split; int8 agreement
+    reports/metrics/evaluate/<model>.json       DVC metrics (--dvc-metrics-dir): the compared figures only
+                                                (aed.dvc_metrics.evaluation_figures)
     reports/<model>/evaluation.json             per-class precision / recall / F1, confusion matrices
     reports/<model>/confusion_<format>.json     DVC confusion plot rows (all test folds together)
     reports/<model>/confusion_<format>.png
@@ -12,13 +14,15 @@ Outputs:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
 
+from aed.dvc_metrics import EVALUATION_FIGURES, evaluation_figures, write_figures
 from aed.evaluation import EvaluateParams, ModelFolders, evaluate_model, write_reports
 from aed.models.config import ModelsParams
-from aed.outputs import publishing
+from aed.outputs import check_file_outputs, publishing
 from aed.params import load_section
 from aed.patchstore import load_patch_store
 from aed.records import write_json, write_record
@@ -33,13 +37,18 @@ def run(
     models: list[ModelFolders],
     reports_root: Path,
     record_path: Path | None = None,
+    dvc_metrics_dir: Path | None = None,
 ) -> dict:
     """Evaluate each model of `models`; reports go to <reports_root>/<model>/, the figures of every model to
-    `record_path` (default <reports_root>/metrics.json) and the step's record to <reports_root>/evaluate.json."""
+    `record_path` (default <reports_root>/metrics.json) and the step's record to <reports_root>/evaluate.json.
+    With `dvc_metrics_dir`, each model's compared figures also go to <dvc_metrics_dir>/<model>.json."""
     names = [folders.name for folders in models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # the second would overwrite the first's reports and figures
         raise ValueError(f"evaluate: model(s) {twice} given more than once")
+    if dvc_metrics_dir is not None and Path(dvc_metrics_dir).exists() and not Path(dvc_metrics_dir).is_dir():
+        raise ValueError(f"--dvc-metrics-dir {dvc_metrics_dir}: is a file, expected a folder")
+    check_file_outputs({"--dvc-metrics-dir": dvc_metrics_dir}, {"--patches": patches_dir})
     store = load_patch_store(patches_dir)
     started = time.perf_counter()
     metrics = {}
@@ -61,7 +70,28 @@ def run(
         {"seconds": round(time.perf_counter() - started, 2), "metrics": metrics},
         {f"{folders.name}_splits": folders.splits_file for folders in models},
     )
+    if dvc_metrics_dir is not None:
+        _write_dvc_metrics(Path(dvc_metrics_dir), metrics)
     return metrics
+
+
+def _write_dvc_metrics(folder: Path, metrics: dict) -> None:
+    """One file per model; DVC lists every file of the folder, so figures an earlier run wrote for another model
+    are removed (only files holding nothing but evaluate's figures: anything else is not ours)."""
+    figures = {name: evaluation_figures(model_metrics) for name, model_metrics in metrics.items()}
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        if path.stem not in figures and _holds_only_evaluation_figures(path):
+            path.unlink()
+    for name, values in figures.items():
+        write_figures(folder / f"{name}.json", values)
+
+
+def _holds_only_evaluation_figures(path: Path) -> bool:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and set(content) <= EVALUATION_FIGURES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,6 +102,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models-root", type=Path, default=Path("models"))
     parser.add_argument("--reports", type=Path, default=Path("reports"))
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
+    parser.add_argument(
+        "--dvc-metrics-dir",
+        type=Path,
+        default=None,
+        help="folder for each model's compared figures (DVC metrics)",
+    )
     parser.set_defaults(handler=_main)
 
 
@@ -80,7 +116,7 @@ def _main(args: argparse.Namespace) -> int:
     models = load_section(args.params, "models", ModelsParams)
     models.validate()
     folders = [ModelFolders.under(args.models_root, name) for name in args.model or models.names]
-    metrics = run(params, args.patches, folders, args.reports, args.metrics)
+    metrics = run(params, args.patches, folders, args.reports, args.metrics, args.dvc_metrics_dir)
     for model, by_format in metrics.items():
         means = {
             fmt: round(m["clip_accuracy"]["mean"], 4) for fmt, m in by_format.items() if "clip_accuracy" in m

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from aed.dvc_metrics import hil_figures, write_figures
+from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.patching import PatchParams
 from components.common import add_params_option
@@ -35,21 +37,28 @@ def run(
     model_name: str | None = None,
     progress: bool = True,
     patch: PatchParams | None = None,
+    dvc_metrics_path: Path | None = None,
 ) -> dict:
     """Run the HIL job on the int8 model (model_path, or the one int8 model in quantized_dir) and write the
     record to record_path; returns the record's metrics.
 
     model_name selects `hil.profiles[model_name]` as the board profile. patch: the params' `patch` section the
     patches were made with (None: its defaults); its front-end config hash goes into the record's key, so records
-    of patches made differently are never compared."""
+    of patches made differently are never compared. dvc_metrics_path: where to write the record's compared
+    figures (accuracy, agreement, latency, RAM, flash), the file dvc.yaml lists under `metrics:`."""
     if Path(record_path).is_dir():
         raise ValueError(f"{record_path}: is a directory, expected the record's file path")
+    if dvc_metrics_path is not None and Path(dvc_metrics_path).is_dir():
+        raise ValueError(f"--dvc-metrics {dvc_metrics_path}: is a directory, expected a file path")
+    check_file_outputs({"--dvc-metrics": dvc_metrics_path}, {"--out": record_path, "--patches": patches_dir})
     model = resolve_model(model_path, quantized_dir)
     config = JobConfig.for_model(params, model_name, progress=progress)
     frontend = (patch or PatchParams()).feature_config()
     evalset = load_eval_set(patches_dir, params.split, params.max_patches, params.folds, frontend=frontend)
     with _farm(config) as farm:
         record = run_job(model, evalset, farm, config, record_path)
+    if dvc_metrics_path is not None:
+        write_figures(dvc_metrics_path, hil_figures(record))
     return {"source": record["source"], "board": record["board"]["name"], **record["metrics"]}
 
 
@@ -106,6 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--boards", help="board profile to run on (default: hil.profile)")
     run_parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"), help="patch store")
     run_parser.add_argument("--out", type=Path, default=Path("reports/hil.json"), help="record to write")
+    run_parser.add_argument(
+        "--dvc-metrics", type=Path, default=None, help="JSON of the compared figures only (a DVC metric)"
+    )
     run_parser.add_argument("--farm", choices=["virtual", "local", "labgrid"], help="override hil.farm")
     run_parser.add_argument("--max-patches", type=int, help="override hil.max_patches")
     run_parser.add_argument("--no-progress", action="store_true")
@@ -122,7 +134,7 @@ def _run_main(args: argparse.Namespace) -> int:
     params = dataclasses.replace(load_section(args.params, SECTION, HilParams), **_cli_overrides(args))
     patch = load_section(args.params, "patch", PatchParams)
     metrics = run(params, args.patches, args.model, args.quantized_dir, args.out, model_name=args.model_name,
-                  progress=not args.no_progress, patch=patch)  # fmt: skip
+                  progress=not args.no_progress, patch=patch, dvc_metrics_path=args.dvc_metrics)  # fmt: skip
     shown = ("source", "board", "top1_agreement", "clip_accuracy", "latency_median_ms", "weights_bytes",
              "activations_bytes")  # fmt: skip
     print(f"hil: {args.out}: " + ", ".join(f"{key}={metrics[key]}" for key in shown))
