@@ -139,6 +139,21 @@ def _current(pipeline: dict[str, Any]) -> dict[str, Any]:
     return {MODEL_STAGES: variables or None, EVALUATE_DEPS: deps, EVALUATE_PLOTS: plots}
 
 
+def apply(pipeline: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """`pipeline` (dvc.yaml loaded) with its generated values set from params, for a copy whose comments, and so
+    whose block lines, are gone (a test workspace's dvc.yaml written by yaml.safe_dump)."""
+    values = generated(params)
+    result = dict(pipeline)
+    others = [v for v in result.get("vars") or [] if not (isinstance(v, dict) and MODEL_STAGES in v)]
+    result["vars"] = values[MODEL_STAGES] + others
+    evaluate = (result.get("stages") or {}).get("evaluate")
+    if evaluate is not None:
+        deps = [d for d in evaluate.get("deps") or [] if not str(d).startswith("models/")]
+        evaluate["deps"] = deps[:1] + values[EVALUATE_DEPS] + deps[1:]  # after artifacts/patches
+        evaluate["plots"] = values[EVALUATE_PLOTS]
+    return result
+
+
 def check(pipeline: dict[str, Any], params: dict[str, Any], path: Path) -> None:
     """Raise StaleDvcYaml, in one line saying what to run, when dvc.yaml's model stages differ from what params.yaml
     asks for. A workspace whose dvc.yaml lacks the evaluate stage is checked on the rest."""
