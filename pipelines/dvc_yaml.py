@@ -40,7 +40,11 @@ FOOTER = "end generated: {name}"
 
 
 class StaleDvcYaml(ValueError):
-    """dvc.yaml's generated blocks do not follow params.yaml."""
+    """dvc.yaml's generated blocks do not follow params.yaml; `block` names the first that differs."""
+
+    def __init__(self, message: str, block: str) -> None:
+        super().__init__(message)
+        self.block = block
 
 
 # -- what params.yaml asks for ----------------------------------------------------------------------------------
@@ -49,9 +53,16 @@ def _section(params: dict[str, Any], name: str, cls: type) -> Any:
 
 
 def model_names(params: dict[str, Any]) -> list[str]:
+    """models.names, refused when empty or with a name twice (DVC would get no stage, or one stage for both)."""
     models = _section(params, "models", ModelsParams)
     models.validate()
-    return list(models.names)
+    names = list(models.names)
+    if not names:
+        raise ParamsError("models.names: no model listed; the pipeline trains at least one")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ParamsError(f"models.names: {twice} listed more than once")
+    return names
 
 
 def model_stages(params: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -61,6 +72,7 @@ def model_stages(params: dict[str, Any]) -> dict[str, dict[str, str]]:
     names = model_names(params)
     train = _section(params, "train", TrainParams)
     quantize = _section(params, "quantize", QuantizeParams)
+    _refuse_teacher_cycles(train, names)
     stages = {}
     for name in names:
         teacher = train.teacher_for(name)
@@ -71,6 +83,21 @@ def model_stages(params: dict[str, Any]) -> dict[str, dict[str, str]]:
             "teacher_dep": f"models/{used}/float" if used else NO_TEACHER_DEP,
         }
     return stages
+
+
+def _refuse_teacher_cycles(train: TrainParams, names: list[str]) -> None:
+    """Models that teach each other, in turn, among those trained: DVC would refuse the cycle without its cause."""
+    for name in names:
+        chain = [name]
+        teacher = train.teacher_for(name)
+        while teacher in names:
+            if teacher in chain:
+                cycle = " -> ".join([*chain[chain.index(teacher) :], teacher])
+                raise ParamsError(
+                    f"train: the teachers form a cycle {cycle} (train.teacher, train.overrides)"
+                )
+            chain.append(teacher)
+            teacher = train.teacher_for(teacher)
 
 
 def evaluate_deps(params: dict[str, Any]) -> list[str]:
@@ -128,15 +155,35 @@ def rewrite(text: str, blocks: dict[str, Any], path: Path) -> str:
 
 
 # -- checking dvc.yaml ------------------------------------------------------------------------------------------
+def load(text: str, path: Path) -> dict[str, Any]:
+    """dvc.yaml's text as a mapping; a YAML error or another shape is one line naming the file."""
+    try:
+        pipeline = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ParamsError(
+            f"{path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}"
+        ) from None
+    pipeline = {} if pipeline is None else pipeline
+    if not isinstance(pipeline, dict):
+        raise ParamsError(f"{path}: expected a mapping (vars, stages), got {type(pipeline).__name__}")
+    for key, kind in (("vars", list), ("stages", dict)):
+        if not isinstance(pipeline.get(key) or kind(), kind):
+            raise ParamsError(
+                f"{path}: {key}: expected a {kind.__name__}, got {type(pipeline[key]).__name__}"
+            )
+    return pipeline
+
+
 def _current(pipeline: dict[str, Any]) -> dict[str, Any]:
     """The generated values as dvc.yaml holds them (None where a stage or the variable is absent)."""
     variables = [v for v in pipeline.get("vars") or [] if isinstance(v, dict) and MODEL_STAGES in v]
     evaluate = (pipeline.get("stages") or {}).get("evaluate")
-    deps = (
-        None if evaluate is None else [d for d in evaluate.get("deps") or [] if str(d).startswith("models/")]
-    )
-    plots = None if evaluate is None else list(evaluate.get("plots") or [])
-    return {MODEL_STAGES: variables or None, EVALUATE_DEPS: deps, EVALUATE_PLOTS: plots}
+    if not isinstance(evaluate, dict):
+        return {MODEL_STAGES: variables or None, EVALUATE_DEPS: None, EVALUATE_PLOTS: None}
+    deps = [d for d in evaluate.get("deps") or [] if str(d).startswith("models/")]
+    return {MODEL_STAGES: variables or None, EVALUATE_DEPS: deps, EVALUATE_PLOTS: evaluate.get("plots") or []}
 
 
 def apply(pipeline: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -159,15 +206,20 @@ def check(pipeline: dict[str, Any], params: dict[str, Any], path: Path) -> None:
     asks for. A workspace whose dvc.yaml lacks the evaluate stage is checked on the rest."""
     expected, current = generated(params), _current(pipeline)
     if current[MODEL_STAGES] is None:
-        raise StaleDvcYaml(f"{path}: no `{MODEL_STAGES}` variable under vars: run `aed pipeline dvc-yaml`")
+        raise StaleDvcYaml(
+            f"{path}: no `{MODEL_STAGES}` variable under vars: run `aed pipeline dvc-yaml`", MODEL_STAGES
+        )
     wanted = list(expected[MODEL_STAGES][0][MODEL_STAGES])
-    have = list(current[MODEL_STAGES][0][MODEL_STAGES] or {})
+    found = current[MODEL_STAGES][0][MODEL_STAGES]
+    have = list(found) if isinstance(found, dict) else found
     fix = "run `aed pipeline dvc-yaml` (it rewrites dvc.yaml from params.yaml), then run again"
     if have != wanted:
-        raise StaleDvcYaml(f"{path} has the model stages of {have} but models.names is {wanted}: {fix}")
+        raise StaleDvcYaml(
+            f"{path} has the model stages of {have} but models.names is {wanted}: {fix}", MODEL_STAGES
+        )
     for name in BLOCKS:
         if current[name] is not None and current[name] != expected[name]:
-            raise StaleDvcYaml(f"{path}: its generated block {name} does not follow params.yaml: {fix}")
+            raise StaleDvcYaml(f"{path}: its generated block {name} does not follow params.yaml: {fix}", name)
 
 
 # -- `aed pipeline dvc-yaml` ------------------------------------------------------------------------------------
@@ -176,14 +228,20 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.dvc_yaml)
     text = path.read_text()
     if args.check:
-        pipeline = yaml.safe_load(text) or {}
-        check(pipeline, params, path)
+        check(load(text, path), params, path)
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(model_stages(params), indent=2) + "\n")
         print(f"{path}: model stages follow models.names {model_names(params)}")
         return 0
     new = rewrite(text, generated(params), path)
+    try:  # what is written parses and passes the check the DVC stage runs
+        check(load(new, path), params, path)
+    except StaleDvcYaml as error:
+        raise ParamsError(
+            f"{path}: nothing written: even rewritten, {error.block} would not follow params.yaml (a per-model "
+            "line outside its begin/end lines? move it inside)"
+        ) from None
     status = "unchanged" if new == text else "written"
     if new != text:
         path.write_text(new)

@@ -140,6 +140,9 @@ def test_a_stale_dvc_yaml_is_one_line_saying_what_to_run(tmp_path: Path, capsys)
         (lambda p: p["quantize"]["formats"].update(yamnet_256="tflit"), "quantize.formats.yamnet_256"),
         (lambda p: p["train"]["overrides"]["yamnet_256"].update(teacher="yamnet_256"), "cannot teach itself"),
         (lambda p: p.update(models="yamnet_256"), "models"),
+        (lambda p: p["models"].update(names=[]), "models.names: no model listed"),
+        (lambda p: p["models"].update(names=["yamnet_256"] * 2), "['yamnet_256'] listed more than once"),
+        (lambda p: p["train"].update(teacher="yamnet_256"), "cycle yamnet_256 -> yamnet_1024 -> yamnet_256"),
     ],
 )
 def test_bad_params_are_one_line_naming_the_key(tmp_path: Path, capsys, edit, expected: str) -> None:
@@ -162,8 +165,30 @@ def test_bad_params_are_one_line_naming_the_key(tmp_path: Path, capsys, edit, ex
     assert (tmp_path / "dvc.yaml").read_text() == before  # nothing written
 
 
-def test_a_dvc_yaml_without_its_block_lines_is_one_line_and_left_alone(tmp_path: Path, capsys) -> None:
-    text = (REPO / "dvc.yaml").read_text().replace("# end generated: evaluate_plots", "# (removed)")
+END_PLOTS = "# end generated: evaluate_plots"
+
+
+@pytest.mark.parametrize(
+    ("edit", "check", "expected"),
+    [
+        (lambda text: text.replace(END_PLOTS, "# (removed)"), False, "end generated: evaluate_plots"),
+        (lambda text: text + "\n  bad: [\n", True, "not valid YAML (line"),
+        (
+            lambda text: text.replace("vars:\n", "vars: 3\nold_vars:\n"),
+            True,
+            "vars: expected a list, got int",
+        ),
+        (
+            lambda text: text.replace("      - components/evaluate\n", "      - models/x/int8\n"),
+            False,
+            "outside",
+        ),
+    ],
+)
+def test_a_broken_dvc_yaml_is_one_line_naming_it_and_left_alone(
+    tmp_path: Path, capsys, edit, check, expected
+):
+    text = edit((REPO / "dvc.yaml").read_text())
     (tmp_path / "dvc.yaml").write_text(text)
     args = [
         "pipeline",
@@ -173,9 +198,9 @@ def test_a_dvc_yaml_without_its_block_lines_is_one_line_and_left_alone(tmp_path:
         "--dvc-yaml",
         str(tmp_path / "dvc.yaml"),
     ]
-    assert aed_main(args) == 2
+    assert aed_main([*args, "--check"] if check else args) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "end generated: evaluate_plots" in err and str(tmp_path) in err
+    assert len(err.splitlines()) == 1 and expected in err and str(tmp_path) in err, err
     assert (tmp_path / "dvc.yaml").read_text() == text
 
 
