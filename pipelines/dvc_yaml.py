@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ class StaleDvcYaml(ValueError):
 
 # -- what params.yaml asks for ----------------------------------------------------------------------------------
 def _section(params: dict[str, Any], name: str, cls: type) -> Any:
+    """One section as its params class (components.taskio.section does the same, but imports the validation code)."""
     return from_dict(cls, params.get(name), name)
 
 
@@ -242,17 +244,30 @@ def main(args: argparse.Namespace) -> int:
             f"{path}: nothing written: even rewritten, {error.block} would not follow params.yaml (a per-model "
             "line outside its begin/end lines? move it inside)"
         ) from None
-    status = "unchanged" if new == text else "written"
     if new != text:
-        path.write_text(new)
-    print(f"{path}: {status}; model stages for {describe(model_stages(params))}")
+        _replace(path, new)
+    print(f"{path}: {'written' if new != text else 'unchanged'}; model stages for {describe(params)}")
     return 0
 
 
-def describe(stages: dict[str, dict[str, str]]) -> str:
-    """`yamnet_256 (teacher yamnet_1024), yamnet_1024` for the console line."""
+def _replace(path: Path, text: str) -> None:
+    """Write beside, then rename over: an interrupted run leaves the old dvc.yaml whole, never a truncated one."""
+    staging = path.with_name(f".{path.name}.aed-tmp-dvc-yaml")
+    staging.write_text(text)
+    os.replace(staging, path)
+
+
+def describe(params: dict[str, Any]) -> str:
+    """`yamnet_256 (teacher yamnet_1024), yamnet_1024`, or `yamnet_256 (no distillation: its teacher yamnet_1024
+    is not in models.names)`, for the console line."""
+    train = _section(params, "train", TrainParams)
     parts = []
-    for name, entry in stages.items():
-        teacher = entry["teacher_dep"].split("/")[1] if entry["teacher_args"] else None
-        parts.append(f"{name} (teacher {teacher})" if teacher else name)
+    for name, entry in model_stages(params).items():
+        teacher = train.teacher_for(name)
+        if entry["teacher_args"]:
+            parts.append(f"{name} (teacher {teacher})")
+        elif teacher:
+            parts.append(f"{name} (no distillation: its teacher {teacher} is not in models.names)")
+        else:
+            parts.append(name)
     return ", ".join(parts)

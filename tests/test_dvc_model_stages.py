@@ -127,7 +127,11 @@ def test_a_stale_dvc_yaml_is_one_line_saying_what_to_run(tmp_path: Path, capsys)
     assert "aed pipeline dvc-yaml" in err and not (work / "stages.json").exists()
 
     assert aed_main(args) == 0  # writes dvc.yaml; then the check passes and the stage's output is written
-    assert "written" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (
+        "written" in out
+        and "yamnet_256 (no distillation: its teacher yamnet_1024 is not in models.names)" in out
+    )
     assert aed_main([*args, "--check", "--out", str(work / "stages.json")]) == 0
     assert list(yaml.safe_load((work / "stages.json").read_text())) == ["yamnet_256"]
     assert aed_main(args) == 0 and "unchanged" in capsys.readouterr().out
