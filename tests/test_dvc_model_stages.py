@@ -229,3 +229,20 @@ def test_dvc_exp_run_with_a_new_model_list_stops_before_training_then_follows_it
     subprocess.run(["aed", "pipeline", "dvc-yaml"], cwd=work, env=env, check=True, capture_output=True)
     listed = stage_names(work)
     assert [n for n in listed if "@" in n] == [f"{step}@yamnet_256" for step in PER_MODEL]
+
+
+@pytest.mark.parametrize(
+    "stages", [("ingest", "validate", "patch"), ("train", "quantize", "evaluate", "hil")]
+)
+def test_a_cut_test_workspace_dvc_yaml_follows_its_changed_params(stages: tuple[str, ...]) -> None:
+    """tests/dvc_workspace.py cuts dvc.yaml to some stages and rewrites it without comments (so without the block
+    lines): dvc_yaml.apply still makes it follow the workspace's params, which the model_stages stage checks."""
+    params = repo_params(["yamnet_256"])
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
+    with pytest.raises(dvc_yaml.StaleDvcYaml, match="models.names is \\['yamnet_256'\\]"):
+        dvc_yaml.check(pipeline, params, Path("dvc.yaml"))
+    dumped = yaml.safe_load(yaml.safe_dump(dvc_yaml.apply(pipeline, params), sort_keys=False))
+    dvc_yaml.check(dumped, params, Path("dvc.yaml"))
+    if "evaluate" in dumped["stages"]:
+        assert "models/yamnet_1024/float" not in dumped["stages"]["evaluate"]["deps"]
