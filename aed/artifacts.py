@@ -1,8 +1,8 @@
 """The file names inside the steps' output folders, in one place.
 
 A model folder holds one subfolder per split (`fold-1` ... and `final`, trained on every clip); each holds the
-split's model file. The steps, the Kubeflow task bodies and `dvc.yaml` (its `vars`, checked against these names by
-a test) all take the names from here.
+split's model file. The steps, the Kubeflow task bodies and `dvc.yaml` (its generated blocks: pipelines/dvc_yaml.py)
+all take the names from here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ TRAIN_RECORD_FILE = "train.json"
 QUANTIZE_RECORD_FILE = "quantize.json"
 EVALUATION_FILE = "evaluation.json"
 FINAL_SPLIT = "final"
+# the float model's format name in evaluate's reports (reports/<model>/confusion_float32.json)
+FLOAT_FORMAT = "float32"
 
 
 def deployable_model(int8_dir: Path) -> Path:

@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aed.artifacts import EVALUATION_FILE, FLOAT_MODEL_FILE, SPLITS_FILE, int8_models_in
+from aed.artifacts import EVALUATION_FILE, FLOAT_FORMAT, FLOAT_MODEL_FILE, SPLITS_FILE, int8_models_in
 from aed.models.runners import load_keras, predict_keras, predict_onnx, predict_tflite
 from aed.patchstore import PatchStore
 from aed.records import write_json
-
-FLOAT_FORMAT = "float32"
 
 
 class EvaluationError(ValueError):

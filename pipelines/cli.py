@@ -282,6 +282,12 @@ def _schedule(args: argparse.Namespace) -> int:
     return _submit(args, cron=cron)
 
 
+def _dvc_yaml(args: argparse.Namespace) -> int:
+    from pipelines import dvc_yaml  # imports the train and models params (Keras): only for this action
+
+    return dvc_yaml.main(args)
+
+
 # -- argument parsing -----------------------------------------------------------------------------------------
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -315,6 +321,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reuse unchanged task outputs of earlier runs under the same root",
     )
     local.set_defaults(handler=_run_local)
+
+    dvc = actions.add_parser("dvc-yaml", help="write (or --check) dvc.yaml's model stages from models.names")
+    add_params_option(dvc)
+    dvc.add_argument("--dvc-yaml", type=Path, default=Path("dvc.yaml"), help="the file to write or check")
+    dvc.add_argument("--check", action="store_true", help="write nothing; exit 2 when dvc.yaml is stale")
+    dvc.add_argument(
+        "--out", type=Path, help="with --check: the model stages as JSON (the DVC stage's output)"
+    )
+    dvc.set_defaults(handler=_dvc_yaml)
 
     for name, handler, help_text in (
         ("submit", _submit, "upload (or reuse) the pipeline version and start a run"),

@@ -78,16 +78,11 @@ def section_classes(steps: typing.Iterable[str]) -> dict[str, type]:
 
 
 def teachers(params: str | dict[str, Any], models: typing.Iterable[str]) -> dict[str, str]:
-    """{student: teacher} for `models` and, in turn, their teachers (train.teacher, per-model overrides)."""
+    """{student: teacher} for the models of `models` whose teacher (train.teacher, per-model overrides) is among
+    them too. A teacher left out of models.names is not trained: its student trains without distillation and says
+    so (aed train), as in dvc.yaml (pipelines/dvc_yaml.py)."""
     from aed.training.params import TrainParams
 
     train_params = section(params, "train", TrainParams)
-    found: dict[str, str] = {}
-    pending = list(models)
-    while pending:
-        model = pending.pop()
-        teacher = train_params.teacher_for(model)
-        if teacher and model not in found:
-            found[model] = teacher
-            pending.append(teacher)
-    return found
+    names = list(models)
+    return {model: teacher for model in names if (teacher := train_params.teacher_for(model)) in names}

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pipelines import dvc_yaml
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +38,7 @@ def small_mirror(esc10_dir: Path, target: Path, per_group: int, group_by: list[s
 
 
 # What dvc.yaml's code deps name (tests/test_architecture.py checks they cover each step's imports).
-CODE_PACKAGES = ("aed", "hil_runner", "components")
+CODE_PACKAGES = ("aed", "hil_runner", "components", "pipelines")
 
 
 def dvc_workspace(
@@ -58,7 +60,10 @@ def dvc_workspace(
     params_update(params)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     pipeline = yaml.safe_load((work / "dvc.yaml").read_text())
-    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
+    # the model stages wait for the check that dvc.yaml follows models.names
+    keep = set(stages) | ({"model_stages"} if "train" in stages else set())
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in keep}
+    pipeline = dvc_yaml.apply(pipeline, params)  # its model stages follow the changed params.yaml
     (work / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     env = {
         **os.environ,

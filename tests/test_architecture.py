@@ -176,9 +176,15 @@ def dvc_stages() -> dict[str, dict]:
     return expanded
 
 
+# Stages that run an `aed pipeline` action rather than a step: the module that action runs.
+PIPELINE_ACTIONS = {"dvc-yaml": "pipelines.dvc_yaml"}
+
+
 def step_module_of(cmd: str) -> str:
     words = " ".join(cmd.split()).split(" ")
     assert words[0] == "aed", f"a stage runs `aed <step>`, not {cmd!r}"
+    if words[1] == "pipeline":
+        return PIPELINE_ACTIONS[words[2]]
     return f"components.{words[1].replace('-', '_')}"
 
 

@@ -13,18 +13,19 @@ from pipelines import glue
 
 
 def test_dvc_yaml_int8_file_names_are_the_artifact_names() -> None:
-    """dvc.yaml's `int8_models` vars name each model's file exactly as aed.artifacts does for the model's
+    """dvc.yaml's `model_stages` vars name each model's file exactly as aed.artifacts does for the model's
     quantize format, so the DVC stages and the steps cannot disagree on a file name."""
     import yaml
 
     from aed.artifacts import INT8_MODEL_FILE
 
     repo = Path(__file__).resolve().parents[2]
-    formats = yaml.safe_load((repo / "params.yaml").read_text())["quantize"]["formats"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    formats = params["quantize"]["formats"]
     dvc_vars = yaml.safe_load((repo / "dvc.yaml").read_text())["vars"]
-    int8_models = next(v["int8_models"] for v in dvc_vars if isinstance(v, dict) and "int8_models" in v)
-    assert {model: entry["file"] for model, entry in int8_models.items()} == {
-        model: INT8_MODEL_FILE[fmt] for model, fmt in formats.items()
+    stages = next(v["model_stages"] for v in dvc_vars if isinstance(v, dict) and "model_stages" in v)
+    assert {model: entry["int8"] for model, entry in stages.items()} == {
+        model: INT8_MODEL_FILE[formats[model]] for model in params["models"]["names"]
     }
 
 

@@ -260,7 +260,8 @@ def test_pipelines_package_holds_no_step_logic() -> None:
     """pipelines/ may read params and talk to registries, never import the domain code a step runs: with the
     body check above, the only way from a KFP task to step logic is components.<step>.run."""
     # params classes and registry access
-    allowed = {"aed.params", "aed.registry", "aed.models.config", "aed.training.params"}
+    allowed = {"aed.params", "aed.registry", "aed.models.config", "aed.training.params", "aed.quantize"}
+    allowed |= {"aed.artifacts"}  # file names (dvc.yaml's generated blocks), no step logic
     for path in (REPO / "pipelines").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -280,18 +281,16 @@ def _dag(params: dict, models: list[str], tmp_path: Path, name: str) -> dict:
     )
 
 
-def test_a_teacher_outside_models_names_is_trained_to_teach_only(tmp_path: Path) -> None:
-    """models.names: [yamnet_256] still distils: YAMNet-1024 gets its train task (no branch), wired as teacher."""
+def test_a_teacher_outside_models_names_is_not_trained(tmp_path: Path) -> None:
+    """models.names: [yamnet_256] trains YAMNet-256 alone, without distillation (as dvc.yaml does); with both
+    models, YAMNet-1024's train output is YAMNet-256's teacher input."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     tasks_ = _all_tasks(_dag(params, ["yamnet_256"], tmp_path, "one"))
-    assert {"train-yamnet-1024", "train-yamnet-256"} <= set(tasks_)
-    assert not any(name.endswith("yamnet-1024") and not name.startswith("train") for name in tasks_)
-    assert set(tasks_["train-yamnet-256"]["dependentTasks"]) == {"patch", "train-yamnet-1024"}
-    # without a teacher, no teacher task and no teacher input
-    params["train"]["overrides"]["yamnet_256"]["teacher"] = None
-    tasks_ = _all_tasks(_dag(params, ["yamnet_256"], tmp_path, "none"))
     assert not any(name.endswith("yamnet-1024") for name in tasks_)
+    assert set(tasks_["train-yamnet-256"]["dependentTasks"]) == {"patch"}
     assert "teacher" not in tasks_["train-yamnet-256"].get("inputs", {}).get("artifacts", {})
+    tasks_ = _all_tasks(_dag(params, ["yamnet_256", "yamnet_1024"], tmp_path, "both"))
+    assert set(tasks_["train-yamnet-256"]["dependentTasks"]) == {"patch", "train-yamnet-1024"}
 
 
 @pytest.mark.parametrize(
