@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aed.models.specs import check_model_name
+from aed.model_specs import check_model_name
 from aed.params import ParamsError
 
 

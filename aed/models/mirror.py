@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aed.models.specs import check_model_name
+from aed.model_specs import check_model_name
 
 YAMNET_256_H5 = "yamnet_256_f32.h5"
 YAMNET_256_H5_SHA256 = "dfa6066b3f3bece880e9813b05cffb6a8328fe3da832f62401ce553dd380d2b3"
@@ -50,10 +50,10 @@ def mirror_asset(model_name: str) -> str:
     return YAMNET_256_H5 if check_model_name(model_name) == "yamnet_256" else YAMNET_TFLITE
 
 
-def check_mirror(model_name: str, user_h5: Path | None = None) -> Path | None:
-    """The mirror file `model_name` will need, after checking that it is there (a user yamnet.h5 replaces it:
-    None then). One-line WeightsError naming the file and the variable otherwise."""
-    if user_h5 is not None:
+def check_mirror(model_name: str, user_weights: bool = False) -> Path | None:
+    """The mirror file `model_name` will need, after checking that it is there (None when the user's own yamnet.h5
+    replaces it). One-line WeightsError naming the file and the variable otherwise."""
+    if user_weights:
         return None
     mirror = models_mirror()
     path = mirror / mirror_asset(model_name)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import keras
 
-# The model names and their shapes live in aed.models.specs (no Keras); re-exported for the builders' callers.
-from aed.models.specs import MODEL_SPECS as MODEL_SPECS
-from aed.models.specs import Flavour
-from aed.models.specs import ModelSpec as ModelSpec
+# The model names and their shapes live in aed.model_specs (no Keras); re-exported for the builders' callers.
+from aed.model_specs import MODEL_SPECS as MODEL_SPECS
+from aed.model_specs import Flavour
+from aed.model_specs import ModelSpec as ModelSpec
 
 PATCH_SHAPE = (64, 96, 1)  # (mels, frames, 1): the patch store layout; the network transposes it itself
 BACKBONE_NAME = "yamnet_backbone"

@@ -22,7 +22,7 @@ from aed.outputs import publishing
 from aed.params import load_section
 from aed.patchstore import load_patch_store
 from aed.records import write_json, write_record
-from components.common import add_params_option
+from components.common import add_model_name_option, add_params_option
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ def run(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="clip-level evaluation of float and int8 models")
     add_params_option(parser)
-    parser.add_argument("--model", action="append", default=None, help="repeatable; default: models.names")
+    add_model_name_option(
+        parser, repeatable=True, help="a model to evaluate (repeatable); default: models.names"
+    )
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
     parser.add_argument("--models-root", type=Path, default=Path("models"))
     parser.add_argument("--reports", type=Path, default=Path("reports"))
@@ -79,7 +81,7 @@ def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "evaluate", EvaluateParams)
     models = load_section(args.params, "models", ModelsParams)
     models.validate()
-    folders = [ModelFolders.under(args.models_root, name) for name in args.model or models.names]
+    folders = [ModelFolders.under(args.models_root, name) for name in args.model_name or models.names]
     metrics = run(params, args.patches, folders, args.reports, args.metrics)
     for model, by_format in metrics.items():
         means = {

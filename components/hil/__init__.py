@@ -16,7 +16,7 @@ from typing import Any
 
 from aed.params import load_section
 from aed.patching import PatchParams
-from components.common import add_params_option
+from components.common import add_params_option, known_model_name
 from hil_runner.boards.profiles import PROFILES
 from hil_runner.job import Farm, HilParams, JobConfig, load_eval_set, run_job
 
@@ -102,7 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = run_parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="int8 .tflite model")
     source.add_argument("--quantized-dir", type=Path, help="directory holding exactly one int8 .tflite")
-    run_parser.add_argument("--model-name", help="model name (selects hil.profiles[name])")
+    run_parser.add_argument(
+        "--model-name", type=known_model_name, help="model name (selects hil.profiles[name])"
+    )
     run_parser.add_argument("--boards", help="board profile to run on (default: hil.profile)")
     run_parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"), help="patch store")
     run_parser.add_argument("--out", type=Path, default=Path("reports/hil.json"), help="record to write")

@@ -1,5 +1,6 @@
 """The known models by name, without Keras: what a command line or a params file may name, checked in the first
-second of a step (aed.models.yamnet builds them and needs Keras, seconds to import)."""
+second of a step. It sits outside the aed.models package on purpose: importing anything there runs its
+__init__, which offers the Keras builders, and every step's CLI checks names through components.common."""
 
 from __future__ import annotations
 
