@@ -15,14 +15,27 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from aed.evaluation import EvaluateParams, ModelFolders, evaluate_model, write_reports
 from aed.models.config import ModelsParams
 from aed.outputs import publishing
 from aed.params import load_section
-from aed.patchstore import load_patch_store
 from aed.records import write_json, write_record
 from components.common import add_model_name_option, add_params_option
+
+# pandas and the model runners come with aed.evaluation: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.evaluation import EvaluateParams, ModelFolders
+
+
+def __getattr__(name: str) -> Any:
+    """`run`'s annotation types on first use (PEP 562): their module loads pandas."""
+    if name in ("EvaluateParams", "ModelFolders"):
+        from aed import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +49,9 @@ def run(
 ) -> dict:
     """Evaluate each model of `models`; reports go to <reports_root>/<model>/, the figures of every model to
     `record_path` (default <reports_root>/metrics.json) and the step's record to <reports_root>/evaluate.json."""
+    from aed.evaluation import evaluate_model, write_reports
+    from aed.patchstore import load_patch_store
+
     names = [folders.name for folders in models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # the second would overwrite the first's reports and figures
@@ -78,6 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.evaluation import EvaluateParams, ModelFolders
+
     params = load_section(args.params, "evaluate", EvaluateParams)
     models = load_section(args.params, "models", ModelsParams)
     models.validate()

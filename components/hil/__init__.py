@@ -12,17 +12,29 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aed.params import load_section
 from aed.patching import PatchParams
 from components.common import add_params_option, known_model_name
 from hil_runner.boards.profiles import PROFILES
-from hil_runner.job import Farm, HilParams, JobConfig, load_eval_set, run_job
+
+# pandas and the board protocol come with hil_runner.job: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from hil_runner.job import Farm, HilParams, JobConfig
 
 log = logging.getLogger(__name__)
 
 SECTION = "hil"
+
+
+def __getattr__(name: str) -> Any:
+    """HilParams on first use (PEP 562): its module loads pandas."""
+    if name == "HilParams":
+        from hil_runner.job import HilParams
+
+        return HilParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(
@@ -42,6 +54,8 @@ def run(
     model_name selects `hil.profiles[model_name]` as the board profile. patch: the params' `patch` section the
     patches were made with (None: its defaults); its front-end config hash goes into the record's key, so records
     of patches made differently are never compared."""
+    from hil_runner.job import JobConfig, load_eval_set, run_job
+
     if Path(record_path).is_dir():
         raise ValueError(f"{record_path}: is a directory, expected the record's file path")
     model = resolve_model(model_path, quantized_dir)
@@ -121,6 +135,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_main(args: argparse.Namespace) -> int:
+    from hil_runner.job import HilParams
+
     params = dataclasses.replace(load_section(args.params, SECTION, HilParams), **_cli_overrides(args))
     patch = load_section(args.params, "patch", PatchParams)
     metrics = run(params, args.patches, args.model, args.quantized_dir, args.out, model_name=args.model_name,

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,10 +22,13 @@ from aed.artifacts import FLOAT_MODEL_FILE, INT8_MODEL_FILE, QUANTIZE_RECORD_FIL
 from aed.models.runners import load_keras
 from aed.outputs import OutputSpec, replacing
 from aed.params import load_section
-from aed.patchstore import PatchStore, load_patch_store
 from aed.quantize import QuantizationError, QuantizeParams, to_int8_tflite, to_qdq_onnx
 from aed.records import write_record
 from components.common import add_model_name_option, add_params_option
+
+# pandas comes with the patch store: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.patchstore import PatchStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ def calibration_patches(store, clip_ids: list[str], size: int, seed: int) -> np.
 
 
 def run(params: QuantizeParams, model_name: str, patches_dir: Path, model_dir: Path, out_dir: Path) -> dict:
+    from aed.patchstore import load_patch_store
+
     fmt = params.format_for(model_name)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     splits_path = model_dir / SPLITS_FILE

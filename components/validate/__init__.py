@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aed.datasets.errors import DatasetError
 from aed.outputs import OutputSpec, check_file_outputs, replacing
 from aed.params import load_section
 from aed.records import atomic_write_text, write_record
-from aed.tables import read_table
-from aed.validation.validate import ValidateParams, manifest_columns, validate_manifest
 from components.common import add_params_option
+
+# pandas comes with aed.tables and aed.validation: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.validation.validate import ValidateParams
+
+
+def __getattr__(name: str) -> Any:
+    """ValidateParams on first use (PEP 562): its module loads pandas, which `aed --help` must not pay for."""
+    if name == "ValidateParams":
+        from aed.validation.validate import ValidateParams
+
+        return ValidateParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(
@@ -23,6 +35,9 @@ def run(
     record_path: Path,
     docs_dir: Path | None = None,
 ) -> dict:
+    from aed.tables import read_table
+    from aed.validation.validate import manifest_columns, validate_manifest
+
     if not params.classes:
         raise DatasetError("validate.classes: empty class list; list the classes the model must learn")
     check_file_outputs(
@@ -71,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.validation.validate import ValidateParams
+
     params = load_section(args.params, "validate", ValidateParams)
     metrics = run(params, args.manifest, args.raw_dir, args.validated, args.report, args.data_docs)
     print(f"validate: {metrics}")
