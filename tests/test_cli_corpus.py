@@ -175,7 +175,7 @@ PARAMS_CASES = [
 
 STEP_OF_SECTION = {
     "patch": ("patch", "--manifest", "{d}/missing.csv", "--raw-dir", "{d}/raw", "--out", "{d}/p_out"),
-    "train": ("train", "--model", "yamnet_256", "--patches", "{d}/patches", "--out", "{d}/t_out"),
+    "train": ("train", "--model-name", "yamnet_256", "--patches", "{d}/patches", "--out", "{d}/t_out"),
     "gate": ("gate", "--record", "{d}/missing.json", "--verdict", "{d}/verdict.json"),
     "validate": (
         "validate",
@@ -200,7 +200,7 @@ STEP_OF_SECTION = {
     ),  # fmt: skip
     "promote": (
         "promote",
-        "--model",
+        "--model-name",
         "yamnet_256",
         "--gate",
         "{d}/missing.json",
@@ -621,7 +621,7 @@ def _aed(*argv: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPro
         ("patch", "--params", "{d}/broken.yaml"),
         ("patch", "--params", "{d}/pyobj.yaml"),
         ("patch", "--params", "{d}/wrong_type.yaml"),
-        ("estimate", "{d}/truncated.tflite", "--target", "stm32u5"),
+        ("estimate", "--model", "{d}/truncated.tflite", "--target", "stm32u5"),
     ],
     ids=["broken yaml", "python tag", "wrong type", "truncated tflite"],
 )

@@ -1,4 +1,4 @@
-"""Step `estimate`: `aed estimate MODEL --target stm32u5|stm32n6 [--json]` - footprint and latency, no ST tools."""
+"""Step `estimate`: `aed estimate --model MODEL --target stm32u5|stm32n6 [--json]` - footprint and latency, no ST tools."""
 
 from __future__ import annotations
 

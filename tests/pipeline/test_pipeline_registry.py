@@ -171,7 +171,7 @@ def test_promote_params_are_validated(tmp_path: Path, capsys) -> None:
     params_file.write_text("promote:\n  timeout_s: 0\n")
     gate = tmp_path / "gate.json"
     code = aed_main(
-        ["promote", "--params", str(params_file), "--model", "m", "--gate", str(gate)]
+        ["promote", "--params", str(params_file), "--model-name", "m", "--gate", str(gate)]
         + ["--artifact", f"x={gate}", "--out", str(tmp_path / "p.json")]
     )
     assert code == 2
