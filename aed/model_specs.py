@@ -32,17 +32,17 @@ class UnknownModelError(ParamsError):
     """A model name that is not in MODEL_SPECS (a ValueError: the CLI prints it as one line, exit 2)."""
 
 
-def unknown_model_message(name: object, where: str) -> str:
-    """`<where>: unknown model 'yamnet256' (did you mean yamnet_256?); valid: yamnet_1024, yamnet_256`."""
+def unknown_model_message(name: object) -> str:
+    """`unknown model 'yamnet256' (did you mean yamnet_256?); valid: yamnet_1024, yamnet_256`."""
     valid = sorted(MODEL_SPECS)
     close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"{where}: unknown model {name!r}{hint}; valid: {', '.join(valid)}"
+    return f"unknown model {name!r}{hint}; valid: {', '.join(valid)}"
 
 
 def check_model_name(name: object, where: str = "model") -> str:
     """`name` when it is a known model; else UnknownModelError naming `where` (the argument or params key) and
     the valid names."""
     if not isinstance(name, str) or name not in MODEL_SPECS:
-        raise UnknownModelError(unknown_model_message(name, where))
+        raise UnknownModelError(f"{where}: {unknown_model_message(name)}")
     return name

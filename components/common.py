@@ -48,13 +48,12 @@ class _DeprecatedAlias(argparse.Action):
 
 
 def known_model_name(value: str) -> str:
-    """argparse type: a name from aed.model_specs (one line listing the valid names otherwise)."""
-    from aed.model_specs import UnknownModelError, check_model_name
+    """argparse type: a name from aed.model_specs; argparse prints the error as `argument --model-name: ...`."""
+    from aed.model_specs import MODEL_SPECS, unknown_model_message
 
-    try:
-        return check_model_name(value, "unknown model name")
-    except UnknownModelError as error:
-        raise argparse.ArgumentTypeError(str(error).partition(": ")[2]) from None
+    if value not in MODEL_SPECS:
+        raise argparse.ArgumentTypeError(unknown_model_message(value))
+    return value
 
 
 def add_model_name_option(
