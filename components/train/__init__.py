@@ -48,12 +48,15 @@ def run(
 ) -> dict:
     """Train `model_name` on every split of the patch store into out_dir (histories into reports_dir);
     `teacher_dir` is the train output of the model train.teacher names. Returns the train.json figures."""
+    models = models or ModelsParams()
+    models.validate()
+    # The pretrained weights are checked before TensorFlow loads and any data is read (CLI, DVC and KFP alike):
+    # a missing mirror fails at once, not a minute in.
+    check_mirror(model_name, user_weights=model_name == "yamnet_1024" and bool(models.yamnet_1024_h5))
     from aed.patchstore import load_patch_store
     from aed.training import ModelSource
     from aed.training.jobs import check_teacher_splits, model_params, plan_splits
 
-    models = models or ModelsParams()
-    models.validate()
     params = model_params(params, model_name, teacher_dir)
     store = load_patch_store(patches_dir)
     splits = plan_splits(store, params)
@@ -125,8 +128,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     model = args.model_name
     models = load_section(args.params, "models", ModelsParams)
-    # The weights are checked before TensorFlow loads and any data is read: a missing mirror fails at once.
-    check_mirror(model, user_weights=model == "yamnet_1024" and bool(models.yamnet_1024_h5))
     params = load_section(args.params, "train", TrainParams)
     out = args.out or Path("models") / model / "float"
     reports = args.reports or Path("reports") / model
