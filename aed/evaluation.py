@@ -298,7 +298,7 @@ def evaluate_model(store: PatchStore, folders: ModelFolders, params: EvaluatePar
 def read_layout(folders: ModelFolders) -> SplitLayout:
     path = folders.splits_file
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; run `aed train --model {folders.name}` first")
+        raise FileNotFoundError(f"{path}: missing; run `aed train --model-name {folders.name}` first")
     try:
         layout = json.loads(path.read_text())
         tested = {name: _test_clips(split) for name, split in layout["splits"].items()}

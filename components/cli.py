@@ -36,8 +36,9 @@ def build_parser(
     command: str | None = None, extra_commands: Registrars | None = None
 ) -> argparse.ArgumentParser:
     """The parser with every step's subcommand, or only `command`'s when its package is named after it
-    (`export-firmware` -> components.export_firmware): steps import TensorFlow and friends at module level,
-    and `aed patch` should not pay for them."""
+    (`export-firmware` -> components.export_firmware). A step imports its heavy libraries (TensorFlow, pandas,
+    onnx...) only in the functions that run it, so building any parser stays well under a second
+    (tests/test_cli_lazy.py checks `sys.modules`; bench/cli_help.py times it)."""
     parser = OneLineParser(prog="aed", description="Tiny audio event detection MLOps pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -36,6 +36,21 @@ def _dataclass_of(hint: Any) -> type | None:
     return None
 
 
+class _StepNames(dict):
+    """The names `run`'s annotations may use: the step module's own, also those it imports on first use (a module
+    __getattr__, PEP 562, for a params class whose module loads pandas, which `aed --help` must not pay for)."""
+
+    def __init__(self, step: ModuleType) -> None:
+        super().__init__()
+        self.step = step
+
+    def __missing__(self, name: str) -> Any:
+        try:
+            return getattr(self.step, name)
+        except AttributeError:
+            raise KeyError(name) from None  # not the step's: the module globals and builtins are tried next
+
+
 def section_name(step: ModuleType) -> str:
     return getattr(step, "SECTION", step.__name__.rsplit(".", 1)[-1])
 
@@ -50,7 +65,7 @@ def params_sections(step: ModuleType) -> dict[str, tuple[str, type]]:
     if run is None:
         raise TypeError(f"{step.__name__} has no run()")
     found = {}
-    for name, hint in typing.get_type_hints(run).items():
+    for name, hint in typing.get_type_hints(run, localns=_StepNames(step)).items():
         cls = _dataclass_of(hint)
         if cls is not None:
             found[name] = (section_name(step) if name == "params" else name, cls)

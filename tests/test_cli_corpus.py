@@ -164,7 +164,7 @@ PARAMS_CASES = [
     _line("broken yaml", "patch --params {d}/broken.yaml"),
     _line("yaml with tabs", "gate --params {d}/tabs.yaml"),
     _line("section of wrong type", "patch --params {d}/wrong_type.yaml"),
-    _line("section is a list", "train --params {d}/wrong_type_list.yaml --model yamnet_256"),
+    _line("section is a list", "train --params {d}/wrong_type_list.yaml --model-name yamnet_256"),
     _line("top level is a list", "validate --params {d}/top_list.yaml"),
     _line("python object tag", "patch --params {d}/pyobj.yaml"),
     _line("params not utf-8", "patch --params {d}/binary.yaml"),
@@ -175,7 +175,7 @@ PARAMS_CASES = [
 
 STEP_OF_SECTION = {
     "patch": ("patch", "--manifest", "{d}/missing.csv", "--raw-dir", "{d}/raw", "--out", "{d}/p_out"),
-    "train": ("train", "--model", "yamnet_256", "--patches", "{d}/patches", "--out", "{d}/t_out"),
+    "train": ("train", "--model-name", "yamnet_256", "--patches", "{d}/patches", "--out", "{d}/t_out"),
     "gate": ("gate", "--record", "{d}/missing.json", "--verdict", "{d}/verdict.json"),
     "validate": (
         "validate",
@@ -200,7 +200,7 @@ STEP_OF_SECTION = {
     ),  # fmt: skip
     "promote": (
         "promote",
-        "--model",
+        "--model-name",
         "yamnet_256",
         "--gate",
         "{d}/missing.json",
@@ -261,12 +261,12 @@ SET_CASES = [
 ]
 
 MODEL_CASES = [
-    _line("estimate truncated tflite", "estimate {d}/truncated.tflite --target stm32u5"),
-    _line("estimate empty tflite", "estimate {d}/empty.tflite --target stm32u5"),
-    _line("estimate garbage onnx", "estimate {d}/garbage.onnx --target stm32n6"),
-    _line("estimate directory", "estimate {d}/a_dir --target stm32u5"),
-    _line("estimate missing", "estimate {d}/missing.tflite --target stm32u5"),
-    _line("estimate bad target", "estimate {d}/truncated.tflite --target stm32f4"),
+    _line("estimate truncated tflite", "estimate --model {d}/truncated.tflite --target stm32u5"),
+    _line("estimate empty tflite", "estimate --model {d}/empty.tflite --target stm32u5"),
+    _line("estimate garbage onnx", "estimate --model {d}/garbage.onnx --target stm32n6"),
+    _line("estimate directory", "estimate --model {d}/a_dir --target stm32u5"),
+    _line("estimate missing", "estimate --model {d}/missing.tflite --target stm32u5"),
+    _line("estimate bad target", "estimate --model {d}/truncated.tflite --target stm32f4"),
     _line(
         "convert truncated tflite",
         "convert --params {d}/good.yaml --model {d}/truncated.tflite --target stm32u5 --out {d}/c_out --record {d}/c.json",
@@ -285,11 +285,11 @@ MODEL_CASES = [
     ),
     _line(
         "quantize truncated keras",
-        "quantize --params {d}/good.yaml --model yamnet_256 --patches {d}/patches --model-dir {d}/models/yamnet_256/float --out {d}/q_out",
+        "quantize --params {d}/good.yaml --model-name yamnet_256 --patches {d}/patches --model-dir {d}/models/yamnet_256/float --out {d}/q_out",
     ),
     _line(
         "evaluate truncated models",
-        "evaluate --params {d}/good.yaml --model yamnet_256 --patches {d}/patches --models-root {d}/models --reports {d}/rep --metrics {d}/rep/m.json",
+        "evaluate --params {d}/good.yaml --model-name yamnet_256 --patches {d}/patches --models-root {d}/models --reports {d}/rep --metrics {d}/rep/m.json",
     ),
     _line(
         "hil truncated tflite",
@@ -309,20 +309,20 @@ MODEL_CASES = [
     ),
     _line(
         "train patches missing",
-        "train --params {d}/good.yaml --model yamnet_256 --patches {d}/missing --out {d}/t_out",
+        "train --params {d}/good.yaml --model-name yamnet_256 --patches {d}/missing --out {d}/t_out",
     ),
     _line(
         "train patches is empty dir",
-        "train --params {d}/good.yaml --model yamnet_256 --patches {d}/a_dir --out {d}/t_out",
+        "train --params {d}/good.yaml --model-name yamnet_256 --patches {d}/a_dir --out {d}/t_out",
     ),
     _line(
         "train unknown model",
-        "train --params {d}/good.yaml --model resnet --patches {d}/patches --out {d}/t_out",
+        "train --params {d}/good.yaml --model-name resnet --patches {d}/patches --out {d}/t_out",
     ),
 ]
 
 OUT_IS_A_FOLDER = [
-    _line("estimate --out folder", "estimate {d}/truncated.tflite --target stm32u5 --out {d}/a_dir"),
+    _line("estimate --out folder", "estimate --model {d}/truncated.tflite --target stm32u5 --out {d}/a_dir"),
     _line(
         "gate --verdict folder",
         "gate --params {d}/good.yaml --record {d}/not_json.json --verdict {d}/a_dir --baseline {d}/not_json.json",
@@ -344,11 +344,11 @@ RECORD_CASES = [
     _gate("gate record with a null key", "{d}/null_key.json"),
     _line(
         "promote gate not json",
-        "promote --params {d}/good.yaml --model yamnet_256 --gate {d}/not_json.json --artifact m={d}/truncated.tflite --out {d}/prom.json",
+        "promote --params {d}/good.yaml --model-name yamnet_256 --gate {d}/not_json.json --artifact m={d}/truncated.tflite --out {d}/prom.json",
     ),
     _line(
         "promote bad artifact arg",
-        "promote --params {d}/good.yaml --model yamnet_256 --gate {d}/list.json --artifact no-equals-sign --out {d}/prom.json",
+        "promote --params {d}/good.yaml --model-name yamnet_256 --gate {d}/list.json --artifact no-equals-sign --out {d}/prom.json",
     ),
     _line(
         "validate manifest missing",
@@ -432,7 +432,7 @@ PIPELINE_CASES = [
 ARGPARSE_CASES = [
     _c("no command"),
     _c("unknown command", "frobnicate"),
-    _line("estimate without --target", "estimate {d}/truncated.tflite"),
+    _line("estimate without --target", "estimate --model {d}/truncated.tflite"),
     _line("hil run bad --max-patches", "hil run --model x.tflite --max-patches many"),
     _line("unknown option", "patch --frobnicate"),
 ]
@@ -440,11 +440,11 @@ ARGPARSE_CASES = [
 MORE_CASES = [
     _line(
         "quantize splits not json",
-        "quantize --params {d}/good.yaml --model yamnet_256 --patches {d}/patches --model-dir {d}/bad_splits --out {d}/q_out",
+        "quantize --params {d}/good.yaml --model-name yamnet_256 --patches {d}/patches --model-dir {d}/bad_splits --out {d}/q_out",
     ),
     _line(
         "override not a mapping",
-        "train --params {d}/override_scalar.yaml --model yamnet_256 --patches {d}/patches --out {d}/t_out",
+        "train --params {d}/override_scalar.yaml --model-name yamnet_256 --patches {d}/patches --out {d}/t_out",
         expect="train.overrides",
     ),
     _line(
@@ -458,10 +458,14 @@ MORE_CASES = [
         expect="max-patches",
     ),
     _line(
-        "estimate directory named .tflite", "estimate {d}/dir.tflite --target stm32u5", expect="dir.tflite"
+        "estimate directory named .tflite",
+        "estimate --model {d}/dir.tflite --target stm32u5",
+        expect="dir.tflite",
     ),
     _line(
-        "estimate onnx that is a tflite", "estimate {d}/tflite.onnx --target stm32n6", expect="tflite.onnx"
+        "estimate onnx that is a tflite",
+        "estimate --model {d}/tflite.onnx --target stm32n6",
+        expect="tflite.onnx",
     ),
     _line(
         "export-firmware clip missing",
@@ -621,7 +625,7 @@ def _aed(*argv: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedPro
         ("patch", "--params", "{d}/broken.yaml"),
         ("patch", "--params", "{d}/pyobj.yaml"),
         ("patch", "--params", "{d}/wrong_type.yaml"),
-        ("estimate", "{d}/truncated.tflite", "--target", "stm32u5"),
+        ("estimate", "--model", "{d}/truncated.tflite", "--target", "stm32u5"),
     ],
     ids=["broken yaml", "python tag", "wrong type", "truncated tflite"],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aed.models.yamnet import MODEL_SPECS
+from aed.model_specs import check_model_name
 from aed.params import ParamsError
 
 
@@ -20,9 +20,10 @@ class ModelsParams:
     weights_cache_dir: str = ".cache/aed/weights"
 
     def validate(self) -> None:
-        unknown = sorted(set(self.names) - set(MODEL_SPECS))
-        if unknown:
-            raise ParamsError(f"models.names: unknown model(s) {unknown}; known: {sorted(MODEL_SPECS)}")
+        if not isinstance(self.names, list):
+            raise ParamsError(f"models.names: expected a list of model names, got {self.names!r}")
+        for name in self.names:
+            check_model_name(name, "models.names")
         if self.yamnet_1024_h5 and not self.yamnet_1024_h5_sha256:
             raise ParamsError("models.yamnet_1024_h5_sha256: required when models.yamnet_1024_h5 is set")
 

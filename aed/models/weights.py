@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,28 +15,34 @@ import h5py
 import keras
 import numpy as np
 
+# The mirror lookup has no Keras, so a step checks its assets before importing TensorFlow; re-exported here.
+from aed.models.mirror import (
+    YAMNET_256_H5,
+    YAMNET_256_H5_SHA256,
+    YAMNET_TFLITE,
+    YAMNET_TFLITE_SHA256,
+    WeightsError,
+    models_mirror,
+)
 from aed.records import sha256_file
 
-YAMNET_256_H5 = "yamnet_256_f32.h5"
-YAMNET_256_H5_SHA256 = "dfa6066b3f3bece880e9813b05cffb6a8328fe3da832f62401ce553dd380d2b3"
-YAMNET_TFLITE = "lite-model_yamnet_classification_tflite_1.tflite"
-YAMNET_TFLITE_SHA256 = "10c95ea3eb9a7bb4cb8bddf6feb023250381008177ac162ce169694d05c317de"
-# Google's float yamnet.h5 (https://storage.googleapis.com/audioset/yamnet.h5) is not in the mirror; a user who
-# supplies it must also supply its sha256 (params: train.yamnet_h5_sha256), which is then enforced.
+__all__ = [
+    "YAMNET_256_H5",
+    "YAMNET_256_H5_SHA256",
+    "YAMNET_TFLITE",
+    "YAMNET_TFLITE_SHA256",
+    "WeightsError",
+    "check_sha256",
+    "load_h5_weights",
+    "load_tflite_weights",
+    "load_yamnet_256_weights",
+    "models_mirror",
+    "read_h5_arrays",
+    "read_tflite_yamnet",
+]
 
 # layerN/<op>/[bn/]<param>:0 at the end of an HDF5 dataset path, whatever the prefix (model_2/, layer1/conv/...).
 _H5_KEY = re.compile(r"(layer\d+)/(conv|depthwise_conv|pointwise_conv)/(bn/)?([a-z_]+):0$")
-
-
-class WeightsError(ValueError):
-    pass
-
-
-def models_mirror() -> Path:
-    value = os.environ.get("AED_MODELS_MIRROR")
-    if not value:
-        raise WeightsError("AED_MODELS_MIRROR is not set: it must point at the YAMNet weights folder")
-    return Path(value)
 
 
 def check_sha256(path: Path, expected: str | None) -> None:

@@ -11,17 +11,17 @@ Two flavours of the same topology:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import keras
+
+# The model names and their shapes live in aed.model_specs (no Keras); re-exported for the builders' callers.
+from aed.model_specs import MODEL_SPECS as MODEL_SPECS
+from aed.model_specs import Flavour
+from aed.model_specs import ModelSpec as ModelSpec
 
 PATCH_SHAPE = (64, 96, 1)  # (mels, frames, 1): the patch store layout; the network transposes it itself
 BACKBONE_NAME = "yamnet_backbone"
 HEAD_NAME = "new_head"
 BN_EPSILON = 1e-4
-
-Flavour = Literal["bn", "bias"]
 
 # (kind, stride, filters) for Google's 14 layers: one full conv, then 13 depthwise-separable blocks.
 YAMNET_LAYERS: tuple[tuple[str, int, int], ...] = (
@@ -40,21 +40,6 @@ YAMNET_LAYERS: tuple[tuple[str, int, int], ...] = (
     ("sep", 2, 1024),
     ("sep", 1, 1024),
 )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    n_blocks: int
-    embedding_size: int
-    flavour: Flavour
-
-
-MODEL_SPECS: dict[str, ModelSpec] = {
-    "yamnet_256": ModelSpec("yamnet_256", 6, 256, "bn"),
-    # The float yamnet.h5 is optional; the default 1024 weights come from the TFLite model (ReLU6, folded BN).
-    "yamnet_1024": ModelSpec("yamnet_1024", 14, 1024, "bias"),
-}
 
 
 def _conv_unit(x, prefix: str, flavour: Flavour, layer: keras.layers.Layer):

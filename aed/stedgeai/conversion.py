@@ -41,7 +41,8 @@ class ConvertParams(CodeGenSettings):
     def target_for(self, model_name: str) -> str:
         target = self.targets.get(model_name)
         if target is None:
-            raise ValueError(f"convert.targets: no target for model '{model_name}'")
+            known = ", ".join(sorted(self.targets)) or "none"
+            raise ValueError(f"convert.targets: no target for model '{model_name}'; models with one: {known}")
         return target
 
     def options(self, target: str) -> StedgeaiOptions:

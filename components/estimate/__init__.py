@@ -1,4 +1,4 @@
-"""Step `estimate`: `aed estimate MODEL --target stm32u5|stm32n6 [--json]` - footprint and latency, no ST tools."""
+"""Step `estimate`: `aed estimate --model MODEL --target stm32u5|stm32n6 [--json]` - footprint and latency, no ST tools."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aed.footprint import TARGETS, estimate
 from aed.records import write_json
+from components.common import deprecated
 
 
 def run(model: Path, target: str, record_path: Path | None = None, allow_float: bool = False) -> dict:
@@ -44,7 +45,9 @@ def summary(result: dict) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("estimate", help="estimate flash, RAM, MACs and latency of an int8 model")
-    parser.add_argument("model", type=Path, help=".tflite or QDQ .onnx model")
+    parser.add_argument("--model", type=Path, metavar="PATH", help=".tflite or QDQ .onnx model (required)")
+    # the old spelling `aed estimate MODEL` (deprecated: --model PATH, as every other step names a model file)
+    parser.add_argument("old_model", type=Path, nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--target", choices=TARGETS, required=True)
     parser.add_argument("--json", action="store_true", help="print the full JSON result")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
@@ -53,6 +56,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    result = run(args.model, args.target, args.out, args.allow_float)
+    result = run(_model_path(args), args.target, args.out, args.allow_float)
     print(json.dumps(result, indent=2) if args.json else summary(result))
     return 0
+
+
+def _model_path(args: argparse.Namespace) -> Path:
+    if args.old_model is not None and args.model is not None:
+        raise ValueError(f"give the model once: --model {args.model} (not also {args.old_model})")
+    if args.old_model is not None:
+        deprecated("aed estimate MODEL", "aed estimate --model MODEL")
+        return args.old_model
+    if args.model is None:
+        raise ValueError("give the model file: --model PATH")
+    return args.model

@@ -18,15 +18,28 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aed.dvc_metrics import EVALUATION_FIGURES, evaluation_figures, write_figures
-from aed.evaluation import EvaluateParams, ModelFolders, evaluate_model, write_reports
 from aed.models.config import ModelsParams
 from aed.outputs import check_file_outputs, publishing
 from aed.params import load_section
-from aed.patchstore import load_patch_store
 from aed.records import write_json, write_record
-from components.common import add_params_option
+from components.common import add_model_name_option, add_params_option
+
+# pandas and the model runners come with aed.evaluation: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.evaluation import EvaluateParams, ModelFolders
+
+
+def __getattr__(name: str) -> Any:
+    """`run`'s annotation types on first use (PEP 562): their module loads pandas."""
+    if name in ("EvaluateParams", "ModelFolders"):
+        from aed import evaluation
+
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,9 @@ def run(
     """Evaluate each model of `models`; reports go to <reports_root>/<model>/, the figures of every model to
     `record_path` (default <reports_root>/metrics.json) and the step's record to <reports_root>/evaluate.json.
     With `dvc_metrics_dir`, each model's compared figures also go to <dvc_metrics_dir>/<model>.json."""
+    from aed.evaluation import evaluate_model, write_reports
+    from aed.patchstore import load_patch_store
+
     names = [folders.name for folders in models]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # the second would overwrite the first's reports and figures
@@ -97,7 +113,9 @@ def _holds_only_evaluation_figures(path: Path) -> bool:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluate", help="clip-level evaluation of float and int8 models")
     add_params_option(parser)
-    parser.add_argument("--model", action="append", default=None, help="repeatable; default: models.names")
+    add_model_name_option(
+        parser, repeatable=True, help="a model to evaluate (repeatable); default: models.names"
+    )
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
     parser.add_argument("--models-root", type=Path, default=Path("models"))
     parser.add_argument("--reports", type=Path, default=Path("reports"))
@@ -112,10 +130,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.evaluation import EvaluateParams, ModelFolders
+
     params = load_section(args.params, "evaluate", EvaluateParams)
     models = load_section(args.params, "models", ModelsParams)
     models.validate()
-    folders = [ModelFolders.under(args.models_root, name) for name in args.model or models.names]
+    folders = [ModelFolders.under(args.models_root, name) for name in args.model_name or models.names]
     metrics = run(params, args.patches, folders, args.reports, args.metrics, args.dvc_metrics_dir)
     for model, by_format in metrics.items():
         means = {

@@ -14,7 +14,6 @@ from aed.outputs import OutputSpec, check_output, replacing
 from aed.params import load_section
 from aed.patching import PatchParams, class_order
 from aed.records import sha256_file, write_record
-from aed.validation.validate import ValidateParams
 from components.common import add_params_option
 
 
@@ -111,6 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.validation.validate import ValidateParams  # pandas: not for `aed --help`
+
     params = load_section(args.params, "export_firmware", ExportFirmwareParams)
     config = load_section(args.params, "patch", PatchParams).feature_config()
     classes = load_section(args.params, "validate", ValidateParams).classes

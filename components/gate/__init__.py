@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from aed.params import load_section
-from components.common import add_params_option
+from components.common import add_params_option, known_model_name
 from hil_runner.gate import GateParams
 
 SECTION = "gate"
@@ -66,7 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_params_option(parser)
     parser.add_argument("--record", type=Path, default=Path("reports/hil.json"))
     parser.add_argument("--baseline", type=Path, help="baseline record (default: gate.baseline)")
-    parser.add_argument("--model-name", default="yamnet_256", help="fills {model_name} in gate.baseline")
+    parser.add_argument(
+        "--model-name",
+        type=known_model_name,
+        default="yamnet_256",
+        help="fills {model_name} in gate.baseline",
+    )
     parser.add_argument(
         "--verdict", type=Path, default=Path("reports/gate.json"), help="verdict JSON to write"
     )

@@ -12,19 +12,31 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aed.dvc_metrics import hil_figures, write_figures
 from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.patching import PatchParams
-from components.common import add_params_option
+from components.common import add_params_option, known_model_name
 from hil_runner.boards.profiles import PROFILES
-from hil_runner.job import Farm, HilParams, JobConfig, load_eval_set, run_job
+
+# pandas and the board protocol come with hil_runner.job: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from hil_runner.job import Farm, HilParams, JobConfig
 
 log = logging.getLogger(__name__)
 
 SECTION = "hil"
+
+
+def __getattr__(name: str) -> Any:
+    """HilParams on first use (PEP 562): its module loads pandas."""
+    if name == "HilParams":
+        from hil_runner.job import HilParams
+
+        return HilParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(
@@ -46,6 +58,8 @@ def run(
     patches were made with (None: its defaults); its front-end config hash goes into the record's key, so records
     of patches made differently are never compared. dvc_metrics_path: where to write the record's compared
     figures (accuracy, agreement, latency, RAM, flash), the file dvc.yaml lists under `metrics:`."""
+    from hil_runner.job import JobConfig, load_eval_set, run_job
+
     if Path(record_path).is_dir():
         raise ValueError(f"{record_path}: is a directory, expected the record's file path")
     if dvc_metrics_path is not None and Path(dvc_metrics_path).is_dir():
@@ -111,7 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = run_parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="int8 .tflite model")
     source.add_argument("--quantized-dir", type=Path, help="directory holding exactly one int8 .tflite")
-    run_parser.add_argument("--model-name", help="model name (selects hil.profiles[name])")
+    run_parser.add_argument(
+        "--model-name", type=known_model_name, help="model name (selects hil.profiles[name])"
+    )
     run_parser.add_argument("--boards", help="board profile to run on (default: hil.profile)")
     run_parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"), help="patch store")
     run_parser.add_argument("--out", type=Path, default=Path("reports/hil.json"), help="record to write")
@@ -131,6 +147,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_main(args: argparse.Namespace) -> int:
+    from hil_runner.job import HilParams
+
     params = dataclasses.replace(load_section(args.params, SECTION, HilParams), **_cli_overrides(args))
     patch = load_section(args.params, "patch", PatchParams)
     metrics = run(params, args.patches, args.model, args.quantized_dir, args.out, model_name=args.model_name,

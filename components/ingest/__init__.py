@@ -5,22 +5,29 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from aed.datasets.errors import DatasetError
-from aed.datasets.ingest import (
-    IngestParams,
-    SourceSpec,
-    check_current,
-    fetch_source,
-    is_fetched,
-    write_manifest,
-)
 from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.records import write_record
 from aed.redact import redact
 from components.common import add_params_option, env_path
+
+# pandas comes with aed.datasets.ingest: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.datasets.ingest import IngestParams, SourceSpec
+
+
+def __getattr__(name: str) -> Any:
+    """IngestParams on first use (PEP 562): its module loads pandas, which `aed --help` must not pay for."""
+    if name == "IngestParams":
+        from aed.datasets.ingest import IngestParams
+
+        return IngestParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 MIRROR_ENV = "AED_DATA_MIRROR"
 
@@ -43,6 +50,8 @@ def run(
     raw_dir in the manifest (when `describe`)."""
     if force and not fetch:
         raise DatasetError("--force fetches the source again; it cannot be combined with --no-fetch")
+    from aed.datasets.ingest import check_current, fetch_source, is_fetched, write_manifest
+
     spec = source_spec(params)
     local_source = None if urlparse(spec.source).scheme else Path(spec.source)
     check_file_outputs(
@@ -92,6 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.datasets.ingest import IngestParams
+
     params = load_section(args.params, "ingest", IngestParams)
     metrics = run(
         params,

@@ -11,11 +11,10 @@ from pathlib import Path
 from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.patching import PatchParams, class_order, patch_clips
-from aed.patchstore import PatchStoreError, write_patch_store
 from aed.records import write_record
-from aed.tables import read_table
-from aed.validation.validate import ValidateParams
 from components.common import add_params_option
+
+# pandas comes with aed.tables, aed.patchstore and aed.validation: imported where used (`aed --help` stays fast).
 
 
 def run(
@@ -27,6 +26,9 @@ def run(
     class_names: list[str] | None = None,
 ) -> dict:
     """class_names (validate.classes) fixes the model output order (aed.patching.class_order)."""
+    from aed.patchstore import PatchStoreError, write_patch_store
+    from aed.tables import read_table
+
     manifest = read_table(manifest_path, ("clip_id", "path", "label", "duration_s"), "validated manifest")
     classes = class_order(manifest["label"], class_names)
     check_file_outputs(
@@ -72,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.validation.validate import ValidateParams
+
     params = load_section(args.params, "patch", PatchParams)
     classes = load_section(args.params, "validate", ValidateParams).classes
     metrics = run(params, args.manifest, args.raw_dir, args.out, args.metrics, classes)

@@ -31,6 +31,7 @@ from aed.params import load_section
 from aed.record_schema import read_json, validate_hil_record, validate_verdict
 from aed.records import sha256_file, write_record
 from aed.registry import PromoteParams, Published, check_name, open_store, publish
+from components.common import add_model_name_option, add_params_option
 
 SECTION = "promote"
 MODEL_ARTIFACT = "model"  # the artifact whose sha256 must be the one the verdict judged
@@ -213,8 +214,9 @@ def _artifact_arg(text: str) -> tuple[str, Path]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("promote", help="copy a gated model and its records to the model registry")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--model", required=True, help="model name, e.g. yamnet_256")
+    add_params_option(parser)
+    # any registry name (checked by the registry), not only the models this project builds
+    add_model_name_option(parser, known=False, help="the registry's name for the model, e.g. yamnet_256")
     parser.add_argument("--gate", type=Path, required=True, help="the gate verdict (JSON) for this model")
     parser.add_argument(
         "--artifact",
@@ -248,7 +250,7 @@ def _handle(args: argparse.Namespace) -> int:
         if name in artifacts:
             raise ValueError(f"--artifact {name}= given twice")
         artifacts[name] = path
-    result = run(params, args.model, artifacts, args.gate, args.out, hil_record=args.record)
+    result = run(params, args.model_name, artifacts, args.gate, args.out, hil_record=args.record)
     if result["outcome"] == "gate-failed":
         # the gate's own exit codes: 1 a regression, 2 undecidable
         reasons = "; ".join(result["reasons"]) or "no reasons given"

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,10 +22,13 @@ from aed.artifacts import FLOAT_MODEL_FILE, INT8_MODEL_FILE, QUANTIZE_RECORD_FIL
 from aed.models.runners import load_keras
 from aed.outputs import OutputSpec, replacing
 from aed.params import load_section
-from aed.patchstore import PatchStore, load_patch_store
 from aed.quantize import QuantizationError, QuantizeParams, to_int8_tflite, to_qdq_onnx
 from aed.records import write_record
-from components.common import add_params_option
+from components.common import add_model_name_option, add_params_option
+
+# pandas comes with the patch store: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.patchstore import PatchStore
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,13 @@ def calibration_patches(store, clip_ids: list[str], size: int, seed: int) -> np.
 
 
 def run(params: QuantizeParams, model_name: str, patches_dir: Path, model_dir: Path, out_dir: Path) -> dict:
+    from aed.patchstore import load_patch_store
+
     fmt = params.format_for(model_name)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     splits_path = model_dir / SPLITS_FILE
     if not splits_path.is_file():
-        raise FileNotFoundError(f"{splits_path}: missing; run `aed train --model {model_name}` first")
+        raise FileNotFoundError(f"{splits_path}: missing; run `aed train --model-name {model_name}` first")
     try:
         splits = json.loads(splits_path.read_text())["splits"]
     except (ValueError, KeyError, TypeError) as error:
@@ -99,7 +105,7 @@ def _quantize_into(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("quantize", help="int8 post-training quantization of a trained model")
     add_params_option(parser)
-    parser.add_argument("--model", required=True, help="yamnet_256 | yamnet_1024")
+    add_model_name_option(parser, help="the trained model to quantize: yamnet_256 | yamnet_1024")
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
     parser.add_argument(
         "--model-dir", type=Path, default=None, help="float models; default: models/<model>/float"
@@ -110,10 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "quantize", QuantizeParams)
-    root = Path("models") / args.model
-    metrics = run(
-        params, args.model, args.patches, args.model_dir or root / "float", args.out or root / "int8"
-    )
+    model = args.model_name
+    root = Path("models") / model
+    metrics = run(params, model, args.patches, args.model_dir or root / "float", args.out or root / "int8")
     sizes = {name: info["size_bytes"] for name, info in metrics["splits"].items()}
-    print(f"quantize {args.model} ({metrics['format']}): {metrics['seconds']} s; bytes per split: {sizes}")
+    print(f"quantize {model} ({metrics['format']}): {metrics['seconds']} s; bytes per split: {sizes}")
     return 0

@@ -18,24 +18,23 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aed.artifacts import SPLITS_FILE, TRAIN_RECORD_FILE
 from aed.models.config import ModelsParams
+from aed.models.mirror import check_mirror
 from aed.outputs import OutputSpec, publishing, replacing
 from aed.params import load_section
-from aed.patchstore import PatchStore, load_patch_store
 from aed.records import write_json, write_record
-from aed.splits import Split
-from aed.training import ModelSource, TrainParams
-from aed.training.jobs import (
-    check_teacher_splits,
-    model_params,
-    plan_jobs,
-    plan_splits,
-    run_split_jobs,
-    splits_layout,
-)
-from components.common import add_params_option
+from aed.training import TrainParams
+from components.common import add_model_name_option, add_params_option
+
+# TensorFlow comes with the trainer (aed.training.jobs, ModelSource): imported by the functions that train, so
+# that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.patchstore import PatchStore
+    from aed.splits import Split
+    from aed.training import ModelSource
 
 
 def run(
@@ -51,6 +50,13 @@ def run(
     `teacher_dir` is the train output of the model train.teacher names. Returns the train.json figures."""
     models = models or ModelsParams()
     models.validate()
+    # The pretrained weights are checked before TensorFlow loads and any data is read (CLI, DVC and KFP alike):
+    # a missing mirror fails at once, not a minute in.
+    check_mirror(model_name, user_weights=model_name == "yamnet_1024" and bool(models.yamnet_1024_h5))
+    from aed.patchstore import load_patch_store
+    from aed.training import ModelSource
+    from aed.training.jobs import check_teacher_splits, model_params, plan_splits
+
     params = model_params(params, model_name, teacher_dir)
     store = load_patch_store(patches_dir)
     splits = plan_splits(store, params)
@@ -79,6 +85,8 @@ def _train_into(
     source: ModelSource,
     teacher_dir: Path | None,
 ) -> dict:
+    from aed.training.jobs import plan_jobs, run_split_jobs, splits_layout
+
     started = time.perf_counter()
     jobs = plan_jobs(splits, patches_dir, model_name, params, source, out_dir, reports_dir, teacher_dir)
     figures = run_split_jobs(jobs, params.jobs, store)
@@ -103,7 +111,7 @@ def _train_into(
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a YAMNet model on a patch store (cross-validated)")
     add_params_option(parser)
-    parser.add_argument("--model", required=True, help="yamnet_256 | yamnet_1024")
+    add_model_name_option(parser, help="the model to train: yamnet_256 | yamnet_1024")
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
     parser.add_argument("--out", type=Path, default=None, help="default: models/<model>/float")
     parser.add_argument("--reports", type=Path, default=None, help="default: reports/<model>")
@@ -118,14 +126,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    params = load_section(args.params, "train", TrainParams)
+    model = args.model_name
     models = load_section(args.params, "models", ModelsParams)
-    out = args.out or Path("models") / args.model / "float"
-    reports = args.reports or Path("reports") / args.model
-    metrics = run(params, args.model, args.patches, out, reports, models, args.teacher)
+    params = load_section(args.params, "train", TrainParams)
+    out = args.out or Path("models") / model / "float"
+    reports = args.reports or Path("reports") / model
+    metrics = run(params, model, args.patches, out, reports, models, args.teacher)
     summary = {
         name: (row["best_epoch"], row["val_accuracy"] and round(row["val_accuracy"], 4))
         for name, row in metrics["splits"].items()
     }
-    print(f"train {args.model}: {metrics['seconds']} s; best epoch / val accuracy per split: {summary}")
+    print(f"train {model}: {metrics['seconds']} s; best epoch / val accuracy per split: {summary}")
     return 0

@@ -6,14 +6,26 @@ import argparse
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aed.datasets.errors import DatasetError
 from aed.outputs import OutputSpec, check_file_outputs, replacing
 from aed.params import load_section
 from aed.records import atomic_write_text, write_record
-from aed.tables import read_table
-from aed.validation.validate import ValidateParams, label_mismatch, manifest_columns, validate_manifest
 from components.common import add_params_option
+
+# pandas comes with aed.tables and aed.validation: imported where used, so that `aed --help` stays fast.
+if TYPE_CHECKING:
+    from aed.validation.validate import ValidateParams
+
+
+def __getattr__(name: str) -> Any:
+    """ValidateParams on first use (PEP 562): its module loads pandas, which `aed --help` must not pay for."""
+    if name == "ValidateParams":
+        from aed.validation.validate import ValidateParams
+
+        return ValidateParams
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(
@@ -24,6 +36,9 @@ def run(
     record_path: Path,
     docs_dir: Path | None = None,
 ) -> dict:
+    from aed.tables import read_table
+    from aed.validation.validate import manifest_columns, validate_manifest
+
     check_file_outputs(
         {"--validated": validated_path, "--report": record_path},
         {"manifest": manifest_path, "raw audio folder": raw_dir, "Data Docs folder": docs_dir},
@@ -66,6 +81,8 @@ def run(
 def check_classes(params: ValidateParams, labels: Iterable[str], manifest_path: Path) -> None:
     """Stop before any clip is checked when validate.classes and the labels of the data disagree (a typo would
     otherwise quarantine a whole class, or leave a model output without clips)."""
+    from aed.validation.validate import label_mismatch
+
     found = sorted(set(labels))
     if not params.classes:
         raise DatasetError(
@@ -99,6 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from aed.validation.validate import ValidateParams
+
     params = load_section(args.params, "validate", ValidateParams)
     run(params, args.manifest, args.raw_dir, args.validated, args.report, args.data_docs)
     return 0  # run() printed the summary

@@ -283,8 +283,8 @@ def test_a_model_name_is_a_plain_folder_name(name: str, tmp_path: Path) -> None:
 def test_a_model_given_twice_is_refused_before_any_work(
     store_dir: Path, models_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    code = aed_main(["evaluate", "--params", str(_params_file(tmp_path)), "--model", "yamnet_256", "--model",
-                     "yamnet_256", "--patches", str(store_dir), "--models-root", str(models_root),
+    code = aed_main(["evaluate", "--params", str(_params_file(tmp_path)), "--model-name", "yamnet_256",
+                     "--model-name", "yamnet_256", "--patches", str(store_dir), "--models-root", str(models_root),
                      "--reports", str(tmp_path / "reports")])  # fmt: skip
     assert code == 2 and "['yamnet_256'] given more than once" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()

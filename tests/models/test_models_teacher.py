@@ -195,7 +195,9 @@ def test_a_configured_teacher_that_is_not_given_fails_with_one_line(
     """yamnet_256 is taught by yamnet_1024 (params.yaml): without --teacher, `aed train` refuses, even when the
     working directory holds a models/yamnet_1024/float (it is never looked up there)."""
     monkeypatch.chdir(_stale_clone(tmp_path))
-    code, err = _aed("train", "--params", str(REPO_PARAMS), "--model", "yamnet_256", "--patches", "nowhere")
+    code, err = _aed(
+        "train", "--params", str(REPO_PARAMS), "--model-name", "yamnet_256", "--patches", "nowhere"
+    )
     assert code == 2, err
     assert "yamnet_1024 teaches yamnet_256 (train.teacher) but no teacher folder was given" in err
     assert "--teacher DIR" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -205,7 +207,7 @@ def test_a_teacher_given_without_one_configured_is_refused(tmp_path: Path) -> No
     teacher = tmp_path / "t"
     _write_layout(teacher, test=["1-a"])
     code, err = _aed(
-        "train", "--params", str(REPO_PARAMS), "--model", "yamnet_1024", "--teacher", str(teacher),
+        "train", "--params", str(REPO_PARAMS), "--model-name", "yamnet_1024", "--teacher", str(teacher),
         "--patches", str(tmp_path / "none"),
     )  # fmt: skip
     assert code == 2 and "train.teacher is null for yamnet_1024" in err, err
@@ -225,7 +227,7 @@ def test_a_bad_teacher_name_is_refused(tmp_path: Path, override: str, expected: 
     params = yaml.safe_load(REPO_PARAMS.read_text())
     params["train"]["overrides"]["yamnet_256"]["teacher"] = override
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    code, err = _aed("train", "--params", str(tmp_path / "params.yaml"), "--model", "yamnet_256")
+    code, err = _aed("train", "--params", str(tmp_path / "params.yaml"), "--model-name", "yamnet_256")
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
 
 
@@ -235,7 +237,7 @@ def test_the_old_working_directory_key_is_refused(tmp_path: Path) -> None:
     params = yaml.safe_load(REPO_PARAMS.read_text())
     params["train"]["overrides"]["yamnet_256"]["teacher_dir"] = "models/yamnet_1024/float"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    code, err = _aed("train", "--params", str(tmp_path / "params.yaml"), "--model", "yamnet_256")
+    code, err = _aed("train", "--params", str(tmp_path / "params.yaml"), "--model-name", "yamnet_256")
     assert code == 2 and "teacher_dir" in err and len(err.strip().splitlines()) == 1, err
 
 

@@ -149,7 +149,7 @@ def test_an_end_to_end_teacher_is_refused_by_the_cli_in_one_line(tmp_path: Path,
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  embedding_cache: false\n  fine_tune_blocks: 0\n  teacher: yamnet_1024\n")
     store = synthetic_store(tmp_path / "patches")
-    argv = ["train", "--params", str(params), "--model", "yamnet_256", "--patches", str(store)]
+    argv = ["train", "--params", str(params), "--model-name", "yamnet_256", "--patches", str(store)]
     argv += [
         "--out",
         str(tmp_path / "out"),

@@ -65,7 +65,7 @@ def test_kubeflow_local_and_dvc_repro_give_the_same_models_and_metrics(
     sh("dvc", "repro", "-q", f"quantize@{MODEL}", cwd=work, env=env, timeout=1200)
     # the evaluate stage's command for this one model (the stage itself evaluates every model)
     sh(
-        "aed", "evaluate", "--model", MODEL, "--patches", "artifacts/patches", "--models-root", "models",
+        "aed", "evaluate", "--model-name", MODEL, "--patches", "artifacts/patches", "--models-root", "models",
         "--reports", "reports", "--metrics", "reports/metrics.json", cwd=work, env=env,
     )  # fmt: skip
 

@@ -55,7 +55,7 @@ def test_bad_params_fail_before_any_task_starts(tmp_path: Path, capsys) -> None:
             "validate.on_bad_file=ignore",
             "validate.on_bad_file: expected one of ['quarantine', 'fail'], got 'ignore'",
         ),
-        ("models.names=[yamnet_512]", "models.names: unknown model(s) ['yamnet_512']"),
+        ("models.names=[yamnet_512]", "models.names: unknown model 'yamnet_512'"),
         ("train.epochs=ten", "train.epochs: expected an integer, got 'ten'"),
         ("train.volume_min=2.0", "train.volume_min 2.0 > train.volume_max 1.2"),
         ("quantize.opset=99", "quantize.opset: 99 is out of range [13, 21]"),

@@ -114,7 +114,7 @@ def test_promote_to_missing_bucket_names_the_bucket(s3_env: str, tmp_path: Path,
             "promote",
             "--params",
             str(params_file),
-            "--model",
+            "--model-name",
             "yamnet_256",
             "--gate",
             str(gate),
@@ -171,7 +171,7 @@ def test_promote_params_are_validated(tmp_path: Path, capsys) -> None:
     params_file.write_text("promote:\n  timeout_s: 0\n")
     gate = tmp_path / "gate.json"
     code = aed_main(
-        ["promote", "--params", str(params_file), "--model", "m", "--gate", str(gate)]
+        ["promote", "--params", str(params_file), "--model-name", "m", "--gate", str(gate)]
         + ["--artifact", f"x={gate}", "--out", str(tmp_path / "p.json")]
     )
     assert code == 2

@@ -55,7 +55,7 @@ def _params(tmp_path: Path) -> Path:
 def _promote(p: dict[str, Path], *, model_name: str = "yamnet_256", artifacts: list[str] | None = None,
              gate: Path | None = None, extra: tuple[str, ...] = ()) -> int:  # fmt: skip
     artifacts = artifacts if artifacts is not None else [f"model={p['model']}", f"hil={p['record']}"]
-    args = ["promote", "--params", str(p["params"]), f"--model={model_name}", "--gate", str(gate or p["verdict"]),
+    args = ["promote", "--params", str(p["params"]), f"--model-name={model_name}", "--gate", str(gate or p["verdict"]),
             "--out", str(p["out"]), *extra]  # fmt: skip
     args += [f"--artifact={artifact}" for artifact in artifacts]
     return aed_main(args)
