@@ -241,7 +241,7 @@ def test_a_three_class_run_renders(tmp_path: Path, capsys) -> None:
         ("--out is a folder", "is a directory"),
         ("--out not html", "expected an .html file name"),
         ("reports is a file", "is a file, expected the run's reports folder"),
-        ("unknown --model", "--model yamnet256: no report of it in"),
+        ("unknown --model-name", "--model-name yamnet256: no report of it in"),
         ("model name is a path", "model name '../x': expected a plain name"),
         ("accuracy above 1", "float32.clip_accuracy.mean: 7.5 is not a fraction"),
         ("confusion not square", "formats.float32.confusion: expected a 10x10 table of counts"),
@@ -272,8 +272,8 @@ def test_bad_report_inputs_fail_with_one_line(tmp_path: Path, capsys, case: str,
         shutil.rmtree(reports)
         reports.write_text("")
         extra = ["--out", str(tmp_path / "page.html")]
-    elif case == "unknown --model":
-        extra = ["--model", "yamnet256"]
+    elif case == "unknown --model-name":
+        extra = ["--model-name", "yamnet256"]
     elif case == "model name is a path":
         _edit(reports / "evaluate.json", lambda d: d["metrics"].update({"../x": {}}))
     elif case == "accuracy above 1":

@@ -13,7 +13,7 @@ from aed.outputs import check_file_outputs
 from aed.params import load_section
 from aed.records import atomic_write_text
 from aed.report_html import SECTIONS, ReportParams, collect, render
-from components.common import add_params_option
+from components.common import add_model_name_option, add_params_option
 
 SECTION = "report"
 
@@ -44,15 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_params_option(parser)
     parser.add_argument("--reports", type=Path, default=Path("reports"), help="the run's reports folder")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the page to write")
-    parser.add_argument(
-        "--model", action="append", default=None, help="repeatable; default: the models evaluate names"
+    add_model_name_option(
+        parser, required=False, repeatable=True, known=False, help="repeatable; default: the models evaluate names"
     )
     parser.set_defaults(handler=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, SECTION, ReportParams)
-    shown = run(params, args.reports, args.out, args.model)
+    shown = run(params, args.reports, args.out, args.model_name)
     print(f"report: {args.out} ({', '.join(shown['models']) or 'no model'}; {shown['files']} files)")
     for path in shown["not_from_this_run"]:
         print(f"report: {path}: not from this run (listed apart in the page)")

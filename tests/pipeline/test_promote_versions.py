@@ -75,7 +75,7 @@ def _params(p: dict[str, Path], enabled: str = "auto") -> None:
 
 
 def _promote(p: dict[str, Path], capsys, *extra: str) -> tuple[int, str, dict[str, Any]]:
-    args = ["promote", "--params", str(p["params"]), "--model", MODEL, "--gate", str(p["verdict"]),
+    args = ["promote", "--params", str(p["params"]), "--model-name", MODEL, "--gate", str(p["verdict"]),
             "--artifact", f"model={p['model']}", "--artifact", f"hil={p['record']}", "--out", str(p["out"]),
             *extra]  # fmt: skip
     code = aed_main(args)
@@ -150,7 +150,7 @@ def test_a_changed_figure_is_a_new_version(promotion, capsys) -> None:
     assert code == 0 and record["outcome"] == "promoted" and record["version"] != first
 
 
-# Records of `make demo` (reports/), each with what a re-run changes, and a figure whose change must show.
+# Records of `make demo` (the reference run, docs/reference-run/), each with what a re-run changes, and a figure whose change must show.
 REPORTS = [
     ("hil_yamnet_256.json", {"created": "2030-01-01T00:00:00+00:00", "board.descriptor": "serial:/dev/pts/9:1",
                              "firmware.compile_datetime": "Wed Jan  1 2030", "throughput.eval_seconds": 1.0,
@@ -174,7 +174,7 @@ def _set(document: dict, dotted: str, value: Any) -> None:
 
 @pytest.mark.parametrize(("name", "volatile", "figure"), REPORTS, ids=[r[0] for r in REPORTS])
 def test_a_record_differing_only_in_run_facts_has_the_same_digest(tmp_path, name, volatile, figure) -> None:
-    original = json.loads((REPO / "reports" / name).read_text())
+    original = json.loads((REPO / "docs" / "reference-run" / name).read_text())
     rerun, changed = json.loads(json.dumps(original)), json.loads(json.dumps(original))
     for dotted, value in volatile.items():
         _set(rerun, dotted, value)
@@ -282,7 +282,7 @@ def test_a_trial_model_does_not_promote_unless_asked(promotion, capsys) -> None:
 @pytest.mark.parametrize("value", ["maybe", "1", "0", "[true]", "'true'", "null"])
 def test_a_bad_enabled_value_is_one_line(promotion, capsys, value) -> None:
     write(promotion["params"], f"promote:\n  registry: {promotion['registry']}\n  enabled: {value}\n")
-    code = aed_main(["promote", "--params", str(promotion["params"]), "--model", MODEL, "--gate",
+    code = aed_main(["promote", "--params", str(promotion["params"]), "--model-name", MODEL, "--gate",
                      str(promotion["verdict"]), "--artifact", f"model={promotion['model']}", "--out",
                      str(promotion["out"])])  # fmt: skip
     err = capsys.readouterr().err
