@@ -140,7 +140,10 @@ def test_a_stale_dvc_yaml_is_one_line_saying_what_to_run(tmp_path: Path, capsys)
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda p: p["models"].update(names=["yamnet256"]), "models.names: unknown model(s) ['yamnet256']"),
+        (
+            lambda p: p["models"].update(names=["yamnet256"]),
+            "models.names: unknown model 'yamnet256' (did you mean yamnet_256?)",
+        ),
         (lambda p: p["quantize"]["formats"].update(yamnet_256="tflit"), "quantize.formats.yamnet_256"),
         (lambda p: p["train"]["overrides"]["yamnet_256"].update(teacher="yamnet_256"), "cannot teach itself"),
         (lambda p: p.update(models="yamnet_256"), "models"),

@@ -364,9 +364,12 @@ def test_evaluate_writes_one_compact_file_per_model(tmp_path: Path, monkeypatch)
         def metrics(self) -> dict:
             return reference[self.name]
 
-    monkeypatch.setattr(evaluate, "load_patch_store", lambda path: None)
-    monkeypatch.setattr(evaluate, "evaluate_model", lambda store, folders, params: Evaluated(folders.name))
-    monkeypatch.setattr(evaluate, "write_reports", lambda evaluation, folder: None)
+    # run() imports these where it uses them (aed --help stays light): replaced in their own modules
+    monkeypatch.setattr("aed.patchstore.load_patch_store", lambda path: None)
+    monkeypatch.setattr(
+        "aed.evaluation.evaluate_model", lambda store, folders, params: Evaluated(folders.name)
+    )
+    monkeypatch.setattr("aed.evaluation.write_reports", lambda evaluation, folder: None)
     monkeypatch.setattr(evaluate, "write_record", lambda *args, **kwargs: None)
     folders = [ModelFolders.under(tmp_path / "models", name) for name in MODELS]
     target = tmp_path / "reports" / "metrics" / "evaluate"

@@ -28,6 +28,8 @@ def check_clip(
 ) -> list[Problem]:
     """Reasons why the clip cannot be used (empty when it is fine), judged after decoding with the reference front
     end `features`. Never raises for a bad file."""
+    if not Path(path).is_file():  # e.g. removed from the raw folder after ingest
+        return [Problem("file missing", f"{path}: file not found")]
     try:
         signal = load_audio(path, features.sample_rate, features.max_duration_s)
     except AudioError as error:

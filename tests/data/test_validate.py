@@ -32,6 +32,7 @@ def bad_dataset(root: Path) -> Path:
     nan[10] = np.nan
     write_audio(clips / "nan.wav", nan, subtype="FLOAT")
     write_audio(clips / "silent.wav", np.zeros(32000, np.float32))
+    write_audio(clips / "missing.wav", tone(2.0))  # removed from the raw copy after ingest (see `manifest`)
     rows = [
         "clips/good1.flac,bark,1",
         "clips/good2.flac,horn,1",
@@ -56,6 +57,8 @@ def manifest(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("AED_DATA_MIRROR", raising=False)
     source = bad_dataset(tmp_path / "src")
     ingest(IngestParams(source=str(source), layout="csv"), tmp_path / "raw", tmp_path / "manifest.csv")
+    # a file lost after ingest (ingest itself refuses a row naming a missing file)
+    (tmp_path / "raw" / "clips" / "missing.wav").unlink()
     return tmp_path / "manifest.csv"
 
 
@@ -88,7 +91,7 @@ def test_bad_files_are_quarantined_with_reasons_and_nothing_valid_is_lost(tmp_pa
         "garbage@10": "garbage.ogg: cannot read audio header",
         "nan@11": "nan.wav: 1 non-finite sample",
         "silent@12": "silent.wav: silent",
-        "missing@13": "file missing",
+        "missing@13": "missing.wav: file not found",
         "good1@14": "duplicate clip_id (first at manifest row 2)",
     }
     assert set(reasons) == set(expected)
