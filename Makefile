@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install data demo test test-fast lint format lock images push-images pipeline-yaml dvc-yaml bench clean
+.PHONY: reference install data demo test test-fast lint format lock images push-images pipeline-yaml dvc-yaml bench clean
 
 # The venv is rebuilt from the lock whenever the lock or the project metadata changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -55,6 +55,13 @@ demo: data
 # editing models.names, quantize.formats or a teacher (a test fails while the committed dvc.yaml is stale).
 dvc-yaml: install
 	aed pipeline dvc-yaml
+
+# Refresh the committed ESC-10 reference run (docs/reference-run/) from this clone's last `make demo`: its records,
+# compact metrics, curves and confusion matrices (not Data Docs), and its page.
+reference: install
+	rm -rf docs/reference-run && mkdir -p docs/reference-run
+	cd reports && find . -type f ! -path './data_docs/*' ! -name index.html -exec cp --parents {} ../docs/reference-run/ \;
+	aed report --reports docs/reference-run --out docs/reference-run/index.html
 
 test: install lint
 	$(BIN)/python -m pytest
