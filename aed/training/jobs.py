@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -21,22 +22,25 @@ from aed.models.yamnet import MODEL_SPECS
 from aed.patchstore import PatchStore, load_patch_store
 from aed.splits import Split, full_training_split, make_splits
 from aed.training.params import TrainParams
-from aed.training.teacher import check_teacher_dir, check_teacher_given
+from aed.training.progress import use_lines
+from aed.training.teacher import Distillation, check_teacher_dir, plan_distillation
 from aed.training.trainer import ModelSource, train_split
 
 log = logging.getLogger(__name__)
 
 
-def model_params(params: TrainParams, model_name: str, teacher_dir: Path | None) -> TrainParams:
-    """The model's own parameters (its overrides applied), checked before any data is read: a known model, and a
-    valid teacher (not itself, a known model) that is given exactly when one is configured."""
+def model_params(
+    params: TrainParams, model_name: str, teacher_dir: Path | None, trained: Sequence[str]
+) -> tuple[TrainParams, Distillation]:
+    """The model's own parameters (its overrides applied) and what becomes of its teacher, checked before any data
+    is read: a known model, and a valid teacher (not itself, a known model) that is given when one is configured,
+    unless it is not among the models being trained (`trained`, models.names): then distillation is skipped."""
     if model_name not in MODEL_SPECS:
         raise ValueError(f"train: unknown model {model_name!r}; known: {sorted(MODEL_SPECS)}")
     params.teacher_for(model_name)
     own = params.for_model(model_name)
     own.validate()
-    check_teacher_given(own, model_name, teacher_dir)
-    return own
+    return plan_distillation(own, model_name, teacher_dir, trained)
 
 
 def plan_splits(store: PatchStore, params: TrainParams) -> list[Split]:
@@ -195,8 +199,11 @@ def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None 
 
 
 def _init_worker(threads: int) -> None:
-    """A training worker: `threads` TensorFlow threads, warnings-level logging (spawned processes have none)."""
+    """A training worker: `threads` TensorFlow threads, warnings-level logging (spawned processes have none), and
+    progress as lines (the workers share the terminal: bars would overwrite each other)."""
     import tensorflow as tf
+
+    use_lines()
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)

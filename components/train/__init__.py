@@ -9,22 +9,31 @@ reports_dir/history/<split>.csv   per-epoch history (DVC plots)
 
 Distillation: `train.teacher` names the model that teaches (train.overrides.yamnet_256.teacher: yamnet_1024);
 its train output is an explicit input (`teacher_dir`, `aed train --teacher DIR`, the KFP task's `teacher`
-artifact). A configured teacher that is not given fails the step: it never trains silently without it.
+artifact). A configured teacher that is not given fails the step, unless the teacher is not in models.names (it
+is not trained in this run): then the model trains on the labels alone, says so on the console, and train.json's
+`distillation` records the skipped teacher and why. It never trains silently without it.
+
+Before any work the step prints the model's effective settings, each with its source (aed.settings, the same
+table as `aed params show --model NAME`), and during training one progress line per epoch (aed.training.progress).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from aed.artifacts import SPLITS_FILE, TRAIN_RECORD_FILE
 from aed.models.config import ModelsParams
 from aed.outputs import OutputSpec, publishing, replacing
-from aed.params import load_section
+from aed.params import load_section, read_params
 from aed.patchstore import PatchStore, load_patch_store
 from aed.records import write_json, write_record
+from aed.settings import effective_settings, format_settings, given_from_values
 from aed.splits import Split
 from aed.training import ModelSource, TrainParams
 from aed.training.jobs import (
@@ -35,6 +44,7 @@ from aed.training.jobs import (
     run_split_jobs,
     splits_layout,
 )
+from aed.training.teacher import Distillation
 from components.common import add_params_option
 
 
@@ -46,12 +56,17 @@ def run(
     reports_dir: Path,
     models: ModelsParams | None = None,
     teacher_dir: Path | None = None,
+    section: Mapping[str, Any] | None = None,
 ) -> dict:
     """Train `model_name` on every split of the patch store into out_dir (histories into reports_dir);
-    `teacher_dir` is the train output of the model train.teacher names. Returns the train.json figures."""
+    `teacher_dir` is the train output of the model train.teacher names. `section` is the train section as the
+    params file has it, only to say where each printed setting comes from (None: judged against the defaults).
+    Returns the train.json figures."""
     models = models or ModelsParams()
     models.validate()
-    params = model_params(params, model_name, teacher_dir)
+    own, distillation = model_params(params, model_name, teacher_dir, models.names)
+    _print_settings(params, model_name, section, distillation)
+    params = own
     store = load_patch_store(patches_dir)
     splits = plan_splits(store, params)
     check_teacher_splits(params, teacher_dir, splits)
@@ -64,8 +79,27 @@ def run(
         publishing(reports_dir) as staged_reports,
     ):
         return _train_into(
-            staging, staged_reports, patches_dir, store, splits, params, model_name, source, teacher_dir
+            staging, staged_reports, patches_dir, store, splits, params, model_name, source, teacher_dir,
+            distillation,
+        )  # fmt: skip
+
+
+def _print_settings(
+    params: TrainParams, model_name: str, section: Mapping[str, Any] | None, distillation: Distillation
+) -> None:
+    """The model's effective settings, one line each with its source, and a skipped teacher: before any work, on
+    the console of `aed train`, `dvc repro` and the Kubeflow task alike."""
+    given = given_from_values(params) if section is None else section
+    rows = effective_settings("train", TrainParams, given, model_name)
+    print(
+        f"train {model_name}: effective settings (source: default | params.yaml | train.overrides.{model_name})"
+    )
+    print("\n".join(format_settings(rows)))
+    if distillation.skipped:
+        print(
+            f"train {model_name}: distillation skipped: {distillation.skipped}; training on the labels alone"
         )
+    sys.stdout.flush()
 
 
 def _train_into(
@@ -78,6 +112,7 @@ def _train_into(
     model_name: str,
     source: ModelSource,
     teacher_dir: Path | None,
+    distillation: Distillation,
 ) -> dict:
     started = time.perf_counter()
     jobs = plan_jobs(splits, patches_dir, model_name, params, source, out_dir, reports_dir, teacher_dir)
@@ -92,6 +127,8 @@ def _train_into(
         },
         "seconds": round(time.perf_counter() - started, 2),
         "params": dataclasses.asdict(params),
+        # what became of the configured teacher (used, or skipped and why): the record says so, not only the log
+        "distillation": distillation.record(),
     }
     inputs = {"patches": Path(patches_dir) / "index.csv"}
     if teacher_dir is not None:
@@ -120,9 +157,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "train", TrainParams)
     models = load_section(args.params, "models", ModelsParams)
+    section = read_params(args.params).get("train")  # as written: the printed settings' sources
     out = args.out or Path("models") / args.model / "float"
     reports = args.reports or Path("reports") / args.model
-    metrics = run(params, args.model, args.patches, out, reports, models, args.teacher)
+    metrics = run(params, args.model, args.patches, out, reports, models, args.teacher, section)
     summary = {
         name: (row["best_epoch"], row["val_accuracy"] and round(row["val_accuracy"], 4))
         for name, row in metrics["splits"].items()
