@@ -176,6 +176,31 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+# train.jobs 0 (the default) chooses the worker processes from the work: a worker pays TensorFlow's import and its
+# own network and store loading before its first split, which a small dataset never earns back.
+# Measured with bench/split_jobs.py (yamnet_256, params.yaml's recipe, 2 cores):
+#   MEASURED_FIGURES
+AUTO_MIN_TRAIN_PATCHES = 600  # training patches of the largest split, from which two workers pay off
+AUTO_MAX_WORKERS = 2  # measured on 2 cores only; more workers are unmeasured
+
+
+def choose_workers(requested: int, n_splits: int, train_patches: int, cores: int) -> tuple[int, str]:
+    """(split worker processes, why): train.jobs when set (> 0), else chosen from the work (train.jobs 0)."""
+    if requested > 0:
+        return max(1, min(requested, n_splits)), f"train.jobs {requested}"
+    if n_splits < 2 or cores < 2:
+        return 1, f"auto: {n_splits} split(s) on {cores} core(s)"
+    if train_patches < AUTO_MIN_TRAIN_PATCHES:
+        return 1, f"auto: {train_patches} training patches per split < {AUTO_MIN_TRAIN_PATCHES}"
+    workers = min(AUTO_MAX_WORKERS, cores, n_splits)
+    return workers, f"auto: {train_patches} training patches per split >= {AUTO_MIN_TRAIN_PATCHES}"
+
+
+def largest_training_part(store: PatchStore, splits: list[Split]) -> int:
+    """The training patches of the largest split: the measure of the work choose_workers weighs."""
+    return max((len(split.rows(store.index, "train")) for split in splits), default=0)
+
+
 def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None = None) -> list[SplitFigures]:
     """The splits' figures in order. workers > 1: that many spawned processes with cores / workers TensorFlow
     threads each; small-batch training keeps two threads half idle, so two single-threaded splits at once train

@@ -19,7 +19,9 @@ class TrainParams:
     seed: int = 120
     final_model: bool = True  # also train on every clip: the deployable model (no held-out test)
     refit: bool = False  # after selecting epochs on the validation part, retrain on train + validation
-    jobs: int = bounded(1, 1, 64)  # splits trained at once, each in its own process (1: in this process)
+    # splits trained at once, each in its own process (1: in this process; 0: chosen from the work,
+    # aed.training.jobs.choose_workers)
+    jobs: int = bounded(0, 0, 64)
     # head training on cached embeddings (frozen backbone), the reference recipe
     epochs: int = bounded(50, 1, 1000)
     batch_size: int = bounded(16, 1, 4096)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ from aed.splits import Split
 from aed.training import ModelSource, TrainParams
 from aed.training.jobs import (
     check_teacher_splits,
+    choose_workers,
+    largest_training_part,
     model_params,
     plan_jobs,
     plan_splits,
@@ -116,7 +119,10 @@ def _train_into(
 ) -> dict:
     started = time.perf_counter()
     jobs = plan_jobs(splits, patches_dir, model_name, params, source, out_dir, reports_dir, teacher_dir)
-    figures = run_split_jobs(jobs, params.jobs, store)
+    cores = len(os.sched_getaffinity(0))
+    workers, why = choose_workers(params.jobs, len(splits), largest_training_part(store, splits), cores)
+    print(f"train {model_name}: {len(splits)} splits, {workers} at a time ({why})", flush=True)
+    figures = run_split_jobs(jobs, workers, store)
     write_json(out_dir / SPLITS_FILE, splits_layout(model_name, params, store.class_names, splits))
     metrics = {
         "model": model_name,
@@ -126,6 +132,7 @@ def _train_into(
             split.name: split_figures.row() for split, split_figures in zip(splits, figures, strict=True)
         },
         "seconds": round(time.perf_counter() - started, 2),
+        "workers": workers,
         "params": dataclasses.asdict(params),
         # what became of the configured teacher (used, or skipped and why): the record says so, not only the log
         "distillation": distillation.record(),
