@@ -2,16 +2,18 @@
 worker processes at once (train.jobs 2), on a small and a large dataset, to choose train.jobs' automatic value.
 
     .venv/bin/python bench/split_jobs.py [--patches artifacts/patches] [--model yamnet_256] [--repeats 3]
-        [--cases small large] [--large-epochs 10] [--large-fine-tune-epochs 5] [--large-folds 1 2]
+        [--cases small large] [--large-epochs 10] [--large-fine-tune-epochs 5] [--large-folds 1 2] [--first 1]
 
 Datasets, both cut from the ESC-10 patch store (`--patches`, made by `aed patch`):
     small  3 classes x 12 clips (crying_baby, dog, rooster: the issue's own dataset), the whole params.yaml recipe
     large  every clip (ESC-10: 400), fewer epochs and folds to keep it short (the options above)
 Each run is a real `aed train` (a fresh process, as `dvc repro` runs it: TensorFlow's import and the workers'
 start-up are part of the cost) on params.yaml's train section with only train.jobs and the case's keys changed,
-models.names set to the model alone (no teacher). Runs are interleaved (1, 2, 2, 1, 1, 2, ...) so that a change in
-the machine's load falls on both; prints every wall time, the medians, their ratio and the training patches per
-split. Needs AED_MODELS_MIRROR. No asserts: figures only. Use a quiet machine: the figures are the point.
+models.names set to the model alone (no teacher). Runs are interleaved (1, 2, 2, 1, 1, 2, ...; --first 2 starts
+with jobs 2, to add repeats from another invocation) so that a change in the machine's load falls on both. Prints
+every wall time, the medians, their ratio and the training patches of the largest split (the measure the
+automatic choice weighs). Needs AED_MODELS_MIRROR. No asserts: figures only. Use a quiet machine if you can: on a
+loaded one parallel workers find no free core (the figures in aed/training/jobs.py say which was which).
 """
 
 from __future__ import annotations
@@ -78,19 +80,25 @@ def timed_train(params: dict, model: str, patches: Path, scratch: Path) -> float
     return seconds
 
 
-def patches_per_split(patches: Path) -> int:
-    """Training patches of a fold split (the others' folds less the validation part), the rule's measure."""
+def patches_per_split(patches: Path, train: dict) -> int:
+    """Training patches of the case's largest split: the measure train.jobs 0 weighs (choose_workers)."""
+    from aed.params import from_dict
     from aed.patchstore import load_patch_store
+    from aed.training import TrainParams
+    from aed.training.jobs import largest_training_part, plan_splits
 
-    index = load_patch_store(patches).index
-    return round(len(index) * 4 / 5 * 0.8)
+    params = from_dict(TrainParams, {k: v for k, v in train.items() if k != "overrides"}, "train")
+    store = load_patch_store(patches)
+    return largest_training_part(store, plan_splits(store, params))
 
 
-def run_case(name: str, patches: Path, params_by_jobs: dict[int, dict], model: str, repeats: int) -> None:
+def run_case(
+    name: str, patches: Path, params_by_jobs: dict[int, dict], model: str, repeats: int, first: int = 1
+) -> None:
     seconds: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(repeats):
-            order = (1, 2) if repeat % 2 == 0 else (2, 1)
+            order = (first, 3 - first) if repeat % 2 == 0 else (3 - first, first)
             for jobs in order:
                 scratch = Path(tmp) / f"{jobs}-{repeat}"
                 scratch.mkdir()
@@ -98,7 +106,8 @@ def run_case(name: str, patches: Path, params_by_jobs: dict[int, dict], model: s
                 print(f"  {name} jobs {jobs} run {repeat + 1}: {seconds[jobs][-1]:.1f} s", flush=True)
     one, two = statistics.median(seconds[1]), statistics.median(seconds[2])
     print(
-        f"{name}: ~{patches_per_split(patches)} training patches per split; median jobs 1 {one:.1f} s, "
+        f"{name}: {patches_per_split(patches, params_by_jobs[1]['train'])} training patches per split; "
+        f"median jobs 1 {one:.1f} s, "
         f"jobs 2 {two:.1f} s; jobs 2 / jobs 1 = {two / one:.2f} (speed-up {one / two:.2f}x)",
         flush=True,
     )
@@ -114,6 +123,7 @@ def main() -> int:
     parser.add_argument("--large-epochs", type=int, default=10)
     parser.add_argument("--large-fine-tune-epochs", type=int, default=5)
     parser.add_argument("--large-folds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--first", type=int, choices=(1, 2), default=1, help="jobs value of the first run")
     args = parser.parse_args()
 
     base = yaml.safe_load(args.params.read_text())
@@ -125,7 +135,7 @@ def main() -> int:
         if "small" in args.cases:
             small = small_store(args.patches, Path(tmp) / "small")
             by_jobs = {jobs: case_params(base, args.model, jobs, {}) for jobs in (1, 2)}
-            run_case("small", small, by_jobs, args.model, args.repeats)
+            run_case("small", small, by_jobs, args.model, args.repeats, args.first)
         if "large" in args.cases:
             short = {
                 "epochs": args.large_epochs,
@@ -133,7 +143,7 @@ def main() -> int:
                 "folds": args.large_folds,
             }
             by_jobs = {jobs: case_params(base, args.model, jobs, short) for jobs in (1, 2)}
-            run_case("large", args.patches, by_jobs, args.model, args.repeats)
+            run_case("large", args.patches, by_jobs, args.model, args.repeats, args.first)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

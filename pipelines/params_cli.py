@@ -73,7 +73,7 @@ def settings_table(
 
 def check_model(model: str) -> None:
     """--model must name a known model: a typo would silently show the top-level values."""
-    from aed.models.yamnet import MODEL_SPECS
+    from aed.models.config import MODEL_SPECS
     from aed.params import ParamsError
 
     if model not in MODEL_SPECS:
