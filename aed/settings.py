@@ -42,9 +42,12 @@ def effective_settings(
     With `model`, a class with per-model overrides (`for_model`, e.g. TrainParams) has the model's overrides
     applied and its `overrides` row left out (it is folded into the values). The section is validated as the
     step validates it, so a bad value raises the step's one-line ParamsError."""
-    value = from_dict(cls, dict(data) if data is not None else None, section)
+    value = from_dict(cls, data, section)  # refuses a section that is not a mapping, naming it
     per_model = model is not None and hasattr(value, "for_model")
     override: dict[str, Any] = {}
+    if hasattr(value, "for_model"):
+        for name in value.overrides:
+            value.for_model(name)  # every model's overrides are checked as its training would check them
     if per_model:
         override = _override_of(value, section, model)
         value = value.for_model(model)

@@ -91,6 +91,13 @@ def test_a_bad_section_is_refused_like_the_step_refuses_it(section: dict, messag
     assert message in str(error.value)
 
 
+def test_a_section_that_is_not_a_mapping_or_a_bad_override_of_another_model_is_refused() -> None:
+    with pytest.raises(ParamsError, match="train: expected a mapping of keys, got list"):
+        effective_settings("train", TrainParams, [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ParamsError, match="train.overrides.yamnet_1024: expected a mapping of keys, got 5"):
+        effective_settings("train", TrainParams, {"overrides": {"yamnet_1024": 5}})
+
+
 def test_values_are_shown_as_params_yaml_spells_them() -> None:
     rows = [
         Setting("a.x", None, "default"),
