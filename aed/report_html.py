@@ -153,7 +153,9 @@ def collect(reports: Path, models: list[str] | None = None) -> RunFiles:
         files = _model_files(run, name)
         if models and not _has_files(files):
             found = ", ".join(run_models(reports, None)) or "none"
-            raise ReportError(f"--model-name {name}: no report of it in {reports}; models found there: {found}")
+            raise ReportError(
+                f"--model-name {name}: no report of it in {reports}; models found there: {found}"
+            )
         run.models.append(files)
     _list_leftovers(run)
     return run

@@ -1,57 +1,150 @@
-"""Benchmark: `aed train` with the splits trained one after another in this process (train.jobs 1, TensorFlow on
-every core) against two worker processes at once (train.jobs 2, cores / 2 threads each), side by side.
+"""Benchmark: `aed train` with its splits trained one after another in one process (train.jobs 1) against two
+worker processes at once (train.jobs 2), on a small and a large dataset, to choose train.jobs' automatic value.
 
-    .venv/bin/python bench/split_jobs.py --patches artifacts/patches [--model yamnet_1024] [--folds 1 2]
+    .venv/bin/python bench/split_jobs.py [--patches artifacts/patches] [--model yamnet_256] [--repeats 3]
+        [--cases small large] [--large-epochs 10] [--large-fine-tune-epochs 5] [--large-folds 1 2] [--first 1]
 
-The params are params.yaml's train section (with the model's overrides), restricted to the given folds and without
-the final model. Prints the wall time of each run, the ratio and each split's validation accuracy in both runs.
-Needs AED_MODELS_MIRROR (and, for yamnet_256 with its teacher, models/yamnet_1024/float). No asserts: figures only.
+Datasets, both cut from the ESC-10 patch store (`--patches`, made by `aed patch`):
+    small  3 classes x 12 clips (crying_baby, dog, rooster: the issue's own dataset), the whole params.yaml recipe
+    large  every clip (ESC-10: 400), fewer epochs and folds to keep it short (the options above)
+Each run is a real `aed train` (a fresh process, as `dvc repro` runs it: TensorFlow's import and the workers'
+start-up are part of the cost) on params.yaml's train section with only train.jobs and the case's keys changed,
+models.names set to the model alone (no teacher). Runs are interleaved (1, 2, 2, 1, 1, 2, ...; --first 2 starts
+with jobs 2, to add repeats from another invocation) so that a change in the machine's load falls on both. Prints
+every wall time, the medians, their ratio and the training patches of the largest split (the measure the
+automatic choice weighs). Needs AED_MODELS_MIRROR. No asserts: figures only. Use a quiet machine if you can: on a
+loaded one parallel workers find no free core (the figures in aed/training/jobs.py say which was which).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import yaml
+
+SMALL_CLASSES = ("crying_baby", "dog", "rooster")
+SMALL_CLIPS_PER_CLASS = 12
+
+
+def small_store(source: Path, target: Path) -> Path:
+    """3 classes x 12 clips of `source`, spread over its folds, as a patch store of their own."""
+    from aed.patchstore import load_patch_store, write_patch_store
+
+    store = load_patch_store(source)
+    index = store.index[store.index["label"].isin(SMALL_CLASSES)]
+    clips = []
+    for label in SMALL_CLASSES:
+        ids = index[index["label"] == label].sort_values(["fold", "clip_id"])["clip_id"].unique()
+        spread = ids[:: max(1, len(ids) // SMALL_CLIPS_PER_CLASS)][:SMALL_CLIPS_PER_CLASS]  # over the folds
+        for clip_id in spread:
+            rows = index[index["clip_id"] == clip_id]
+            meta = {"clip_id": clip_id, "label": label, "fold": int(rows["fold"].iloc[0]), "split": "train"}
+            clips.append((meta, store.patches(rows)))
+    write_patch_store(target, clips, list(SMALL_CLASSES))
+    return target
+
+
+def case_params(base: dict, model: str, jobs: int, train: dict) -> dict:
+    """params.yaml with the case's train keys, also over the model's own overrides (else its override of
+    fine_tune_epochs would beat the shortened top-level value), and the model alone in models.names."""
+    params = {**base, "models": {**(base.get("models") or {}), "names": [model]}}
+    overrides = dict(base["train"].get("overrides") or {})
+    own = overrides.get(model) or {}
+    overrides[model] = {**own, **{key: value for key, value in train.items() if key in own}}
+    params["train"] = {**base["train"], **train, "jobs": jobs, "overrides": overrides}
+    return params
+
+
+def timed_train(params: dict, model: str, patches: Path, scratch: Path) -> float:
+    """The wall time of one `aed train` process; its output goes to a log beside it (kept on failure)."""
+    path = scratch / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    log = scratch / "train.log"
+    command = [
+        sys.executable, "-m", "pipelines.cli", "train", "--params", str(path), "--model", model,
+        "--patches", str(patches), "--out", str(scratch / "model"), "--reports", str(scratch / "reports"),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    with open(log, "w") as output:
+        done = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"aed train failed ({done.returncode}); see {log}")
+    return seconds
+
+
+def patches_per_split(patches: Path, train: dict) -> int:
+    """Training patches of the case's largest split: the measure train.jobs 0 weighs (choose_workers)."""
+    from aed.params import from_dict
+    from aed.patchstore import load_patch_store
+    from aed.training import TrainParams
+    from aed.training.jobs import largest_training_part, plan_splits
+
+    params = from_dict(TrainParams, {k: v for k, v in train.items() if k != "overrides"}, "train")
+    store = load_patch_store(patches)
+    return largest_training_part(store, plan_splits(store, params))
+
+
+def run_case(
+    name: str, patches: Path, params_by_jobs: dict[int, dict], model: str, repeats: int, first: int = 1
+) -> None:
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            order = (first, 3 - first) if repeat % 2 == 0 else (3 - first, first)
+            for jobs in order:
+                scratch = Path(tmp) / f"{jobs}-{repeat}"
+                scratch.mkdir()
+                seconds[jobs].append(timed_train(params_by_jobs[jobs], model, patches, scratch))
+                print(f"  {name} jobs {jobs} run {repeat + 1}: {seconds[jobs][-1]:.1f} s", flush=True)
+    one, two = statistics.median(seconds[1]), statistics.median(seconds[2])
+    print(
+        f"{name}: {patches_per_split(patches, params_by_jobs[1]['train'])} training patches per split; "
+        f"median jobs 1 {one:.1f} s, "
+        f"jobs 2 {two:.1f} s; jobs 2 / jobs 1 = {two / one:.2f} (speed-up {one / two:.2f}x)",
+        flush=True,
+    )
 
 
 def main() -> int:
-    import components.train as train
-    from aed.models.config import ModelsParams
-    from aed.params import load_section
-    from aed.training import TrainParams
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patches", type=Path, default=Path("artifacts/patches"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--model", default="yamnet_1024")
-    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--model", default="yamnet_256")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", choices=("small", "large"), default=["small", "large"])
+    parser.add_argument("--large-epochs", type=int, default=10)
+    parser.add_argument("--large-fine-tune-epochs", type=int, default=5)
+    parser.add_argument("--large-folds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--first", type=int, choices=(1, 2), default=1, help="jobs value of the first run")
     args = parser.parse_args()
 
-    base = load_section(args.params, "train", TrainParams)
-    base = dataclasses.replace(base, folds=args.folds, final_model=False)
-    models = load_section(args.params, "models", ModelsParams)
-    seconds, records = {}, {}
+    base = yaml.safe_load(args.params.read_text())
+    print(
+        f"{args.model}, {len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        for jobs in (1, 2):
-            params = dataclasses.replace(base, jobs=jobs)
-            out = Path(tmp) / f"jobs-{jobs}"
-            started = time.perf_counter()
-            records[jobs] = train.run(
-                params, args.model, args.patches, out / "models", out / "reports", models
-            )
-            seconds[jobs] = time.perf_counter() - started
-    print(f"{args.model}, folds {args.folds}, {len(os.sched_getaffinity(0))} cores available")
-    print(f"{'train.jobs':<11} {'wall (s)':>9}  validation accuracy per split")
-    for jobs in (1, 2):
-        accuracy = {name: round(row["val_accuracy"], 4) for name, row in records[jobs]["splits"].items()}
-        print(f"{jobs:<11} {seconds[jobs]:>9.1f}  {accuracy}")
-    print(f"speed-up of train.jobs 2 over 1: {seconds[1] / seconds[2]:.2f}x")
+        if "small" in args.cases:
+            small = small_store(args.patches, Path(tmp) / "small")
+            by_jobs = {jobs: case_params(base, args.model, jobs, {}) for jobs in (1, 2)}
+            run_case("small", small, by_jobs, args.model, args.repeats, args.first)
+        if "large" in args.cases:
+            short = {
+                "epochs": args.large_epochs,
+                "fine_tune_epochs": args.large_fine_tune_epochs,
+                "folds": args.large_folds,
+            }
+            by_jobs = {jobs: case_params(base, args.model, jobs, short) for jobs in (1, 2)}
+            run_case("large", args.patches, by_jobs, args.model, args.repeats, args.first)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
 

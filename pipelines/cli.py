@@ -22,6 +22,7 @@ import yaml
 
 from aed.params import ParamsError, bounded, from_dict, read_params
 from components.common import add_params_option
+from pipelines.params_cli import register as params_cli_register
 
 SECTION = "pipeline"
 log = logging.getLogger(__name__)
@@ -354,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     """`aed ...`: the steps' subcommands and `aed pipeline`, with the steps' one-line error handling."""
     from components.cli import main as steps_main
 
-    return steps_main(argv, extra_commands={"pipeline": register})
+    params_show = lambda sub: params_cli_register(sub, {SECTION: PipelineParams})  # noqa: E731
+    return steps_main(argv, extra_commands={"pipeline": register, "params": params_show})
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def _registry_versions(work: Path) -> list[str]:
 def test_the_doc_names_every_command_this_test_runs() -> None:
     text = DOC.read_text()
     for command in (
-        "aed params show --model yamnet_256",
+        "aed params show --model-name yamnet_256",
         "aed pipeline dvc-yaml",
         "make data",
         "dvc repro hil",
@@ -97,7 +97,7 @@ def test_own_dataset_walkthrough(tmp_path: Path, repo_dir: Path, esc10_dir: Path
 
     # 2-4: params, one model, a short run
     _edit_params(work, dataset)
-    shown = sh("aed", "params", "show", "--model", "yamnet_256", cwd=work, env=env)
+    shown = sh("aed", "params", "show", "--model-name", "yamnet_256", cwd=work, env=env)
     assert re.search(r"epochs\s+10\s.*params\.yaml", shown), shown
     assert "train.overrides.yamnet_256" in shown, shown  # the override's source is visible
     out = sh("aed", "pipeline", "dvc-yaml", cwd=work, env=env)

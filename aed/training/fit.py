@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from aed.models.runners import predict_keras
 from aed.training.augment import mixup
 from aed.training.params import TrainParams
+from aed.training.progress import EpochProgress
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,15 @@ class FitData:
 @dataclass(frozen=True)
 class FitPlan:
     """How a phase fits: its name in the history, its epochs and learning rate, its loss. Its epochs are
-    numbered after `epoch_offset` (fine-tuning continues the head's numbering)."""
+    numbered after `epoch_offset` (fine-tuning continues the head's numbering). `label` names the model and split
+    in the progress output (`yamnet_256 fold-1`)."""
 
     phase: str
     epochs: int
     learning_rate: float
     epoch_offset: int = 0
     loss: str | Callable = "categorical_crossentropy"
+    label: str = ""
 
 
 def evaluate_split(model: keras.Model, val: ValidationSet, batch_size: int = 256) -> dict[str, float]:
@@ -136,8 +138,8 @@ def train_on_cache(
     hard_targets = one_hot(data.labels, n_classes)
     weights = class_weight_vector(data.labels, n_classes)[data.labels] if params.class_weights else None
     average = WeightAverage(params.average_last_epochs, plan.epochs)
-    bar = tqdm(range(plan.epochs), desc=plan.phase, unit="epoch", leave=False, disable=None)
-    for epoch in bar:
+    progress = EpochProgress(plan.label, plan.phase, plan.epochs)
+    for epoch in range(plan.epochs):
         started = time.perf_counter()
         x, y = _epoch_inputs(data, hard_targets, epoch, params.mixup_alpha, rng)
         fitted = model.fit(
@@ -150,11 +152,11 @@ def train_on_cache(
             average.add(model, epoch)
         else:
             selection.offer(model, row)
-        bar.set_postfix(val_acc=f"{row['val_accuracy']:.3f}", best=selection.epoch)
+        progress.update(row, selection.epoch)
         if params.early_stopping_patience and selection.since_best >= params.early_stopping_patience:
             log.info("%s: early stop at epoch %d (best %d)", plan.phase, row["epoch"], selection.epoch)
             break
-    bar.close()
+    progress.close()
     if average.enabled:
         _offer_average(model, average, plan.phase, data.val, selection)
     return selection

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -21,22 +22,25 @@ from aed.models.yamnet import MODEL_SPECS
 from aed.patchstore import PatchStore, load_patch_store
 from aed.splits import Split, full_training_split, make_splits
 from aed.training.params import TrainParams
-from aed.training.teacher import check_teacher_dir, check_teacher_given
+from aed.training.progress import use_lines
+from aed.training.teacher import Distillation, check_teacher_dir, plan_distillation
 from aed.training.trainer import ModelSource, train_split
 
 log = logging.getLogger(__name__)
 
 
-def model_params(params: TrainParams, model_name: str, teacher_dir: Path | None) -> TrainParams:
-    """The model's own parameters (its overrides applied), checked before any data is read: a known model, and a
-    valid teacher (not itself, a known model) that is given exactly when one is configured."""
+def model_params(
+    params: TrainParams, model_name: str, teacher_dir: Path | None, trained: Sequence[str]
+) -> tuple[TrainParams, Distillation]:
+    """The model's own parameters (its overrides applied) and what becomes of its teacher, checked before any data
+    is read: a known model, and a valid teacher (not itself, a known model) that is given when one is configured,
+    unless it is not among the models being trained (`trained`, models.names): then distillation is skipped."""
     if model_name not in MODEL_SPECS:
         raise ValueError(f"train: unknown model {model_name!r}; known: {sorted(MODEL_SPECS)}")
     params.teacher_for(model_name)
     own = params.for_model(model_name)
     own.validate()
-    check_teacher_given(own, model_name, teacher_dir)
-    return own
+    return plan_distillation(own, model_name, teacher_dir, trained)
 
 
 def plan_splits(store: PatchStore, params: TrainParams) -> list[Split]:
@@ -172,10 +176,41 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+# train.jobs 0 (the default) chooses the worker processes from the work: a worker pays TensorFlow's import and its
+# own network and store loading before its first split, which a small dataset does not earn back. Measured with
+# bench/split_jobs.py (yamnet_256, 2 cores shared with other jobs, interleaved runs of `aed train`, medians):
+#   small, 3 classes x 12 clips, 137 training patches per split, 6 splits, the params.yaml recipe:
+#     load ~2.5: jobs 1 124.5 s, jobs 2 120.6 s (1.03x, a tie); load 7-10: 442.9 s vs 589.6 s (0.75x, a loss)
+#   large, ESC-10, 1655 training patches per split, 2 splits, 10 + 5 epochs:
+#     load ~2.5: jobs 1 104.8 s, jobs 2 91.8 s (1.14x); load 7-9: 319.2 s vs 350.8 s (0.91x)
+#   (docs/models.md, quiet machine: YAMNet-1024, ESC-10, 2 folds, the full recipe: 1.30x)
+# So two workers only from ESC-10's size (its fold splits hold ~1330 training patches, its final split 1655);
+# below, one process, which never lost. On a machine busy with other jobs set train.jobs: 1 (no free core).
+AUTO_MIN_TRAIN_PATCHES = 1000  # training patches of the largest split, from which two workers pay off
+AUTO_MAX_WORKERS = 2  # measured on 2 cores only; more workers are unmeasured
+
+
+def choose_workers(requested: int, n_splits: int, train_patches: int, cores: int) -> tuple[int, str]:
+    """(split worker processes, why): train.jobs when set (> 0), else chosen from the work (train.jobs 0)."""
+    if requested > 0:
+        return max(1, min(requested, n_splits)), f"train.jobs {requested}"
+    if n_splits < 2 or cores < 2:
+        return 1, f"auto: {n_splits} split(s) on {cores} core(s)"
+    if train_patches < AUTO_MIN_TRAIN_PATCHES:
+        return 1, f"auto: {train_patches} training patches per split < {AUTO_MIN_TRAIN_PATCHES}"
+    workers = min(AUTO_MAX_WORKERS, cores, n_splits)
+    return workers, f"auto: {train_patches} training patches per split >= {AUTO_MIN_TRAIN_PATCHES}"
+
+
+def largest_training_part(store: PatchStore, splits: list[Split]) -> int:
+    """The training patches of the largest split: the measure of the work choose_workers weighs."""
+    return max((len(split.rows(store.index, "train")) for split in splits), default=0)
+
+
 def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None = None) -> list[SplitFigures]:
     """The splits' figures in order. workers > 1: that many spawned processes with cores / workers TensorFlow
-    threads each; small-batch training keeps two threads half idle, so two single-threaded splits at once train
-    1.3x faster on 2 cores (bench/split_jobs.py). Each split is seeded on its own, so the order does not matter.
+    threads each; small-batch training keeps two threads half idle, so on a large dataset two single-threaded
+    splits at once train 1.14-1.30x faster on 2 cores (bench/split_jobs.py; choose_workers says when). Each split is seeded on its own, so the order does not matter.
     On a failure the splits not started are cancelled; the ones running finish first."""
     workers = min(workers, len(jobs))
     if workers <= 1:
@@ -195,8 +230,11 @@ def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None 
 
 
 def _init_worker(threads: int) -> None:
-    """A training worker: `threads` TensorFlow threads, warnings-level logging (spawned processes have none)."""
+    """A training worker: `threads` TensorFlow threads, warnings-level logging (spawned processes have none), and
+    progress as lines (the workers share the terminal: bars would overwrite each other)."""
     import tensorflow as tf
+
+    use_lines()
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)

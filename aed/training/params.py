@@ -19,7 +19,9 @@ class TrainParams:
     seed: int = 120
     final_model: bool = True  # also train on every clip: the deployable model (no held-out test)
     refit: bool = False  # after selecting epochs on the validation part, retrain on train + validation
-    jobs: int = bounded(1, 1, 64)  # splits trained at once, each in its own process (1: in this process)
+    # splits trained at once, each in its own process (1: in this process; 0: chosen from the work,
+    # aed.training.jobs.choose_workers)
+    jobs: int = bounded(0, 0, 64)
     # head training on cached embeddings (frozen backbone), the reference recipe
     epochs: int = bounded(50, 1, 1000)
     batch_size: int = bounded(16, 1, 4096)
@@ -79,7 +81,7 @@ class TrainParams:
 
     def teacher_for(self, model_name: str) -> str | None:
         """The model that teaches `model_name` (None: no distillation); refuses an unknown or self teacher."""
-        from aed.models.yamnet import MODEL_SPECS  # imports Keras: only when asked
+        from aed.model_specs import check_model_name
         from aed.params import ParamsError
 
         teacher = self.for_model(model_name).teacher
@@ -89,9 +91,7 @@ class TrainParams:
         name = f"train.overrides.{model_name}.teacher" if overridden else "train.teacher"
         if teacher == model_name:
             raise ParamsError(f"{name}: {model_name} cannot teach itself")
-        if teacher not in MODEL_SPECS:
-            raise ParamsError(f"{name}: unknown model {teacher!r}; known: {sorted(MODEL_SPECS)}")
-        return teacher
+        return check_model_name(teacher, name)
 
     def validate(self) -> None:
         from aed.params import ParamsError

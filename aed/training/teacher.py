@@ -3,7 +3,10 @@ clips, its same-split model, and the softening of its outputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -32,12 +35,41 @@ def check_teacher_given(params: TrainParams, model_name: str, teacher_dir: Path 
     if params.teacher and teacher_dir is None:
         raise ValueError(
             f"train: {params.teacher} teaches {model_name} (train.teacher) but no teacher folder was given: "
-            f"pass {params.teacher}'s train output (aed train --teacher DIR, e.g. models/{params.teacher}/float)"
+            f"pass {params.teacher}'s train output (aed train --teacher DIR, e.g. models/{params.teacher}/float), "
+            f"or leave {params.teacher} out of models.names to train without distillation"
         )
     if not params.teacher and teacher_dir is not None:
         raise ValueError(
             f"train: a teacher folder ({teacher_dir}) was given but train.teacher is null for {model_name}"
         )
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """What became of a model's configured teacher: used, skipped (with why) or none configured. train.json
+    records it, so a model trained without its teacher says so."""
+
+    teacher: str | None  # the configured teacher (train.teacher, or the model's override)
+    used: bool
+    skipped: str | None = None  # why the configured teacher was not used
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def plan_distillation(
+    params: TrainParams, model_name: str, teacher_dir: Path | None, trained: Sequence[str]
+) -> tuple[TrainParams, Distillation]:
+    """The parameters to train with and what happens to the teacher. A configured teacher that is not among the
+    models being trained (`trained`: models.names) and not given is skipped: the model trains on the labels alone,
+    and the returned params say `teacher: null`. A teacher among them must be given (check_teacher_given): it is
+    trained in the same run, so a missing folder is a wiring mistake, not a choice."""
+    teacher = params.teacher
+    if teacher is not None and teacher_dir is None and teacher not in trained:
+        why = f"its teacher {teacher} is not in models.names {list(trained)}"
+        return dataclasses.replace(params, teacher=None), Distillation(teacher, False, why)
+    check_teacher_given(params, model_name, teacher_dir)
+    return params, Distillation(teacher, teacher is not None)
 
 
 def check_teacher_dir(teacher_dir: Path, teacher: str, split_names: list[str]) -> None:

@@ -135,8 +135,9 @@ def _refit(
         early_stopping_patience=0,
     )
     refitted = _train_once(
-        store, whole, model_name, refit_params, source, teacher_dir, seed=_seed_for(params, split)
-    )
+        store, whole, model_name, refit_params, source, teacher_dir, _seed_for(params, split),
+        f"{model_name} {split.name} refit",
+    )  # fmt: skip
     offset = len(selected.history)
     refit_history = [
         {**row, "phase": f"refit_{row['phase']}", "epoch": offset + index + 1}
@@ -156,8 +157,11 @@ def _train_once(
     source: ModelSource,
     teacher_dir: Path | None,
     seed: int | None = None,
+    label: str | None = None,
 ) -> SplitResult:
-    """Seed, build, load, then (cached) the backbone's outputs, the head, and optionally the last blocks."""
+    """Seed, build, load, then (cached) the backbone's outputs, the head, and optionally the last blocks.
+    `label` names the run in the progress output (default: the model and split)."""
+    label = label or f"{model_name} {split.name}"
     rng = _seed_everything(_seed_for(params, split) if seed is None else seed)
     n_classes = len(store.class_names)
     timings: dict[str, float] = {}
@@ -165,18 +169,18 @@ def _train_once(
         net = _build_network(model_name, n_classes, params, source)
         data = load_split(store, split, rng)
     if not params.embedding_cache:
-        return _train_end_to_end(net, data, params, split.name, rng, timings)
+        return _train_end_to_end(net, data, params, split.name, rng, timings, label)
     teacher = load_teacher(Path(teacher_dir), split) if teacher_dir is not None else None
     with _timed(timings, "cache_s"):
         cache = cache_features(net, data, params, rng, teacher, n_classes)
     loss = _loss(params, teacher is not None, n_classes)
     with _timed(timings, "head_s"):
-        head = _fit_head(net, cache, params, rng, loss)
+        head = _fit_head(net, cache, params, rng, loss, label)
     tail = None
     if net.trainable_blocks and params.fine_tune_epochs:
         with _timed(timings, "fine_tune_s"):
             cache.embeddings.clear()  # the head is fitted: free its inputs before fine-tuning
-            tail = _fine_tune(net, cache, head, params, rng, loss)
+            tail = _fine_tune(net, cache, head, params, rng, loss, label)
     return _kept_result(split.name, net, head, tail, timings, distilled=teacher is not None)
 
 
@@ -278,9 +282,10 @@ def _fit_head(
     params: TrainParams,
     rng: np.random.Generator,
     loss: str | Callable,
+    label: str = "",
 ) -> Selection:
     """The head on the cached embeddings; the network keeps its best (or averaged) weights."""
-    plan = FitPlan("head", params.epochs, params.learning_rate, loss=loss)
+    plan = FitPlan("head", params.epochs, params.learning_rate, loss=loss, label=label)
     data = cache.fit_data(cache.embeddings, cache.val_embeddings)
     head = train_on_cache(net.head, data, plan, params, rng, Selection())
     net.head.set_weights(head.weights)
@@ -294,6 +299,7 @@ def _fine_tune(
     params: TrainParams,
     rng: np.random.Generator,
     loss: str | Callable,
+    label: str = "",
 ) -> Selection:
     """The last blocks and the head on the cached features, after the head phase. Its epochs are numbered after
     the head's; the head-only result is its epoch 0, so fine-tuning is kept only if validation improves."""
@@ -303,7 +309,7 @@ def _fine_tune(
     selection.offer(net.tail, validation_row(net.tail, "fine_tune", head.epoch, cache.val_features))
     selection.history.clear()
     plan = FitPlan(
-        "fine_tune", params.fine_tune_epochs, params.fine_tune_learning_rate, head_last_epoch, loss
+        "fine_tune", params.fine_tune_epochs, params.fine_tune_learning_rate, head_last_epoch, loss, label
     )
     data = cache.fit_data(cache.features, cache.val_features)
     selection = train_on_cache(net.tail, data, plan, params, rng, selection)
@@ -397,6 +403,7 @@ def _train_end_to_end(
     split_name: str,
     rng: np.random.Generator,
     timings: dict[str, float],
+    label: str = "",
 ) -> SplitResult:
     """The reference's way, kept for the benchmark: augmentation layers in front of the frozen network, the
     backbone re-run on every patch in every epoch. Same model and selection rule; no fine-tuning and no teacher
@@ -404,7 +411,7 @@ def _train_end_to_end(
     with _timed(timings, "end_to_end_s"):
         trainer = _augmenting_trainer(net, params)
         fit_data = FitData(lambda _k: data.train_patches, 1, data.train_labels, data.val)
-        plan = FitPlan("end_to_end", params.epochs, params.learning_rate)
+        plan = FitPlan("end_to_end", params.epochs, params.learning_rate, label=label)
         selection = train_on_cache(trainer, fit_data, plan, params, rng, Selection())
         trainer.set_weights(selection.weights)
     row = _best_row(selection.history, selection.epoch)

@@ -45,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reports", type=Path, default=Path("reports"), help="the run's reports folder")
     parser.add_argument("--out", type=Path, default=Path("reports/index.html"), help="the page to write")
     add_model_name_option(
-        parser, required=False, repeatable=True, known=False, help="repeatable; default: the models evaluate names"
+        parser,
+        required=False,
+        repeatable=True,
+        known=False,
+        help="repeatable; default: the models evaluate names",
     )
     parser.set_defaults(handler=_main)
 

@@ -9,23 +9,32 @@ reports_dir/history/<split>.csv   per-epoch history (DVC plots)
 
 Distillation: `train.teacher` names the model that teaches (train.overrides.yamnet_256.teacher: yamnet_1024);
 its train output is an explicit input (`teacher_dir`, `aed train --teacher DIR`, the KFP task's `teacher`
-artifact). A configured teacher that is not given fails the step: it never trains silently without it.
+artifact). A configured teacher that is not given fails the step, unless the teacher is not in models.names (it
+is not trained in this run): then the model trains on the labels alone, says so on the console, and train.json's
+`distillation` records the skipped teacher and why. It never trains silently without it.
+
+Before any work the step prints the model's effective settings, each with its source (aed.settings, the same
+table as `aed params show --model NAME`), and during training one progress line per epoch (aed.training.progress).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aed.artifacts import SPLITS_FILE, TRAIN_RECORD_FILE
 from aed.models.config import ModelsParams
 from aed.models.mirror import check_mirror
 from aed.outputs import OutputSpec, publishing, replacing
-from aed.params import load_section
+from aed.params import load_section, read_params
 from aed.records import write_json, write_record
+from aed.settings import effective_settings, format_settings, given_from_values
 from aed.training import TrainParams
 from components.common import add_model_name_option, add_params_option
 
@@ -35,6 +44,7 @@ if TYPE_CHECKING:
     from aed.patchstore import PatchStore
     from aed.splits import Split
     from aed.training import ModelSource
+    from aed.training.teacher import Distillation
 
 
 def run(
@@ -45,9 +55,12 @@ def run(
     reports_dir: Path,
     models: ModelsParams | None = None,
     teacher_dir: Path | None = None,
+    section: Mapping[str, Any] | None = None,
 ) -> dict:
     """Train `model_name` on every split of the patch store into out_dir (histories into reports_dir);
-    `teacher_dir` is the train output of the model train.teacher names. Returns the train.json figures."""
+    `teacher_dir` is the train output of the model train.teacher names. `section` is the train section as the
+    params file has it, only to say where each printed setting comes from (None: judged against the defaults).
+    Returns the train.json figures."""
     models = models or ModelsParams()
     models.validate()
     # The pretrained weights are checked before TensorFlow loads and any data is read (CLI, DVC and KFP alike):
@@ -57,7 +70,9 @@ def run(
     from aed.training import ModelSource
     from aed.training.jobs import check_teacher_splits, model_params, plan_splits
 
-    params = model_params(params, model_name, teacher_dir)
+    own, distillation = model_params(params, model_name, teacher_dir, models.names)
+    _print_settings(params, model_name, section, distillation)
+    params = own
     store = load_patch_store(patches_dir)
     splits = plan_splits(store, params)
     check_teacher_splits(params, teacher_dir, splits)
@@ -70,8 +85,27 @@ def run(
         publishing(reports_dir) as staged_reports,
     ):
         return _train_into(
-            staging, staged_reports, patches_dir, store, splits, params, model_name, source, teacher_dir
+            staging, staged_reports, patches_dir, store, splits, params, model_name, source, teacher_dir,
+            distillation,
+        )  # fmt: skip
+
+
+def _print_settings(
+    params: TrainParams, model_name: str, section: Mapping[str, Any] | None, distillation: Distillation
+) -> None:
+    """The model's effective settings, one line each with its source, and a skipped teacher: before any work, on
+    the console of `aed train`, `dvc repro` and the Kubeflow task alike."""
+    given = given_from_values(params) if section is None else section
+    rows = effective_settings("train", TrainParams, given, model_name)
+    print(
+        f"train {model_name}: effective settings (source: default | params.yaml | train.overrides.{model_name})"
+    )
+    print("\n".join(format_settings(rows)))
+    if distillation.skipped:
+        print(
+            f"train {model_name}: distillation skipped: {distillation.skipped}; training on the labels alone"
         )
+    sys.stdout.flush()
 
 
 def _train_into(
@@ -84,12 +118,22 @@ def _train_into(
     model_name: str,
     source: ModelSource,
     teacher_dir: Path | None,
+    distillation: Distillation,
 ) -> dict:
-    from aed.training.jobs import plan_jobs, run_split_jobs, splits_layout
+    from aed.training.jobs import (
+        choose_workers,
+        largest_training_part,
+        plan_jobs,
+        run_split_jobs,
+        splits_layout,
+    )
 
     started = time.perf_counter()
     jobs = plan_jobs(splits, patches_dir, model_name, params, source, out_dir, reports_dir, teacher_dir)
-    figures = run_split_jobs(jobs, params.jobs, store)
+    cores = len(os.sched_getaffinity(0))
+    workers, why = choose_workers(params.jobs, len(splits), largest_training_part(store, splits), cores)
+    print(f"train {model_name}: {len(splits)} splits, {workers} at a time ({why})", flush=True)
+    figures = run_split_jobs(jobs, workers, store)
     write_json(out_dir / SPLITS_FILE, splits_layout(model_name, params, store.class_names, splits))
     metrics = {
         "model": model_name,
@@ -99,7 +143,10 @@ def _train_into(
             split.name: split_figures.row() for split, split_figures in zip(splits, figures, strict=True)
         },
         "seconds": round(time.perf_counter() - started, 2),
+        "workers": workers,
         "params": dataclasses.asdict(params),
+        # what became of the configured teacher (used, or skipped and why): the record says so, not only the log
+        "distillation": distillation.record(),
     }
     inputs = {"patches": Path(patches_dir) / "index.csv"}
     if teacher_dir is not None:
@@ -129,9 +176,10 @@ def _main(args: argparse.Namespace) -> int:
     model = args.model_name
     models = load_section(args.params, "models", ModelsParams)
     params = load_section(args.params, "train", TrainParams)
+    section = read_params(args.params).get("train")  # as written: the printed settings' sources
     out = args.out or Path("models") / model / "float"
     reports = args.reports or Path("reports") / model
-    metrics = run(params, model, args.patches, out, reports, models, args.teacher)
+    metrics = run(params, model, args.patches, out, reports, models, args.teacher, section)
     summary = {
         name: (row["best_epoch"], row["val_accuracy"] and round(row["val_accuracy"], 4))
         for name, row in metrics["splits"].items()

@@ -21,13 +21,13 @@ def train(
 
     from aed.artifacts import TRAIN_RECORD_FILE
     from components import train as step
-    from components.taskio import log_scalars, step_args
+    from components.taskio import log_scalars, params_dict, step_args
 
     # teacher: the train output of the model train.teacher names, wired in the DAG (run refuses it missing).
     result = step.run(
         patches_dir=Path(patches.path), out_dir=Path(model.path), model_name=model_name,
         reports_dir=Path(history.path), teacher_dir=Path(teacher.path) if teacher is not None else None,
-        **step_args(params, step),
+        section=params_dict(params).get("train"), **step_args(params, step),
     )  # fmt: skip
     shutil.copyfile(Path(model.path) / TRAIN_RECORD_FILE, metrics.path)
     log_scalars(metrics, result)

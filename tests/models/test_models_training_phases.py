@@ -116,18 +116,38 @@ def test_a_phase_reads_copy_e_mod_k_and_numbers_its_epochs_after_the_offset() ->
     assert selection.epoch in (5, 6, 7)
 
 
+BOTH = ["yamnet_256", "yamnet_1024"]
+
+
 def test_a_model_s_params_are_checked_before_any_data_is_read(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError, match=r"train: unknown model 'yamnet_512'; known: \['yamnet_1024', 'yamnet_256'\]"
     ):
-        model_params(TrainParams(), "yamnet_512", None)
+        model_params(TrainParams(), "yamnet_512", None, BOTH)
     with pytest.raises(ValueError, match="no teacher folder was given"):
-        model_params(TrainParams(teacher="yamnet_1024"), "yamnet_256", None)
+        model_params(TrainParams(teacher="yamnet_1024"), "yamnet_256", None, BOTH)
     with pytest.raises(ParamsError, match="cannot teach itself"):
-        model_params(TrainParams(teacher="yamnet_256"), "yamnet_256", tmp_path)
+        model_params(TrainParams(teacher="yamnet_256"), "yamnet_256", tmp_path, BOTH)
     overridden = TrainParams(epochs=5, overrides={"yamnet_256": {"epochs": 2}})
-    assert model_params(overridden, "yamnet_256", None).epochs == 2
-    assert model_params(overridden, "yamnet_1024", None).epochs == 5
+    assert model_params(overridden, "yamnet_256", None, BOTH)[0].epochs == 2
+    assert model_params(overridden, "yamnet_1024", None, BOTH)[0].epochs == 5
+
+
+def test_a_teacher_outside_models_names_is_skipped_and_said_so() -> None:
+    """yamnet_256 alone in models.names: its configured teacher is not trained, so it trains on the labels alone;
+    the teacher among the models but not given stays an error (a wiring mistake)."""
+    taught = TrainParams(overrides={"yamnet_256": {"teacher": "yamnet_1024"}})
+    own, distillation = model_params(taught, "yamnet_256", None, ["yamnet_256"])
+    assert own.teacher is None
+    assert distillation.record() == {
+        "teacher": "yamnet_1024",
+        "used": False,
+        "skipped": "its teacher yamnet_1024 is not in models.names ['yamnet_256']",
+    }
+    with pytest.raises(ValueError, match="or leave yamnet_1024 out of models.names"):
+        model_params(taught, "yamnet_256", None, BOTH)
+    own, distillation = model_params(TrainParams(), "yamnet_256", None, ["yamnet_256"])
+    assert own.teacher is None and distillation.record() == {"teacher": None, "used": False, "skipped": None}
 
 
 @pytest.mark.parametrize(

@@ -260,8 +260,16 @@ def test_pipelines_package_holds_no_step_logic() -> None:
     """pipelines/ may read params and talk to registries, never import the domain code a step runs: with the
     body check above, the only way from a KFP task to step logic is components.<step>.run."""
     # params classes and registry access
-    allowed = {"aed.params", "aed.registry", "aed.models.config", "aed.training.params", "aed.quantize"}
+    allowed = {
+        "aed.params",
+        "aed.settings",
+        "aed.registry",
+        "aed.models.config",
+        "aed.training.params",
+        "aed.quantize",
+    }
     allowed |= {"aed.artifacts"}  # file names (dvc.yaml's generated blocks), no step logic
+    allowed |= {"aed.model_specs"}  # the known model names (a bad name is one line), no step logic
     for path in (REPO / "pipelines").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
