@@ -79,7 +79,7 @@ def test_the_board_stages_and_the_page_run_under_dvc(tiny_model, patch_store, tm
     pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
     stages = pipeline["stages"]
     for name in ("convert", "hil", "gate"):
-        stages[name]["foreach"] = {"yamnet_256": {"file": "model_int8.tflite"}}
+        stages[name]["foreach"] = {"yamnet_256": {"int8": "model_int8.tflite"}}
     # no promote stage here: the page waits for the gate instead
     deps = stages["report"]["deps"]
     stages["report"]["deps"] = [d for d in deps if not d.startswith("reports/promote_")] + [
