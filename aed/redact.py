@@ -24,6 +24,8 @@ _SECRET_PARAMETER = re.compile(
 )
 _SECRET_ENV_NAME = re.compile(r"(?i)(password|passwd|secret|token|credential|api_?key|session)")
 _MIN_ENV_SECRET = 6  # shorter values are too likely to match ordinary text
+# Secrets read from files (a KFP bearer token, a session cookie): masked in every later message of the process.
+_REGISTERED: set[str] = set()
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
@@ -42,11 +44,18 @@ def secret_env_values(environ: dict[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def register_secret(value: str) -> None:
+    """Mask `value` wherever a later message of this process quotes it (tracebacks and library logs included)."""
+    if len(value) >= _MIN_ENV_SECRET:
+        _REGISTERED.add(value)
+
+
 def redact(text: str, environ: dict[str, str] | None = None) -> str:
-    """`text` with URL passwords, secret-named parameters and secret environment values masked."""
+    """`text` with URL passwords, secret-named parameters, secret environment values and registered secrets
+    masked."""
     text = _URL_USERINFO.sub(_mask_userinfo, str(text))
     text = _BARE_USERINFO.sub(lambda m: f"{m['user']}:{MASK}@", text)
     text = _SECRET_PARAMETER.sub(lambda m: f"{m['name']}{m['sep']}{MASK}", text)
-    for value in secret_env_values(environ):
+    for value in sorted(_REGISTERED | set(secret_env_values(environ)), key=len, reverse=True):
         text = text.replace(value, MASK)
     return text

@@ -16,13 +16,16 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from aed.params import ParamsError, bounded, from_dict, read_params
 from components.common import add_params_option
 from pipelines.params_cli import register as params_cli_register
+
+if TYPE_CHECKING:
+    from pipelines.remote import Auth
 
 SECTION = "pipeline"
 log = logging.getLogger(__name__)
@@ -35,6 +38,10 @@ class PipelineParams:
     remote_root: str | None = None  # submit/schedule: e.g. s3://bucket/kfp (null: the cluster's default)
     s3_endpoint_url: str | None = None  # S3-compatible endpoint for checking an s3:// remote_root
     host: str | None = None  # KFP API URL, e.g. http://localhost:8080 (or --host)
+    namespace: str | None = None  # profile namespace on a multi-user Kubeflow (or --namespace)
+    ca_cert: str | None = (
+        None  # PEM CA bundle of the host's TLS certificate (or --ca-cert); relative: params' folder
+    )
     schedule: str = "0 3 * * *"  # cron, 5 fields, for `aed pipeline schedule`
     image_registry: str = "ghcr.io/aed-mlops"
     image_tag: str = ""  # empty: the project's version
@@ -246,35 +253,82 @@ def _submit(args: argparse.Namespace, cron: str | None = None) -> int:
     import tempfile
 
     from pipelines.aed_pipeline import PIPELINE_NAME, compile_pipeline
-    from pipelines.remote import check_pipeline_root, submit
+    from pipelines.remote import check_namespace, check_pipeline_root, kfp_cron, load_auth, submit
 
     params, settings, models = load_checked(args.params, args.set)
     host = args.host or settings.host
     if not host:
         raise ParamsError(f"no KFP host: pass --host URL or set {SECTION}.host in {args.params}")
+    namespace = check_namespace(args.namespace, "--namespace") or check_namespace(
+        settings.namespace, f"{SECTION}.namespace"
+    )
+    ca_cert, ca_label = _ca_cert(args, settings)
+    auth = load_auth(args.token_file, args.cookie_file, ca_cert, ca_label=ca_label)
+    schedule = kfp_cron(cron) if cron else None  # a bad cron line stops before anything is compiled or sent
+    _warn_plain_http(host, auth)
     root = args.pipeline_root or settings.remote_root
-    if root:
+    if root and not args.dry_run:
         check_pipeline_root(root, settings.s3_endpoint_url, settings.request_timeout_s)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_name = args.run_name or f"{PIPELINE_NAME}-{stamp}"
+    experiment = args.experiment or settings.experiment
     with tempfile.TemporaryDirectory() as scratch:
         package = compile_pipeline(
             Path(scratch) / "aed_pipeline.yaml", params, models, _images(settings, args)
         )
+        if args.dry_run:
+            from pipelines.remote import version_name
+
+            what = {
+                "host": host,
+                "namespace": namespace or "(none: single-user, or the pod's on a multi-user host)",
+                "experiment": experiment,
+                "pipeline": f"{PIPELINE_NAME}, version {version_name(package, PIPELINE_NAME)}",
+                "run name": run_name,
+                "cron": f"{cron} (sent as {schedule})" if cron else None,
+                "pipeline root": root or "(the cluster's default)",
+                "credentials": auth.describe(),
+                "TLS trust": str(auth.ca_cert) if auth.ca_cert else "default CA roots (certifi)",
+            }
+            print(f"dry run: nothing sent to {host}")
+            print("\n".join(f"  {key + ':':<15}{value}" for key, value in what.items() if value))
+            return 0
         result = submit(
             host,
             package,
             PIPELINE_NAME,
-            args.experiment or settings.experiment,
+            experiment,
             {"params": json.dumps(params, sort_keys=True)},
-            run_name=args.run_name or f"{PIPELINE_NAME}-{stamp}",
+            run_name=run_name,
             cron=cron,
             pipeline_root=root,
+            namespace=namespace,
+            auth=auth,
             timeout_s=settings.request_timeout_s,
         )
     what = f"recurring run {result.recurring_run_id} ({cron})" if cron else f"run {result.run_id}"
     reuse = "uploaded" if result.uploaded else "reused"
     print(f"{what} in experiment {result.experiment_id}; pipeline version {result.version_name} ({reuse})")
     return 0
+
+
+def _ca_cert(args: argparse.Namespace, settings: PipelineParams) -> tuple[Path | None, str]:
+    """(the CA bundle, how to name it in an error): --ca-cert, else pipeline.ca_cert (relative to params)."""
+    if args.ca_cert is not None:
+        return args.ca_cert, "--ca-cert"
+    if settings.ca_cert:
+        return Path(args.params).resolve().parent / settings.ca_cert, f"{SECTION}.ca_cert"
+    return None, "--ca-cert"
+
+
+def _warn_plain_http(host: str, auth: Auth) -> None:
+    from urllib.parse import urlsplit
+
+    loopback = urlsplit(host).hostname in ("localhost", "127.0.0.1", "::1")
+    if auth.has_credentials and host.startswith("http://") and not loopback:
+        log.warning(
+            "sending credentials to %s over plain http: anyone on the way can read them; use https://", host
+        )
 
 
 def _schedule(args: argparse.Namespace) -> int:
@@ -348,7 +402,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             sub.add_argument(
                 "--cron", help='cron line, 5 fields, e.g. "0 3 * * *" (default: pipeline.schedule)'
             )
+        _auth_options(sub)
         sub.set_defaults(handler=handler)
+
+
+def _auth_options(sub: argparse.ArgumentParser) -> None:
+    """A secured, multi-user Kubeflow: credentials from files (never on the command line, where `ps` shows
+    them), the TLS trust and the profile namespace (docs/pipeline.md)."""
+    sub.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding a bearer token, e.g. from `kubectl create token` (default: in a pod, the "
+        "service-account token at $KF_PIPELINES_SA_TOKEN_PATH or /var/run/secrets/kubeflow/pipelines/token)",
+    )
+    sub.add_argument(
+        "--cookie-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the login session cookie, e.g. authservice_session=... (or a cookies.txt file)",
+    )
+    sub.add_argument(
+        "--ca-cert",
+        type=Path,
+        metavar="PATH",
+        help="PEM CA bundle that signed the host's TLS certificate "
+        "(default: pipeline.ca_cert, else the usual public roots)",
+    )
+    sub.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="profile namespace on a multi-user Kubeflow (default: pipeline.namespace)",
+    )
+    sub.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be sent (host, namespace, experiment, pipeline version, cron); contact nothing",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
