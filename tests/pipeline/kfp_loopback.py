@@ -7,6 +7,7 @@ tests can check paths, methods, query strings, the uploaded pipeline spec and th
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -25,6 +26,7 @@ class Request:
     query: dict[str, list[str]]
     body: bytes
     content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -134,7 +136,9 @@ def _filter_value(query: dict[str, list[str]]) -> str | None:
     return predicates[0].get("string_value", predicates[0].get("stringValue")) if predicates else None
 
 
-def start(state: LoopbackKfp) -> tuple[ThreadingHTTPServer, threading.Thread]:
+def start(
+    state: LoopbackKfp, tls: ssl.SSLContext | None = None
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             parts = urlsplit(self.path)
@@ -145,6 +149,7 @@ def start(state: LoopbackKfp) -> tuple[ThreadingHTTPServer, threading.Thread]:
                 parse_qs(parts.query),
                 self.rfile.read(length) if length else b"",
                 self.headers.get("Content-Type", ""),
+                dict(self.headers.items()),
             )
             status, payload = state.handle(request)
             data = json.dumps(payload).encode()
@@ -160,7 +165,11 @@ def start(state: LoopbackKfp) -> tuple[ThreadingHTTPServer, threading.Thread]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    if (
+        tls is not None
+    ):  # https: the handshake happens on accept, a client refusing the certificate never gets in
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
