@@ -132,7 +132,7 @@ def _read_small_text(path: Path, label: str, limit: int = MAX_SECRET_BYTES) -> s
     if len(data) > limit:
         raise SubmitError(f"{label} {path}: larger than {limit // 1024} KiB; is it the right file?")
     try:
-        text = data.decode("utf-8").strip()
+        text = data.decode("utf-8-sig").strip()  # -sig: a byte-order mark (Windows editors) is not content
     except UnicodeDecodeError:
         raise SubmitError(f"{label} {path}: not a text file") from None
     if not text:
@@ -269,7 +269,12 @@ def check_host(host: str, timeout_s: float, auth: Auth | None = None) -> dict[st
     if not host.startswith(("http://", "https://")):
         raise SubmitError(f"--host {host!r}: expected an http:// or https:// URL")
     url = host.rstrip("/") + HEALTHZ
-    handlers = [urllib.request.HTTPSHandler(context=auth.ssl_context()), _NoRedirect()]
+    # no proxy from the environment: kfp's urllib3 pool connects directly, and the probe must see what it sees
+    handlers = [
+        urllib.request.ProxyHandler({}),
+        urllib.request.HTTPSHandler(context=auth.ssl_context()),
+        _NoRedirect(),
+    ]
     request = urllib.request.Request(url, headers=auth.headers())
     try:
         with urllib.request.build_opener(*handlers).open(request, timeout=timeout_s) as response:

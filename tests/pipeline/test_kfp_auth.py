@@ -31,9 +31,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture
 def secured(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> Iterator[SecuredKfp]:
     # not inside a pod: no service-account token, no pod namespace
-    monkeypatch.delenv(remote.SA_TOKEN_ENV, raising=False)
-    monkeypatch.setattr(remote, "SA_TOKEN_PATH", Path("/nonexistent/kfp-token"))
-    monkeypatch.setattr(remote, "POD_NAMESPACE_PATH", Path("/nonexistent/namespace"))
+    monkeypatch.delenv("KF_PIPELINES_SA_TOKEN_PATH", raising=False)
+    monkeypatch.setattr(remote, "SA_TOKEN_PATH", Path("/nonexistent/kfp-token"), raising=False)
+    monkeypatch.setattr(remote, "POD_NAMESPACE_PATH", Path("/nonexistent/namespace"), raising=False)
     state = SecuredKfp(
         token="tok-" + secrets.token_urlsafe(32),
         session="sess-" + secrets.token_urlsafe(32),
