@@ -327,7 +327,7 @@ def _tls_message(host: str, error: ssl.SSLError, auth: Auth) -> str:
     trust = f"--ca-cert {auth.ca_cert}" if auth.ca_cert else "the default CA roots (certifi)"
     if isinstance(error, ssl.SSLCertVerificationError):
         why = error.verify_message or error.reason or "certificate verify failed"
-        if "hostname" in str(why).lower():
+        if "mismatch" in str(why).lower():  # "Hostname mismatch" or "IP address mismatch"
             return f"KFP host {host}: its TLS certificate is for another name ({why}); use the name it was issued for"
         return (
             f"KFP host {host}: its TLS certificate is not trusted ({why}) by {trust}; pass the CA bundle that "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -229,6 +230,23 @@ def test_a_certificate_from_an_unknown_ca_is_rejected_in_one_line(
     assert f"KFP host {secured.url}: its TLS certificate is not trusted" in line
     assert "--ca-cert PATH" in line
     assert not secured.requests and not secured.refused  # the token was never sent
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        "Hostname mismatch, certificate is not valid for 'kf'.",
+        "IP address mismatch, certificate is not valid for '10.0.0.9'.",
+    ],
+)
+def test_a_certificate_for_another_name_says_so(why: str) -> None:
+    error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    error.verify_message, error.verify_code = why, 62
+    message = remote._tls_message("https://kf", error, remote.Auth())
+    assert (
+        message
+        == f"KFP host https://kf: its TLS certificate is for another name ({why}); use the name it was issued for"
+    )
 
 
 def test_https_to_a_plain_http_server_says_so(kfp_server, params_file: Path, capsys) -> None:
