@@ -23,8 +23,8 @@ _SECRET_PARAMETER = re.compile(
     r"[a-z0-9_-]*)(?P<sep>=)(?P<value>[^\s&'\",;]+)"
 )
 _SECRET_ENV_NAME = re.compile(r"(?i)(password|passwd|secret|token|credential|api_?key|session)")
-# ...but a variable naming where a secret is (KF_PIPELINES_SA_TOKEN_PATH, AWS_SHARED_CREDENTIALS_FILE) holds a path,
-# which an error about that file must be able to name
+# ...but a variable naming where a secret is (KF_PIPELINES_SA_TOKEN_PATH, AWS_SHARED_CREDENTIALS_FILE) holds
+# a path, which an error about that file must be able to name
 _LOCATION_ENV_NAME = re.compile(r"(?i)_(path|file)$")
 _MIN_ENV_SECRET = 6  # shorter values are too likely to match ordinary text
 # Secrets read from files (a KFP bearer token, a session cookie): masked in every later message of the process.

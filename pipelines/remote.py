@@ -154,7 +154,8 @@ def read_token(path: Path, label: str) -> str:
 
 
 def _cookie_pairs(text: str) -> list[tuple[str, str]]:
-    """(name, value) pairs of `name=value; ...` lines (an optional 'Cookie:' in front) or of cookies.txt lines."""
+    """(name, value) pairs of `name=value; ...` lines (an optional 'Cookie:' in front) or of cookies.txt
+    lines."""
     pairs = []
     for line in text.splitlines():
         fields = line.split("\t")
@@ -256,7 +257,8 @@ def check_pipeline_root(root: str, endpoint_url: str | None, timeout_s: float) -
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Report a redirect instead of following it: on healthz it is an auth proxy's login page or a wrong URL."""
+    """Report a redirect instead of following it: on healthz it is an auth proxy's login page or a wrong
+    URL."""
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -328,7 +330,10 @@ def _tls_message(host: str, error: ssl.SSLError, auth: Auth) -> str:
     if isinstance(error, ssl.SSLCertVerificationError):
         why = error.verify_message or error.reason or "certificate verify failed"
         if "mismatch" in str(why).lower():  # "Hostname mismatch" or "IP address mismatch"
-            return f"KFP host {host}: its TLS certificate is for another name ({why}); use the name it was issued for"
+            return (
+                f"KFP host {host}: its TLS certificate is for another name ({why}); "
+                "use the name it was issued for"
+            )
         return (
             f"KFP host {host}: its TLS certificate is not trusted ({why}) by {trust}; pass the CA bundle that "
             "signed it with --ca-cert PATH (or pipeline.ca_cert)"
@@ -349,7 +354,8 @@ def namespace_for(host: str, namespace: str | None, healthz: dict[str, Any]) -> 
     if pod_namespace:
         return pod_namespace
     raise SubmitError(
-        f"KFP host {host} is multi-user: pass --namespace NS (your profile namespace) or set pipeline.namespace"
+        f"KFP host {host} is multi-user: pass --namespace NS (your profile namespace) "
+        "or set pipeline.namespace"
     )
 
 
@@ -462,7 +468,10 @@ def _denied_hint(error: BaseException, namespace: str | None, auth: Auth) -> str
     if status == 401:
         return f" (the credentials were refused: {auth.describe()})"
     if status == 403 and namespace:
-        return f" (may {auth.describe()} use namespace {namespace!r}? check --namespace and the profile's contributors)"
+        return (
+            f" (may {auth.describe()} use namespace {namespace!r}? "
+            "check --namespace and the profile's contributors)"
+        )
     if status == 403:
         return " (a multi-user host needs --namespace NS, your profile namespace)"
     return ""
