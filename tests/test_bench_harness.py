@@ -6,10 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
-from bench.harness import MIN_REPEATS, Case, Load, add_arguments, compare, interleaved, options
+# bench/ scripts run as scripts (`python bench/x.py`) and import the harness as `harness`: so do the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from demo_times import main as demo_times_main  # noqa: E402
+from demo_times import stage_times  # noqa: E402
+from harness import MIN_REPEATS, Case, Load, add_arguments, compare, interleaved, options  # noqa: E402
 
 
 class FakeClock:
@@ -164,3 +171,79 @@ def test_bad_cases_and_counts_are_refused(capsys):
         options(parser.parse_args(["--repeats", "0"]))
     assert stopped.value.code == 2
     assert "--repeats 0 must be >= 1" in capsys.readouterr().err
+
+
+# -- bench/demo_times.py: the demo's stage table, from dvc's output lines with fake timestamps -------------------
+
+DVC_OUTPUT = [
+    (10.0, "Stage 'ingest' didn't change, skipping\n"),
+    (10.5, "Running stage 'patch':\n"),
+    (10.6, "> aed patch --manifest artifacts/validated.csv\n"),
+    (13.0, "Updating lock file 'dvc.lock'\n"),
+    (14.0, "Running stage 'train@yamnet_256':\n"),
+    (90.0, "epoch 3/30 ...\n"),
+    (120.0, "Stage 'convert@yamnet_256' is cached - skipping run, checking out outputs\n"),
+    (121.5, "Running stage 'evaluate':\n"),
+]
+
+
+def test_stage_times_run_from_one_stage_line_to_the_next():
+    stages = stage_times(DVC_OUTPUT, end=150.0)
+    assert [(s["stage"], s["status"]) for s in stages] == [
+        ("ingest", "unchanged"),
+        ("patch", "ran"),
+        ("train@yamnet_256", "ran"),
+        ("convert@yamnet_256", "from run-cache"),
+        ("evaluate", "ran"),
+    ]
+    assert [s["seconds"] for s in stages] == [0.5, 3.5, 106.0, 1.5, 28.5]
+    assert stage_times([(1.0, "no stage here\n")], end=2.0) == []
+
+
+def test_demo_table_gives_total_largest_stages_and_verdict(tmp_path, capsys):
+    run = {"command": "dvc repro", "started": "t", "exit_code": 0, "wall_s": 145.0, "load_before": 0.4,
+           "load_after": 1.9, "cores": 2, "stages": stage_times(DVC_OUTPUT, end=150.0)}  # fmt: skip
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps({"runs": [run]}))
+    assert demo_times_main(["show", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "train@yamnet_256" in table and "106.0 s" in table
+    assert "total 145.0 s" in table
+    assert "largest stages: train@yamnet_256 106.0 s (73%), evaluate 28.5 s (20%), patch 3.5 s (2%)" in table
+    assert "dvc before the first stage" in table and "5.0 s" in table  # 145 - 140 s inside stages
+    assert "\nvalid for the README" in table  # load 0.4 before on 2 cores; the load after is the demo's own
+    path.write_text(json.dumps({"runs": [{**run, "load_before": 1.5}]}))
+    demo_times_main(["show", str(path)])
+    assert "NOT valid for the README: load before above half the cores (1.50)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "not found"), ("{", "not readable JSON"), ('{"runs": [{"stages": 3}]}', "expected {'runs'")],
+)
+def test_demo_table_bad_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "demo.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as stopped:
+        demo_times_main(["show", str(path)])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and str(path) in error and len(error.strip().splitlines()) == 1
+
+
+def test_demo_run_records_the_command_its_exit_code_and_appends(tmp_path, capsys):
+    path = tmp_path / "timing" / "demo.json"
+    script = "print(\"Running stage 'a':\"); print(\"Stage 'b' didn't change, skipping\")"
+    assert demo_times_main(["run", "--out", str(path), "--", sys.executable, "-c", script]) == 0
+    assert (
+        demo_times_main(
+            ["run", "--out", str(path), "--append", "--", sys.executable, "-c", "raise SystemExit(3)"]
+        )
+        == 3
+    )
+    runs = json.loads(path.read_text())["runs"]
+    assert [r["exit_code"] for r in runs] == [0, 3]
+    assert [s["stage"] for s in runs[0]["stages"]] == ["a", "b"]
+    assert "Running stage 'a':" in capsys.readouterr().out  # the command's output passes through
+    assert demo_times_main(["run", "--out", str(path), "--", str(tmp_path / "no-such-command")]) == 2
