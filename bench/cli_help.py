@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Case, add_arguments, compare, options
+from harness import Case, add_arguments, compare, options, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = [
@@ -65,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

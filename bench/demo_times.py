@@ -70,11 +70,15 @@ def run(command: list[str], out: Path, append: bool) -> int:
         print(f"demo_times: cannot run {command[0]!r}: {error.strerror}", file=sys.stderr)
         return 2
     assert process.stdout is not None
-    for line in process.stdout:
-        events.append((time.monotonic(), line))
-        sys.stdout.write(line)
-        sys.stdout.flush()
-    code = process.wait()
+    try:
+        for line in process.stdout:
+            events.append((time.monotonic(), line))
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        code = process.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached dvc too (same process group): let it clean up, record nothing
+        process.wait()
+        return 130
     end, after = time.monotonic(), machine_load()
     entry = {
         "command": " ".join(command),

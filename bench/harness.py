@@ -257,7 +257,26 @@ def add_arguments(parser: argparse.ArgumentParser, repeats: int = MIN_REPEATS, w
 
 def options(args: argparse.Namespace) -> dict:
     """compare()'s keyword arguments from add_arguments' options; a bad count exits 2 with one line."""
-    if args.repeats < 1 or args.warmup < 0:
-        print(f"--repeats {args.repeats} must be >= 1 and --warmup {args.warmup} >= 0", file=sys.stderr)
-        raise SystemExit(2)
+    if args.repeats < 1:
+        stop(f"--repeats {args.repeats}: must be >= 1")
+    if args.warmup < 0:
+        stop(f"--warmup {args.warmup}: must be >= 0")
     return {"repeats": args.repeats, "warmup": args.warmup}
+
+
+def stop(message: str) -> None:
+    """Bad input to a bench script: one line on stderr, exit 2."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run_script(main: Callable[[], int | None]) -> None:
+    """Run a bench script's main: a missing or unusable input (a file, a model, a patch store: OSError or
+    ValueError, whose messages name it) is one line and exit 2, not a traceback; Ctrl-C exits 130 quietly."""
+    try:
+        code = main()
+    except (OSError, ValueError) as error:
+        stop(f"{Path(sys.argv[0]).name}: {error}")
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402 - after the TF log level is set
-from harness import Case, add_arguments, compare, options  # noqa: E402
+from harness import Case, add_arguments, compare, options, run_script  # noqa: E402
 
 from hil_runner.transport import Transport  # noqa: E402
 
@@ -167,4 +166,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from harness import Case, add_arguments, compare, options
+from harness import Case, add_arguments, compare, options, run_script
 
 from aed.audio import probe, read_audio, to_mono_at_rate
 from aed.features import FeatureConfig, mel_log, preprocess_waveform, stft_magnitude, to_patches
@@ -155,4 +155,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

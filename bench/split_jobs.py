@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import yaml
-from harness import Case, add_arguments, compare, options
+from harness import Case, add_arguments, compare, options, run_script
 
 SMALL_CLASSES = ("crying_baby", "dog", "rooster")
 SMALL_CLIPS_PER_CLASS = 12
@@ -161,4 +161,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from harness import Case, add_arguments, compare, options
+from harness import Case, add_arguments, compare, options, run_script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -77,4 +77,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

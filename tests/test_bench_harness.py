@@ -170,7 +170,7 @@ def test_bad_cases_and_counts_are_refused(capsys):
     with pytest.raises(SystemExit) as stopped:
         options(parser.parse_args(["--repeats", "0"]))
     assert stopped.value.code == 2
-    assert "--repeats 0 must be >= 1" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == "--repeats 0: must be >= 1"
 
 
 # -- bench/demo_times.py: the demo's stage table, from dvc's output lines with fake timestamps -------------------
@@ -247,3 +247,30 @@ def test_demo_run_records_the_command_its_exit_code_and_appends(tmp_path, capsys
     assert [s["stage"] for s in runs[0]["stages"]] == ["a", "b"]
     assert "Running stage 'a':" in capsys.readouterr().out  # the command's output passes through
     assert demo_times_main(["run", "--out", str(path), "--", str(tmp_path / "no-such-command")]) == 2
+
+
+def test_a_bench_script_with_an_unusable_input_exits_2_with_one_line(capsys):
+    from harness import run_script
+
+    def missing_store() -> int:
+        raise FileNotFoundError("/nope/index.csv: missing; is /nope a patch store written by `aed patch`?")
+
+    def bad_value() -> int:
+        raise ValueError("--fold 9: not a fold of the store")
+
+    for main in (missing_store, bad_value):
+        with pytest.raises(SystemExit) as stopped:
+            run_script(main)
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err
+        assert len(error.strip().splitlines()) == 1 and ("/nope/index.csv" in error or "--fold 9" in error)
+    with pytest.raises(SystemExit) as stopped:
+        run_script(lambda: 3)
+    assert stopped.value.code == 3
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stopped:
+        run_script(interrupted)
+    assert stopped.value.code == 130
