@@ -42,6 +42,7 @@ GATE_MODELS = $(shell $(BIN)/python -c "from pathlib import Path; from aed.param
 # Each `dvc repro` runs through bench/demo_times.py, which notes each stage's wall time; the demo ends with the
 # table (also in $(DEMO_TIMES); `python bench/demo_times.py show` prints it again without make).
 DEMO_TIMES := reports/timing/demo.json
+DEMO_STARTED := $(shell date +%s)
 
 demo: data
 	$(BIN)/python bench/demo_times.py run --out $(DEMO_TIMES) -- dvc repro hil
@@ -52,7 +53,7 @@ demo: data
 	    echo "demo: no baseline at $$baseline: accepting this run's record as the first baseline (review it, then commit it)"; \
 	    aed gate --record $$record --model-name $$model --accept || exit 1; }; \
 	done
-	$(BIN)/python bench/demo_times.py run --out $(DEMO_TIMES) --append -- dvc repro
+	$(BIN)/python bench/demo_times.py run --out $(DEMO_TIMES) --append --make-started $(DEMO_STARTED) -- dvc repro
 	@for model in $(GATE_MODELS); do python -c "import json,sys; v=json.load(open(sys.argv[1])); print('gate verdict', sys.argv[2] + ':', {k: v.get(k) for k in ('verdict', 'promotable', 'exit_code')})" reports/gate_$$model.json $$model; done
 	@echo; echo "demo: wall time of each stage ($(DEMO_TIMES))"; $(BIN)/python bench/demo_times.py show $(DEMO_TIMES)
 

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -236,16 +237,20 @@ def test_demo_run_records_the_command_its_exit_code_and_appends(tmp_path, capsys
     path = tmp_path / "timing" / "demo.json"
     script = "print(\"Running stage 'a':\"); print(\"Stage 'b' didn't change, skipping\")"
     assert demo_times_main(["run", "--out", str(path), "--", sys.executable, "-c", script]) == 0
+    assert "Running stage 'a':" in capsys.readouterr().out  # the command's output passes through
+    failing = ["--", sys.executable, "-c", "raise SystemExit(3)"]
+    started = time.time() - 600  # make began ten minutes ago
     assert (
-        demo_times_main(
-            ["run", "--out", str(path), "--append", "--", sys.executable, "-c", "raise SystemExit(3)"]
-        )
+        demo_times_main(["run", "--out", str(path), "--append", "--make-started", str(started), *failing])
         == 3
     )
     runs = json.loads(path.read_text())["runs"]
     assert [r["exit_code"] for r in runs] == [0, 3]
     assert [s["stage"] for s in runs[0]["stages"]] == ["a", "b"]
-    assert "Running stage 'a':" in capsys.readouterr().out  # the command's output passes through
+    assert "make_wall_s" not in runs[0] and 600 <= runs[1]["make_wall_s"] < 900
+    assert demo_times_main(["show", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "make demo: 6" in shown and "NOT valid for the README" in shown and "failed: " in shown
     assert demo_times_main(["run", "--out", str(path), "--", str(tmp_path / "no-such-command")]) == 2
 
 
