@@ -279,3 +279,28 @@ def test_a_bench_script_with_an_unusable_input_exits_2_with_one_line(capsys):
     with pytest.raises(SystemExit) as stopped:
         run_script(interrupted)
     assert stopped.value.code == 130
+
+
+def test_demo_times_reads_the_stage_lines_of_the_installed_dvc(tmp_path):
+    """The parser follows dvc's real output: a stage that runs, then a second repro where it is unchanged."""
+    import subprocess
+
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  first:\n    cmd: python -c \"open('a.txt', 'w').write('a')\"\n    outs: [a.txt]\n"
+        "  second:\n    cmd: python -c \"open('b.txt', 'w').write(open('a.txt').read())\"\n"
+        "    deps: [a.txt]\n    outs: [b.txt]\n"
+    )
+    out = tmp_path / "demo.json"
+    for extra in ([], ["--append"]):
+        code = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve().parents[1] / "bench" / "demo_times.py"), "run",
+             "--out", str(out), *extra, "--", "dvc", "repro"],
+            cwd=tmp_path, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert code.returncode == 0, code.stdout + code.stderr
+    first, second = json.loads(out.read_text())["runs"]
+    assert [(s["stage"], s["status"]) for s in first["stages"]] == [("first", "ran"), ("second", "ran")]
+    assert [s["status"] for s in second["stages"]] == ["unchanged", "unchanged"]
+    assert all(s["seconds"] > 0 for s in first["stages"])
