@@ -24,7 +24,8 @@ Adopting it in a script (a new bench/ script takes three lines):
     print(result.report()); result.write_json(args.json)      # write_json(None) does nothing
 
 A case's callable takes no argument; what it returns from its last timed run is kept in `Result.outputs` (for
-parity checks on the figures that were timed). The clock and the load probe can be replaced (tests pass fakes).
+parity checks on the figures that were timed). A case that times itself (work in another process) returns
+`Timed(seconds, value)`. The clock and the load probe can be replaced (tests pass fakes).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ class Case:
     name: str
     run: Callable[[], Any]
     processes: int = 1
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What a case returns when it times its work itself: work done in another process, whose start-up or
+    result transfer is not part of the figure. `value` is kept as the case's output."""
+
+    seconds: float
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -230,17 +240,23 @@ def compare(
     before = load()
     started = clock()
     for name in interleaved(names, warmup):
-        outputs[name] = by_name[name].run()
+        outputs[name] = _value(by_name[name].run())
     for name in interleaved(names, repeats):
         tick = clock()
-        outputs[name] = by_name[name].run()
-        seconds[name].append(clock() - tick)
+        returned = by_name[name].run()
+        took = clock() - tick
+        seconds[name].append(returned.seconds if isinstance(returned, Timed) else took)
+        outputs[name] = _value(returned)
         if progress:
             progress(f"  {name}: run {len(seconds[name])}/{repeats} {seconds[name][-1]:.3f} s")
     elapsed = clock() - started
     after = load()
     timings = [Timings(case.name, tuple(seconds[case.name]), case.processes) for case in cases]
     return Result(timings, before, after, elapsed, warmup, outputs)
+
+
+def _value(returned: Any) -> Any:
+    return returned.value if isinstance(returned, Timed) else returned
 
 
 def add_arguments(parser: argparse.ArgumentParser, repeats: int = MIN_REPEATS, warmup: int = 1) -> None:

@@ -304,3 +304,16 @@ def test_demo_times_reads_the_stage_lines_of_the_installed_dvc(tmp_path):
     assert [(s["stage"], s["status"]) for s in first["stages"]] == [("first", "ran"), ("second", "ran")]
     assert [s["status"] for s in second["stages"]] == ["unchanged", "unchanged"]
     assert all(s["seconds"] > 0 for s in first["stages"])
+
+
+def test_a_case_that_times_itself_gives_its_own_seconds():
+    from harness import Timed
+
+    clock = FakeClock()
+
+    def elsewhere() -> Timed:
+        clock.now += 5.0  # start-up and transfer, not part of the figure
+        return Timed(0.25, "patches")
+
+    result = compare([Case("A", elsewhere)], clock=clock, load=loads(QUIET, QUIET))
+    assert result["A"].seconds == (0.25,) * 5 and result.outputs == {"A": "patches"}
