@@ -121,7 +121,8 @@ class Result:
 
     def ratio(self, name: str) -> float:
         """Median of the reference (first case) / median of `name`: how many times faster `name` is."""
-        return self.timings[0].median / self[name].median
+        median = self[name].median
+        return self.timings[0].median / median if median > 0 else math.inf
 
     @property
     def own_load(self) -> float:
