@@ -39,8 +39,13 @@ data: install
 # models.names is gated (read when the recipe runs, after install).
 GATE_MODELS = $(shell $(BIN)/python -c "from pathlib import Path; from aed.params import load_section; from aed.models.config import ModelsParams; print(' '.join(load_section(Path('params.yaml'), 'models', ModelsParams).names))")
 
+# Each `dvc repro` runs through bench/demo_times.py, which notes each stage's wall time; the demo ends with the
+# table (also in $(DEMO_TIMES); `python bench/demo_times.py show` prints it again without make).
+DEMO_TIMES := reports/timing/demo.json
+DEMO_STARTED := $(shell date +%s)
+
 demo: data
-	dvc repro hil
+	$(BIN)/python bench/demo_times.py run --out $(DEMO_TIMES) -- dvc repro hil
 	@for model in $(GATE_MODELS); do \
 	  record=reports/hil_$$model.json; \
 	  baseline=$$(python -c "import sys; from pathlib import Path; from aed.params import load_section; from hil_runner.gate import GateParams; print(load_section(Path('params.yaml'), 'gate', GateParams).baseline_path(Path(sys.argv[1]), sys.argv[2]))" $$record $$model); \
@@ -48,8 +53,9 @@ demo: data
 	    echo "demo: no baseline at $$baseline: accepting this run's record as the first baseline (review it, then commit it)"; \
 	    aed gate --record $$record --model-name $$model --accept || exit 1; }; \
 	done
-	dvc repro
+	$(BIN)/python bench/demo_times.py run --out $(DEMO_TIMES) --append --make-started $(DEMO_STARTED) -- dvc repro
 	@for model in $(GATE_MODELS); do python -c "import json,sys; v=json.load(open(sys.argv[1])); print('gate verdict', sys.argv[2] + ':', {k: v.get(k) for k in ('verdict', 'promotable', 'exit_code')})" reports/gate_$$model.json $$model; done
+	@echo; echo "demo: wall time of each stage ($(DEMO_TIMES))"; $(BIN)/python bench/demo_times.py show $(DEMO_TIMES)
 
 # dvc.yaml's model stages (train ... promote, per model) follow params.yaml's models.names: rewrite them after
 # editing models.names, quantize.formats or a teacher (a test fails while the committed dvc.yaml is stale).
@@ -100,14 +106,18 @@ push-images: images
 pipeline-yaml: install
 	aed pipeline compile
 
-# Benchmarks print figures beside a reference measured in the same run; they need the dataset and its patches.
+# Benchmarks print figures beside a reference measured in the same run (bench/harness.py: interleaved runs after a
+# warm-up, medians, the load before and after, "valid for the README" or not); they need the dataset and its
+# patches. Each also writes its figures, load, verdict and command to reports/timing/bench_<script>.json.
+BENCH_JSON := reports/timing
 bench: data
 	dvc repro patch
-	$(BIN)/python bench/patching.py
-	$(BIN)/python bench/estimator.py
-	$(BIN)/python bench/hil.py
-	$(BIN)/python bench/training.py
-	$(BIN)/python bench/split_jobs.py
+	$(BIN)/python bench/patching.py --json $(BENCH_JSON)/bench_patching.json
+	$(BIN)/python bench/estimator.py --json $(BENCH_JSON)/bench_estimator.json
+	$(BIN)/python bench/hil.py --json $(BENCH_JSON)/bench_hil.json
+	$(BIN)/python bench/training.py --json $(BENCH_JSON)/bench_training.json
+	$(BIN)/python bench/split_jobs.py --json $(BENCH_JSON)/bench_split_jobs.json
+	$(BIN)/python bench/cli_help.py --json $(BENCH_JSON)/bench_cli_help.json
 
 clean:
 	rm -rf artifacts reports models .cache/aed/extracted

@@ -232,13 +232,25 @@ def log_mel(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.n
     """Log-mel spectrogram (n_mels, frames), float32: magnitude STFT, center off, ln(mel + offset)."""
     if len(signal) < config.n_fft:
         return np.zeros((config.n_mels, 0), dtype=np.float32)
+    return mel_log(stft_magnitude(signal, config), config)
+
+
+def stft_magnitude(signal: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """|STFT| (frames, bins) over the FFT bins inside the filterbank's support, float64; signal >= n_fft long.
+    A step of its own so that bench/patching.py can say what the STFT costs apart from the mel product."""
     # float64 throughout: ln(x + 1e-4) amplifies rounding of near-silent bins by up to 1e4.
     frames = np.lib.stride_tricks.sliding_window_view(signal.astype(np.float64), config.n_fft)
     frames = frames[:: config.hop_length]
     spectrum = np.fft.rfft(frames * frame_window(config.n_fft, config.win_length), axis=1)
     # Only FFT bins inside the filterbank's support (5..239 of 257 by default) enter the product.
     low, weights = band_limited_mel(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
-    energies = np.abs(spectrum[:, low : low + weights.shape[0]]) @ weights
+    return np.abs(spectrum[:, low : low + weights.shape[0]])
+
+
+def mel_log(magnitude: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """ln(mel + offset) of stft_magnitude's output, as (n_mels, frames) float32."""
+    _, weights = band_limited_mel(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    energies = magnitude @ weights
     return np.log(energies.T + config.log_offset).astype(np.float32)
 
 

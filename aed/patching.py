@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,12 @@ from aed.workers import ordered_map
 # Front-end keys a store's identity leaves out while they have their reference value: stores written before they
 # could be set keep their params hash (and dvc.lock their output hash); another value makes another store.
 IDENTITY_OMITTED_AT_DEFAULT = ("silence_frame",)
+
+# glibc malloc options (malloc.h): M_TRIM_THRESHOLD and M_MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# Blocks up to this size come from the heap, and freed memory up to twice it stays there: above the few MB a clip
+# of up to max_duration_s allocates at once (frames and spectrum of a 10 s clip: about 4 MB each).
+_HEAP_BLOCKS_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ def patch_clips(
 ) -> Iterator[np.ndarray]:
     """Patches of each clip, in input order. jobs=0 uses every core; 1 runs in this process."""
     tasks = [(Path(path), config) for path in paths]
+    keep_freed_memory()  # the in-process path (jobs 1, or one clip); workers do it in _setup_worker
     # One BLAS thread per process: parallelism is over clips, and nested threads only contend.
     with threadpool_limits(limits=1, user_api="blas"):
         yield from ordered_map(
@@ -75,10 +84,32 @@ def patch_clips(
             tasks,
             jobs,
             lambda task: str(task[0]),
-            initializer=_single_threaded_blas,
+            initializer=_setup_worker,
             preload=[__name__],
         )
 
 
-def _single_threaded_blas() -> None:
+def _setup_worker() -> None:
     threadpool_limits(limits=1, user_api="blas")
+    keep_freed_memory()
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory in the process instead of handing it back to the kernel at once.
+
+    Why: each clip allocates and frees arrays of a few MB (decoded samples, frames, spectrum, mel energies). With
+    glibc's defaults these come from fresh mmap'ed pages or a heap trimmed after every free, so every clip pays
+    the kernel's page faults and zeroing again: on ESC-10 that was half of the patcher's CPU time (2.2 s of 400
+    clips down to 1.05 s, both under load). Only where memory comes from changes, not a computed value: the patch
+    store stays byte-identical. A process that patches keeps up to about 64 MB of freed memory for reuse.
+    Returns whether the setting took (False off glibc, e.g. macOS or musl, where nothing changes)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS_BYTES) and mallopt(_M_TRIM_THRESHOLD, 2 * _HEAP_BLOCKS_BYTES)
+    )

@@ -1,10 +1,11 @@
 """Benchmark: the built-in estimator on YAMNet-256 / YAMNet-1024 int8, next to ST's published figures.
 
-    python bench/estimator.py [--yamnet-256 M.tflite] [--yamnet-1024 M.onnx|M.tflite] [--repeat 3]
+    python bench/estimator.py [--yamnet-256 M.tflite] [--yamnet-1024 M.onnx|M.tflite] [--repeats 5] [--json F]
 
 Without model paths it builds both architectures with random weights (values do not change any figure here) and
 quantizes them with the project's own aed.quantize. Prints every figure with ST's value and the ratio; all of
-ours are `source: estimator`.
+ours are `source: estimator`. The estimator's own run time (limit 2 s per call) is timed with bench/harness.py: the
+U5 and N6 estimates of a model interleaved after a warm-up, min / median / max, the load and the verdict.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import Case, add_arguments, compare, options, run_script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -68,21 +69,22 @@ def main() -> None:
     )
     parser.add_argument("--yamnet-256", type=Path)
     parser.add_argument("--yamnet-1024", type=Path)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_arguments(parser)
     args = parser.parse_args()
+    run_options = options(args)
     workdir = Path(tempfile.mkdtemp(prefix="aed_bench_"))
     models = {"yamnet_256": args.yamnet_256 or build("yamnet_256", workdir),
               "yamnet_1024": args.yamnet_1024 or build("yamnet_1024", workdir)}  # fmt: skip
     summary = {}
     for name, path in models.items():
         st = ST[name]
-        timings, results = [], {}
-        for target in ("stm32u5", "stm32n6"):
-            for _ in range(args.repeat):
-                started = time.perf_counter()
-                results[target] = estimate(path, target)
-                timings.append(time.perf_counter() - started)
+        cases = [
+            Case(target, lambda target=target, path=path: estimate(path, target))
+            for target in ("stm32u5", "stm32n6")
+        ]
+        timed = compare(cases, **run_options)
+        results = timed.outputs
+        timings = [seconds for case in timed.timings for seconds in case.seconds]
         u5, n6 = results["stm32u5"], results["stm32n6"]
         print(f"\n{name}: {path.name} (source: estimator)          {'ours':>12} {'ST':>12}  ratio")
         print(row("weights (KiB)", u5["weights_bytes"] / KIB, st["weights_kib"], "KiB"))
@@ -97,6 +99,7 @@ def main() -> None:
               f"N6 verdict: {'fits' if n6['budget']['fits'] else 'does not fit'}")  # fmt: skip
         print(f"  estimator runtime: median {np.median(timings):.3f} s, max {max(timings):.3f} s per call "
               f"(limit 2 s: ratio {max(timings) / 2.0:.3f})")  # fmt: skip
+        print("  " + timed.report().replace("\n", "\n  "))
         summary[name] = {
             "weights_bytes": u5["weights_bytes"],
             "macs_total": u5["macs_total"],
@@ -106,10 +109,11 @@ def main() -> None:
             "latency_n6_ms": n6["latency"]["ms"],
             "runtime_max_s": max(timings),
             "source": "estimator",
+            "timing": timed.to_dict(),
         }
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -3,7 +3,8 @@
 Prints patches/s against the 50/s target, the share of each patch's time spent in inference (LiteRT reference
 kernels, timed on the host with the same kernels) versus transport + protocol, the bytes each patch puts on the
 wire and what a real 921 600-baud link would cost, agreement with the host reference, and the reported (virtual)
-latency.
+latency. The board's batch and the host's batch of the same patches run interleaved after a warm-up batch
+(bench/harness.py: min / median / max, the load before and after, valid for the README or not).
 
     python bench/hil.py                       # builds YAMNet-256 int8 (pretrained if AED_MODELS_MIRROR is set)
     python bench/hil.py --model m.tflite --patches 300
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402 - after the TF log level is set
+from harness import Case, add_arguments, compare, options, run_script  # noqa: E402
 
 from hil_runner.transport import Transport  # noqa: E402
 
@@ -70,13 +70,15 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, help="int8 .tflite (default: build YAMNet-256)")
-    parser.add_argument("--patches", type=int, default=200, help="timed patch inferences")
+    parser.add_argument("--patches", type=int, default=200, help="patch inferences per timed batch")
     parser.add_argument("--profile", default="b-u585i-iot02a")
     parser.add_argument(
         "--pin", action="store_true", help="pin host and virtual board to separate cores (a real board has its own "
         "CPU); faster on an idle machine, slower when other processes compete for the cores"
     )  # fmt: skip
+    add_arguments(parser)
     args = parser.parse_args()
+    run_options = options(args)
 
     from hil_runner.farm.virtual import start_vboard, stop_process
     from hil_runner.litert import load_reference
@@ -105,24 +107,26 @@ def main() -> int:
                 client = ValidationClient(link, Timeouts(settle=0.1), where="bench vboard")
                 client.connect()
                 [model] = client.models()
-                for x in inputs[:5]:  # warm-up
-                    client.run(model, [x])
-                link.sent = link.received = 0
-                results, per_patch = [], []
-                started = time.perf_counter()
-                for i, x in enumerate(inputs):
-                    tick = time.perf_counter()
-                    results.append(client.run(model, [x], first=i == 0))
-                    per_patch.append(time.perf_counter() - tick)
-                total_s = time.perf_counter() - started
+
+                def board_batch() -> list:
+                    link.sent = link.received = 0  # the last batch's bytes are the ones reported
+                    return [client.run(model, [x], first=i == 0) for i, x in enumerate(inputs)]
+
+                def host_batch() -> list:
+                    return [host.run([x])[0] for x in inputs]
+
+                # one request at a time: the host waits while the board computes, one busy process at a time
+                timed = compare(
+                    [Case("virtual board over pty", board_batch), Case("host LiteRT reference", host_batch)],
+                    **run_options,
+                )
                 wire_sent, wire_received = link.sent, link.received
         finally:
             stop_process(board.process)
             os.sched_setaffinity(0, original_affinity)
-
-        started = time.perf_counter()
-        reference = [host.run([x])[0] for x in inputs]
-        inference_s = time.perf_counter() - started
+        results, reference = timed.outputs["virtual board over pty"], timed.outputs["host LiteRT reference"]
+        total_s = timed["virtual board over pty"].median
+        inference_s = timed["host LiteRT reference"].median
 
     n = len(inputs)
     per_patch_ms = total_s / n * 1e3
@@ -141,9 +145,9 @@ def main() -> int:
           f"{'host and board pinned to separate cores' if pinned else 'not pinned'}")  # fmt: skip
     print(f"throughput:    {rate:.1f} patch inferences/s ({per_patch_ms:.2f} ms/patch); target >= {TARGET_PER_S:.0f}/s "
           f"-> ratio {rate / TARGET_PER_S:.2f} ({'met' if rate >= TARGET_PER_S else 'NOT met'})")  # fmt: skip
-    median_ms = float(np.median(per_patch)) * 1e3
-    print(f"robust:        median {median_ms:.2f} ms/patch -> {1e3 / median_ms:.1f}/s (p90 "
-          f"{np.percentile(per_patch, 90) * 1e3:.2f} ms); the mean above includes stalls from other load")  # fmt: skip
+    fastest = timed["virtual board over pty"].minimum
+    print(f"batches:       median of {len(timed['virtual board over pty'].seconds)} batches of {n}; fastest batch "
+          f"{n / fastest:.1f}/s, slowest {n / timed['virtual board over pty'].maximum:.1f}/s")  # fmt: skip
     print(f"time share:    inference {inference_ms:.2f} ms ({inference_ms / per_patch_ms:.0%}), "
           f"transport + protocol {transport_ms:.2f} ms ({transport_ms / per_patch_ms:.0%})")  # fmt: skip
     print(f"wire:          {wire_bytes:.0f} B/patch ({wire_sent / n:.0f} host->device incl. syncs received "
@@ -154,9 +158,12 @@ def main() -> int:
     st_ms = ST_LATENCY_MS.get(args.profile)
     versus = f"vs ST {st_ms} ms -> {(reported / st_ms - 1) * 100:+.2f}%" if st_ms else ""
     print(f"latency:       reported {reported:.2f} ms (source: virtual) {versus}")
-    print(f"host load:     {os.getloadavg()[0]:.2f} (1-min load average on {os.cpu_count()} cores)")
+    print(timed.report())
+    timed.write_json(
+        args.json, {"patches_per_s": rate, "target_per_s": TARGET_PER_S, "profile": args.profile}
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -2,20 +2,28 @@
 end-to-end fit, which re-runs the frozen backbone on every patch in every epoch), side by side.
 
     .venv/bin/python bench/training.py --patches artifacts/patches [--epochs 50] [--fold 1] [--models yamnet_256 ...]
+        [--repeats 5] [--warmup 1] [--json F]
 
 Both paths train the same model (frozen backbone + new softmax head) with the same augmentation kind and epoch
-selection. Prints seconds per fold and the ratio. Needs AED_MODELS_MIRROR. No asserts: figures only.
+selection, interleaved after a warm-up (bench/harness.py: min / median / max, the ratio of medians, the load and
+whether the run is valid for the README). Needs AED_MODELS_MIRROR. No asserts: figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
-import time
 from pathlib import Path
 
+from harness import Case, add_arguments, compare, options, run_script
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def seconds_per_epoch(history: list[dict]) -> float:
+    return sum(row["seconds"] for row in history) / max(1, len(history))
 
 
 def main() -> int:
@@ -29,7 +37,9 @@ def main() -> int:
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=50, help="the reference trains 50 epochs")
     parser.add_argument("--copies", type=int, default=4, help="augmented copies in the cache")
+    add_arguments(parser)
     args = parser.parse_args()
+    run_options = options(args)
 
     store = load_patch_store(args.patches)
     (split,) = make_splits(store.index, store.class_names, "folds", [args.fold])
@@ -40,25 +50,31 @@ def main() -> int:
         f"{args.epochs} epochs, os.cpu_count()={os.cpu_count()}"
     )
     print(
-        f"{'model':<12} {'cache (s)':>10} {'no cache (s)':>13} {'ratio':>7}  {'s/epoch cache':>13} "
-        f"{'s/epoch no cache':>16}  val acc cache / no cache"
+        f"medians of interleaved runs\n{'model':<12} {'cache (s)':>10} {'no cache (s)':>13} {'ratio':>7}  "
+        f"{'s/epoch cache':>13} {'s/epoch no cache':>16}  val acc cache / no cache"
     )
+    figures = {}
     for model_name in args.models:
-        timings, accuracy, per_epoch = {}, {}, {}
-        for cached in (True, False):
-            params = dataclasses.replace(base, embedding_cache=cached)
-            started = time.perf_counter()
-            result = train_split(store, split, model_name, params)
-            timings[cached] = time.perf_counter() - started
-            accuracy[cached] = result.val_accuracy
-            per_epoch[cached] = sum(row["seconds"] for row in result.history) / max(1, len(result.history))
-        ratio = timings[False] / timings[True]
+        # the reference (no cache) first: the ratio of medians is its time over the cache's
+        cases = [
+            Case(f"{model_name} {label}", lambda cached=cached, model_name=model_name: train_split(
+                store, split, model_name, dataclasses.replace(base, embedding_cache=cached)))
+            for label, cached in (("no cache", False), ("cache", True))
+        ]  # fmt: skip
+        timed = compare(cases, progress=lambda line: print(line, flush=True), **run_options)
+        (no_cache, cache), results = timed.timings, timed.outputs
+        per_epoch = {name: seconds_per_epoch(result.history) for name, result in results.items()}
         print(
-            f"{model_name:<12} {timings[True]:>10.1f} {timings[False]:>13.1f} {ratio:>6.1f}x  "
-            f"{per_epoch[True]:>13.2f} {per_epoch[False]:>16.2f}  {accuracy[True]:.3f} / {accuracy[False]:.3f}"
+            f"{model_name:<12} {cache.median:>10.1f} {no_cache.median:>13.1f} {timed.ratio(cache.name):>6.1f}x  "
+            f"{per_epoch[cache.name]:>13.2f} {per_epoch[no_cache.name]:>16.2f}  "
+            f"{results[cache.name].val_accuracy:.3f} / {results[no_cache.name].val_accuracy:.3f}"
         )
+        print(timed.report())
+        figures[model_name] = timed.to_dict()
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)
