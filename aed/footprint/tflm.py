@@ -1,0 +1,333 @@
+"""TensorFlow Lite Micro deployment: the improved activation plan embedded as TFLM's offline memory plan, the
+arena TFLM then needs (measured, not guessed), and the proof that the plan is honoured and safe.
+
+TFLM reads a metadata entry named `OfflineMemoryAllocation` whose buffer is int32 little-endian
+`[version 1, subgraph 0, number of tensors, one arena offset per tensor]`; -1 leaves a tensor (constants, and
+anything the plan does not cover) to TFLM's online planner. Kernel scratch buffers and TFLM's persistent
+structures come on top of the plan: that is why the arena is measured with the tflite-micro interpreter.
+
+What is verified and what is not: the tflite-micro Python interpreter runs TFLM's *reference* kernels. A plan that
+lets an op's output overwrite a dying input is safe only for kernels that read and write in a compatible order;
+on a board TFLM uses CMSIS-NN kernels, whose order differs. Nothing here proves the plan safe for CMSIS-NN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aed.footprint.graph import Graph
+from aed.footprint.planner import ALIGNMENT, Plan
+
+METADATA_NAME = "OfflineMemoryAllocation"
+KERNELS = "tflm-reference"
+VERIFIED_WITH = (
+    "the plan is verified with TFLM's reference kernels (tflite-micro Python interpreter), not with CMSIS-NN: "
+    "CMSIS-NN kernels read and write in another order, so nothing here proves the plan safe on a board using them"
+)
+# patches per proof task: large enough that building the two interpreters is negligible, small enough to spread
+PROOF_CHUNK = 128
+ARENA_LIMIT = 64 * 1024 * 1024  # a model needing more than this is not a microcontroller model
+
+
+class TflmError(RuntimeError):
+    """tflite-micro could not load or allocate the model at any arena size."""
+
+
+def tflm_version() -> str:
+    from tflite_micro import __version__
+
+    return str(__version__)
+
+
+def offline_offsets(graph: Graph, plan: Plan) -> list[int]:
+    """One offset per tensor of the subgraph: the plan's for the activations, -1 (online) for the rest."""
+    offsets = [-1] * len(graph.tensors)
+    for index, buffer in plan.buffers.items():
+        offsets[index] = buffer.offset
+    return offsets
+
+
+def offline_metadata(offsets: list[int]) -> bytes:
+    return struct.pack(f"<{3 + len(offsets)}i", 1, 0, len(offsets), *offsets)
+
+
+def embed_offline_plan(model: Path, out: Path, offsets: list[int]) -> None:
+    """Write `model` with the offline plan as `OfflineMemoryAllocation` metadata (an earlier entry replaced).
+
+    The model is re-serialised through the schema's object API, then re-aligned with tflite-micro's own aligner
+    so that constant buffers keep the 16-byte alignment the converter gave them."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper as aligner
+
+    data = Path(model).read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ValueError(f"{model}: not a TFLite flatbuffer (no 'TFL3' identifier)")
+    tree = schema.ModelT.InitFromPackedBuf(data, 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(offline_metadata(offsets), dtype=np.uint8)
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME.encode(), len(tree.buffers) - 1
+    kept = [m for m in (tree.metadata or []) if (m.name or b"").decode(errors="replace") != METADATA_NAME]
+    tree.metadata = [*kept, entry]
+    builder = flatbuffers.Builder(len(data) + 4096)
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    with tempfile.TemporaryDirectory() as scratch:
+        unaligned = Path(scratch) / "unaligned.tflite"
+        unaligned.write_bytes(builder.Output())
+        aligner.align_tflite_model(str(unaligned), str(out))
+
+
+def read_offline_offsets(model: Path) -> list[int] | None:
+    """The offsets stored in a model's `OfflineMemoryAllocation` metadata, or None when it has none."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = Path(model).read_bytes()
+    tree = schema.Model.GetRootAs(data, 0)
+    for i in range(tree.MetadataLength()):
+        entry = tree.Metadata(i)
+        if (entry.Name() or b"").decode(errors="replace") == METADATA_NAME:
+            raw = tree.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+            values = struct.unpack(f"<{len(raw) // 4}i", raw)
+            return list(values[3 : 3 + values[2]])
+    return None
+
+
+# -- the tflite-micro interpreter -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """TFLM prints allocation failures and its allocation report on the C stderr: capture it (fd level)."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode(errors="replace").splitlines())
+
+
+def _interpreter(model_bytes: bytes, arena: int) -> Any | None:
+    """A tflite-micro interpreter with tensors allocated in `arena` bytes, or None when they do not fit."""
+    from tflite_micro import runtime
+
+    with _captured_stderr():
+        try:
+            return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
+        except RuntimeError:
+            return None
+
+
+def allocates(model_bytes: bytes, arena: int) -> bool:
+    return _interpreter(model_bytes, arena) is not None
+
+
+@dataclass(frozen=True)
+class Arena:
+    """The smallest arena TFLM allocates the model in, and TFLM's own split of it."""
+
+    bytes: int  # configure exactly this (a multiple of the 16-byte alignment)
+    head: int  # the memory plan: offline offsets plus whatever TFLM planned online (scratch buffers)
+    tail: int  # persistent: tensor structs, quantization params, kernel op data
+
+    def to_dict(self) -> dict[str, int]:
+        return {"arena_bytes": self.bytes, "head_bytes": self.head, "tail_bytes": self.tail}
+
+
+def smallest_arena(model_bytes: bytes) -> Arena:
+    """Bisect, in alignment steps, for the smallest arena that allocates; then TFLM's head / tail at that size."""
+    high = ALIGNMENT * 1024
+    while not allocates(model_bytes, high):
+        if high >= ARENA_LIMIT:
+            raise TflmError(
+                f"tflite-micro cannot allocate the model in {ARENA_LIMIT:,} B (or cannot load it)"
+            )
+        high *= 2
+    low = 0  # in alignment steps: `low` fails (or is zero), `high` allocates
+    low_steps, high_steps = low, high // ALIGNMENT
+    while high_steps - low_steps > 1:
+        middle = (low_steps + high_steps) // 2
+        if allocates(model_bytes, middle * ALIGNMENT):
+            high_steps = middle
+        else:
+            low_steps = middle
+    size = high_steps * ALIGNMENT
+    head, tail = _allocation_report(model_bytes, size)
+    return Arena(size, head, tail)
+
+
+def _allocation_report(model_bytes: bytes, arena: int) -> tuple[int, int]:
+    interpreter = _interpreter(model_bytes, arena)
+    if interpreter is None:
+        raise TflmError(f"tflite-micro no longer allocates the model in {arena:,} B")
+    with _captured_stderr() as lines:
+        interpreter.print_allocations()
+    figures = {}
+    for line in lines:
+        for name in ("head", "tail"):
+            prefix = f"Arena allocation {name} "
+            if prefix in line:
+                figures[name] = int(line.split(prefix)[1].split()[0])
+    if set(figures) != {"head", "tail"}:
+        raise TflmError("tflite-micro printed no arena head / tail figures")
+    return figures["head"], figures["tail"]
+
+
+def input_quantization(model_bytes: bytes) -> tuple[tuple[int, ...], float, int]:
+    """(input shape, scale, zero point) of the int8 model input, read through tflite-micro."""
+    interpreter = _interpreter(model_bytes, ARENA_LIMIT)
+    if interpreter is None:
+        raise TflmError("tflite-micro cannot load the model")
+    detail = interpreter.get_input_details(0)
+    quant = detail["quantization_parameters"]
+    if detail["dtype"] is not np.int8 or not len(quant["scales"]):
+        raise TflmError("the model input is not int8-quantized; the TFLM runtime takes int8 models only")
+    return tuple(int(d) for d in detail["shape"]), float(quant["scales"][0]), int(quant["zero_points"][0])
+
+
+def run_outputs(model_bytes: bytes, arena: int, inputs: np.ndarray) -> np.ndarray:
+    """The model's first output for each int8 input (in order), as raw bytes (one row per input)."""
+    interpreter = _interpreter(model_bytes, arena)
+    if interpreter is None:
+        raise TflmError(f"tflite-micro cannot allocate the model in {arena:,} B")
+    rows = []
+    for sample in inputs:
+        interpreter.set_input(sample, 0)
+        interpreter.invoke()
+        rows.append(np.frombuffer(interpreter.get_output(0).tobytes(), dtype=np.uint8))
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.uint8)
+
+
+# -- the proof ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProofTask:
+    planned: bytes
+    unplanned: bytes
+    planned_arena: int
+    unplanned_arena: int
+    first: int  # index of inputs[0] among all evaluated inputs
+    inputs: np.ndarray
+
+
+def compare_chunk(task: ProofTask) -> list[int]:
+    """Indices (global) of the inputs whose planned output differs in any bit from the unplanned model's."""
+    planned = run_outputs(task.planned, task.planned_arena, task.inputs)
+    unplanned = run_outputs(task.unplanned, task.unplanned_arena, task.inputs)
+    differ = np.flatnonzero((planned != unplanned).any(axis=1)) if len(planned) else []
+    return [task.first + int(i) for i in differ]
+
+
+def prove_bit_exact(
+    planned: bytes, unplanned: bytes, arenas: tuple[int, int], inputs: np.ndarray, jobs: int
+) -> dict[str, Any]:
+    """Run every input through the planned model at exactly its reported arena and through the unplanned model;
+    the outputs must agree bit for bit. Chunks run in worker processes (aed.workers)."""
+    from aed.workers import ordered_map
+
+    tasks = [
+        ProofTask(planned, unplanned, arenas[0], arenas[1], start, inputs[start : start + PROOF_CHUNK])
+        for start in range(0, len(inputs), PROOF_CHUNK)
+    ]
+    differing: list[int] = []
+    for result in ordered_map(
+        compare_chunk, tasks, jobs, lambda t: f"TFLM proof, inputs {t.first}..{t.first + len(t.inputs) - 1}"
+    ):
+        differing += result
+    return {
+        "inputs": int(len(inputs)),
+        "differing_outputs": len(differing),
+        "first_differing": differing[:10],
+        "bit_exact": not differing and len(inputs) > 0,
+    }
+
+
+def prove_tight(planned: bytes, arena: int) -> dict[str, Any]:
+    """The reported arena allocates and one alignment step less does not."""
+    smaller = arena - ALIGNMENT
+    at, below = allocates(planned, arena), allocates(planned, smaller)
+    return {
+        "allocates_at_bytes": arena,
+        "allocates": at,
+        "one_step_smaller_bytes": smaller,
+        "one_step_smaller_fails": not below,
+        "tight": at and not below,
+    }
+
+
+# -- one deployment: planned model, arena, header, proof ---------------------------------------------------------
+def deploy(model: Path, out_model: Path, patches: np.ndarray, jobs: int) -> dict[str, Any]:
+    """Write `out_model` (the int8 .tflite `model` with its improved plan embedded), measure its arena, prove it
+    on `patches` (float, quantized here as the firmware does) and return the record's `tflm` section."""
+    from aed.footprint.estimator import load_graph, plan_activations
+    from aed.quantize import quantize_input
+    from aed.records import sha256_file
+
+    graph = load_graph(model)
+    plans = plan_activations(graph)  # the improved plan is replayed first (greedy again if that failed)
+    embed_offline_plan(model, out_model, offline_offsets(graph, plans.improved))
+    planned, unplanned = Path(out_model).read_bytes(), Path(model).read_bytes()
+    arena, unplanned_arena = smallest_arena(planned), smallest_arena(unplanned)
+    shape, scale, zero_point = input_quantization(unplanned)
+    inputs = quantize_input(np.asarray(patches, dtype=np.float32).reshape(-1, *shape), scale, zero_point)
+    bit_exact = prove_bit_exact(planned, unplanned, (arena.bytes, unplanned_arena.bytes), inputs, jobs)
+    tight = prove_tight(planned, arena.bytes)
+    return {
+        "source": "tflm",
+        "runtime": "tflm",
+        "tflite_micro_version": tflm_version(),
+        "kernels": KERNELS,
+        "model_file": Path(out_model).name,
+        "model_sha256": sha256_file(out_model),
+        "plan": {
+            "planner": "improved" if plans.improved is not plans.greedy else "greedy",
+            "head_bytes": plans.improved.head,
+            "greedy_head_bytes": plans.greedy.head,
+            "replay": plans.replay_status,
+            "offline_tensors": sum(1 for _ in plans.improved.buffers),
+        },
+        "arena": arena.to_dict(),
+        "unplanned_arena": unplanned_arena.to_dict(),
+        "arena_saving_pct": round(100.0 * (1 - arena.bytes / unplanned_arena.bytes), 2),
+        "proof": {
+            "passed": bool(bit_exact["bit_exact"] and tight["tight"]),
+            "bit_exact": bit_exact,
+            "tight": tight,
+        },
+        "verified_with": VERIFIED_WITH,
+    }
+
+
+def arena_header(name: str, tflm: dict[str, Any]) -> str:
+    """The C header the firmware includes to size its tensor arena."""
+    guard = "".join(ch if ch.isalnum() else "_" for ch in name).upper() + "_TFLM_ARENA_H"
+    macro = "".join(ch if ch.isalnum() else "_" for ch in name).upper()
+    arena = tflm["arena"]
+    proof = "passed" if tflm["proof"]["passed"] else "FAILED"
+    return f"""/* Generated by `aed convert` (convert.runtime tflm): tensor arena of {tflm["model_file"]}
+ * (sha256 {tflm["model_sha256"]}), whose memory plan is embedded as OfflineMemoryAllocation metadata.
+ * Measured with tflite-micro {tflm["tflite_micro_version"]}: plan head {arena["head_bytes"]} B + persistent and
+ * scratch tail {arena["tail_bytes"]} B; the model does not allocate in {arena["arena_bytes"] - ALIGNMENT} B.
+ * In-step proof: {proof} ({tflm["proof"]["bit_exact"]["inputs"]} inputs bit-exact with the unplanned model).
+ * Verified with TFLM's reference kernels only, NOT with CMSIS-NN: check the plan with the kernels you ship.
+ * Declare the arena 16-byte aligned: alignas(16) uint8_t tensor_arena[{macro}_TFLM_ARENA_BYTES]; */
+#ifndef {guard}
+#define {guard}
+
+#define {macro}_TFLM_ARENA_BYTES {arena["arena_bytes"]}u
+#define {macro}_TFLM_ARENA_ALIGNMENT {ALIGNMENT}u
+
+#endif /* {guard} */
+"""
