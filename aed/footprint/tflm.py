@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import struct
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ VERIFIED_WITH = (
 # patches per proof task: large enough that building the two interpreters is negligible, small enough to spread
 PROOF_CHUNK = 128
 ARENA_LIMIT = 64 * 1024 * 1024  # a model needing more than this is not a microcontroller model
+PROBE_TIMEOUT_S = 120.0  # one allocation attempt; it takes milliseconds
 
 
 class TflmError(RuntimeError):
@@ -131,8 +135,81 @@ def _interpreter(model_bytes: bytes, arena: int) -> Any | None:
             return None
 
 
+# tflite-micro's Python wrapper crashes (SIGSEGV) instead of raising on some failed allocations (an arena of
+# 463 B or less for any model; 2,048 B for a small test graph): every attempt that may fail runs in a child
+# process, and a crash there counts as "does not allocate", which is what it is.
+_PROBE = """
+import sys
+from tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+for line in sys.stdin:
+    try:
+        runtime.Interpreter.from_bytes(data, arena_size=int(line))
+        print("ok", flush=True)
+    except RuntimeError:
+        print("fail", flush=True)
+"""
+OK, FAILS, CRASHES = (
+    "allocates",
+    "fails to allocate",
+    "tflite-micro crashed (a failed allocation it does not check)",
+)
+
+
+class Prober:
+    """Allocation attempts of one model in a child process, restarted after a crash."""
+
+    def __init__(self, model_bytes: bytes) -> None:
+        self._file = tempfile.NamedTemporaryFile(suffix=".tflite")  # noqa: SIM115 - lives as long as the prober
+        self._file.write(model_bytes)
+        self._file.flush()
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Prober:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop()
+        self._file.close()
+
+    def outcome(self, arena: int) -> str:
+        process = self._process or self._start()
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(f"{arena}\n")
+            process.stdin.flush()
+        except BrokenPipeError:
+            return self._crashed()
+        ready, _, _ = select.select([process.stdout], [], [], PROBE_TIMEOUT_S)
+        if not ready:
+            self._stop()
+            raise TflmError(
+                f"tflite-micro did not finish allocating in {arena:,} B within {PROBE_TIMEOUT_S:.0f} s"
+            )
+        reply = process.stdout.readline().strip()
+        return {"ok": OK, "fail": FAILS}.get(reply) or self._crashed()
+
+    def _start(self) -> subprocess.Popen:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, self._file.name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        return self._process
+
+    def _crashed(self) -> str:
+        self._stop()
+        return CRASHES
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
 def allocates(model_bytes: bytes, arena: int) -> bool:
-    return _interpreter(model_bytes, arena) is not None
+    with Prober(model_bytes) as prober:
+        return prober.outcome(arena) == OK
 
 
 @dataclass(frozen=True)
@@ -144,26 +221,36 @@ class Arena:
     tail: int  # persistent: tensor structs, quantization params, kernel op data
 
     def to_dict(self) -> dict[str, int]:
-        return {"arena_bytes": self.bytes, "head_bytes": self.head, "tail_bytes": self.tail}
+        # transient: what allocation needs beyond head and tail while it runs (TFLM's temporary allocations)
+        transient = self.bytes - self.head - self.tail
+        return {
+            "arena_bytes": self.bytes,
+            "head_bytes": self.head,
+            "tail_bytes": self.tail,
+            "transient_bytes": transient,
+        }
 
 
 def smallest_arena(model_bytes: bytes) -> Arena:
     """Bisect, in alignment steps, for the smallest arena that allocates; then TFLM's head / tail at that size."""
-    high = ALIGNMENT * 1024
-    while not allocates(model_bytes, high):
-        if high >= ARENA_LIMIT:
-            raise TflmError(
-                f"tflite-micro cannot allocate the model in {ARENA_LIMIT:,} B (or cannot load it)"
-            )
-        high *= 2
-    low = 0  # in alignment steps: `low` fails (or is zero), `high` allocates
-    low_steps, high_steps = low, high // ALIGNMENT
-    while high_steps - low_steps > 1:
-        middle = (low_steps + high_steps) // 2
-        if allocates(model_bytes, middle * ALIGNMENT):
-            high_steps = middle
-        else:
-            low_steps = middle
+    with Prober(model_bytes) as prober:
+        high = ALIGNMENT * 1024
+        while prober.outcome(high) != OK:
+            if high >= ARENA_LIMIT:
+                raise TflmError(
+                    f"tflite-micro cannot allocate the model in {ARENA_LIMIT:,} B (or cannot load it)"
+                )
+            high *= 2
+        low_steps, high_steps = (
+            0,
+            high // ALIGNMENT,
+        )  # in alignment steps: low fails (or is zero), high allocates
+        while high_steps - low_steps > 1:
+            middle = (low_steps + high_steps) // 2
+            if prober.outcome(middle * ALIGNMENT) == OK:
+                high_steps = middle
+            else:
+                low_steps = middle
     size = high_steps * ALIGNMENT
     head, tail = _allocation_report(model_bytes, size)
     return Arena(size, head, tail)
@@ -257,13 +344,15 @@ def prove_bit_exact(
 def prove_tight(planned: bytes, arena: int) -> dict[str, Any]:
     """The reported arena allocates and one alignment step less does not."""
     smaller = arena - ALIGNMENT
-    at, below = allocates(planned, arena), allocates(planned, smaller)
+    with Prober(planned) as prober:
+        at, below = prober.outcome(arena), prober.outcome(smaller)
     return {
         "allocates_at_bytes": arena,
-        "allocates": at,
+        "allocates": at == OK,
         "one_step_smaller_bytes": smaller,
-        "one_step_smaller_fails": not below,
-        "tight": at and not below,
+        "one_step_smaller_fails": below != OK,
+        "one_step_smaller_outcome": below,
+        "tight": at == OK and below != OK,
     }
 
 
@@ -279,7 +368,7 @@ def deploy(model: Path, out_model: Path, patches: np.ndarray, jobs: int) -> dict
     plans = plan_activations(graph)  # the improved plan is replayed first (greedy again if that failed)
     embed_offline_plan(model, out_model, offline_offsets(graph, plans.improved))
     planned, unplanned = Path(out_model).read_bytes(), Path(model).read_bytes()
-    arena, unplanned_arena = smallest_arena(planned), smallest_arena(unplanned)
+    arena, unplanned_arena = _smallest_arenas(planned, unplanned, jobs)
     shape, scale, zero_point = input_quantization(unplanned)
     inputs = quantize_input(np.asarray(patches, dtype=np.float32).reshape(-1, *shape), scale, zero_point)
     bit_exact = prove_bit_exact(planned, unplanned, (arena.bytes, unplanned_arena.bytes), inputs, jobs)
@@ -308,6 +397,17 @@ def deploy(model: Path, out_model: Path, patches: np.ndarray, jobs: int) -> dict
         },
         "verified_with": VERIFIED_WITH,
     }
+
+
+def _smallest_arenas(planned: bytes, unplanned: bytes, jobs: int) -> tuple[Arena, Arena]:
+    """Both arenas measured at once, in worker processes unless jobs is 1 (a crash there stops the step cleanly)."""
+    from aed.workers import ordered_map
+
+    names = {id(planned): "planned model", id(unplanned): "unplanned model"}
+    measured = list(
+        ordered_map(smallest_arena, [planned, unplanned], jobs, lambda m: f"TFLM arena of the {names[id(m)]}")
+    )
+    return measured[0], measured[1]
 
 
 def arena_header(name: str, tflm: dict[str, Any]) -> str:
