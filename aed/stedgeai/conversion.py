@@ -41,7 +41,7 @@ class ConvertParams(CodeGenSettings):
     estimator_calibration: Literal["2.0.0", "3.0.0"] = "3.0.0"
     # stedgeai: ST's runtime (stedgeai or the estimator); tflm: TFLite Micro with the offline-planned arena
     # (.tflite models; ONNX QDQ gets the estimate only); both: the two
-    runtime: Literal["stedgeai", "tflm", "both"] = "both"
+    runtime: Literal["stedgeai", "tflm", "both"] = "stedgeai"
     tflm_proof_patches: int = bounded(0, 0)  # patches the TFLM proof runs on; 0: every patch of the store
     tflm_jobs: int = bounded(0, 0)  # worker processes for the TFLM proof; 0: every core
 
