@@ -223,7 +223,8 @@ def _main(args: argparse.Namespace) -> int:
 
 def _print_tflm(tflm: dict) -> None:
     if "arena" not in tflm:
-        print(f"convert: tflm {tflm['status']}")
+        if not tflm["status"].startswith("not requested"):
+            print(f"convert: tflm {tflm['status']}")
         return
     proof = tflm["proof"]
     print(f"convert: tflm {tflm['model_file']} arena={tflm['arena']['arena_bytes']:,} B (unplanned "
