@@ -109,7 +109,7 @@ def read_offline_offsets(model: Path) -> list[int] | None:
 
 # -- the tflite-micro interpreter -------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
+def captured_stderr() -> Iterator[list[str]]:
     """TFLM prints allocation failures and its allocation report on the C stderr: capture it (fd level)."""
     lines: list[str] = []
     with tempfile.TemporaryFile(mode="w+b") as sink:
@@ -124,11 +124,11 @@ def _captured_stderr() -> Iterator[list[str]]:
             lines.extend(sink.read().decode(errors="replace").splitlines())
 
 
-def _interpreter(model_bytes: bytes, arena: int) -> Any | None:
+def load_interpreter(model_bytes: bytes, arena: int) -> Any | None:
     """A tflite-micro interpreter with tensors allocated in `arena` bytes, or None when they do not fit."""
     from tflite_micro import runtime
 
-    with _captured_stderr():
+    with captured_stderr():
         try:
             return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
         except RuntimeError:
@@ -252,15 +252,15 @@ def smallest_arena(model_bytes: bytes) -> Arena:
             else:
                 low_steps = middle
     size = high_steps * ALIGNMENT
-    head, tail = _allocation_report(model_bytes, size)
+    head, tail = allocation_report(model_bytes, size)
     return Arena(size, head, tail)
 
 
-def _allocation_report(model_bytes: bytes, arena: int) -> tuple[int, int]:
-    interpreter = _interpreter(model_bytes, arena)
+def allocation_report(model_bytes: bytes, arena: int) -> tuple[int, int]:
+    interpreter = load_interpreter(model_bytes, arena)
     if interpreter is None:
         raise TflmError(f"tflite-micro no longer allocates the model in {arena:,} B")
-    with _captured_stderr() as lines:
+    with captured_stderr() as lines:
         interpreter.print_allocations()
     figures = {}
     for line in lines:
@@ -275,10 +275,19 @@ def _allocation_report(model_bytes: bytes, arena: int) -> tuple[int, int]:
 
 def input_quantization(model_bytes: bytes) -> tuple[tuple[int, ...], float, int]:
     """(input shape, scale, zero point) of the int8 model input, read through tflite-micro."""
-    interpreter = _interpreter(model_bytes, ARENA_LIMIT)
+    interpreter = load_interpreter(model_bytes, ARENA_LIMIT)
     if interpreter is None:
         raise TflmError("tflite-micro cannot load the model")
     detail = interpreter.get_input_details(0)
+    try:
+        with captured_stderr():  # the wrapper prints the out-of-range index before raising
+            interpreter.get_input_details(1)
+    except IndexError:
+        pass
+    else:
+        raise TflmError(
+            "the model has more than one input; the TFLM proof feeds patches to single-input models"
+        )
     quant = detail["quantization_parameters"]
     if detail["dtype"] is not np.int8 or not len(quant["scales"]):
         raise TflmError("the model input is not int8-quantized; the TFLM runtime takes int8 models only")
@@ -287,7 +296,7 @@ def input_quantization(model_bytes: bytes) -> tuple[tuple[int, ...], float, int]
 
 def run_outputs(model_bytes: bytes, arena: int, inputs: np.ndarray) -> np.ndarray:
     """The model's first output for each int8 input (in order), as raw bytes (one row per input)."""
-    interpreter = _interpreter(model_bytes, arena)
+    interpreter = load_interpreter(model_bytes, arena)
     if interpreter is None:
         raise TflmError(f"tflite-micro cannot allocate the model in {arena:,} B")
     rows = []
@@ -370,7 +379,13 @@ def deploy(model: Path, out_model: Path, patches: np.ndarray, jobs: int) -> dict
     planned, unplanned = Path(out_model).read_bytes(), Path(model).read_bytes()
     arena, unplanned_arena = _smallest_arenas(planned, unplanned, jobs)
     shape, scale, zero_point = input_quantization(unplanned)
-    inputs = quantize_input(np.asarray(patches, dtype=np.float32).reshape(-1, *shape), scale, zero_point)
+    patches = np.asarray(patches, dtype=np.float32)
+    if int(np.prod(patches.shape[1:])) != int(np.prod(shape)):
+        raise ValueError(
+            f"{model}: the model input is {tuple(shape)} but the patch store's patches are {patches.shape[1:]}; "
+            "the TFLM proof needs the patches the model was trained on"
+        )
+    inputs = quantize_input(patches.reshape(-1, *shape), scale, zero_point)
     bit_exact = prove_bit_exact(planned, unplanned, (arena.bytes, unplanned_arena.bytes), inputs, jobs)
     tight = prove_tight(planned, arena.bytes)
     return {

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from aed.footprint.tflm import KERNELS, TflmError, _interpreter, read_offline_offsets, smallest_arena
+from aed.footprint.tflm import (
+    KERNELS,
+    TflmError,
+    captured_stderr,
+    load_interpreter,
+    read_offline_offsets,
+    smallest_arena,
+)
 from hil_runner.protocol.tensors import TensorSpec
 
 RUNTIMES = ("auto", "litert", "tflm")
@@ -42,7 +49,7 @@ class TflmModel:
         if len(data) < 8 or data[4:8] != b"TFL3":
             raise ValueError(f"{self.path}: the TFLM runtime takes int8 .tflite models only")
         self.arena = smallest_arena(data)
-        self.interpreter = _interpreter(data, self.arena.bytes)
+        self.interpreter = load_interpreter(data, self.arena.bytes)
         if self.interpreter is None:
             raise TflmError(f"{self.path}: tflite-micro cannot allocate the model in {self.arena.bytes:,} B")
         self.inputs = tuple(self._spec("input", i) for i in range(self._count("input")))
@@ -52,7 +59,8 @@ class TflmModel:
         count = 0
         while True:
             try:
-                getattr(self.interpreter, f"get_{kind}_details")(count)
+                with captured_stderr():  # the wrapper prints the out-of-range index before raising
+                    getattr(self.interpreter, f"get_{kind}_details")(count)
             except (IndexError, RuntimeError, ValueError):
                 return count
             count += 1

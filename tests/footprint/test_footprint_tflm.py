@@ -179,15 +179,22 @@ def test_convert_stedgeai_runtime_needs_no_patches(tiny_int8: Path, tmp_path: Pa
         ([], {"runtime": "tlfm"}, "convert.runtime"),
         ([], {"tflm_proof_patches": -1}, "convert.tflm_proof_patches"),
         ([], {"estimator_calibration": "4.0.0"}, "convert.estimator_calibration"),
+        (
+            ["--patches", "{store}"],
+            {"runtime": "tflm"},
+            "the model input is (1, 16, 12, 3) but the patch store",
+        ),
+        (["--patches", "{empty}"], {"runtime": "tflm"}, "empty/index.csv: missing; is"),
     ],
 )
 def test_convert_bad_tflm_input_is_one_line_exit_2(
-    tiny_int8: Path, tmp_path: Path, capsys, extra: list[str], convert: dict, expected: str
+    tiny_int8: Path, store: Path, tmp_path: Path, capsys, extra: list[str], convert: dict, expected: str
 ) -> None:
     from pipelines.cli import main
 
     params = _params(tmp_path / "params.yaml", **convert)
-    extra = [e.format(missing=tmp_path / "nowhere") for e in extra]
+    (tmp_path / "empty").mkdir()
+    extra = [e.format(missing=tmp_path / "nowhere", store=store, empty=tmp_path / "empty") for e in extra]
     code = main(
         ["convert", "--params", str(params), "--model", str(tiny_int8), "--target", "stm32u5",
          "--out", str(tmp_path / "o"), "--record", str(tmp_path / "r.json"), *extra]

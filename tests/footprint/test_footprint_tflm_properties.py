@@ -16,7 +16,7 @@ import pytest
 from aed.footprint import load_graph
 from aed.footprint.planner import plan_greedy, plan_improved
 from aed.footprint.replay import replay
-from aed.footprint.tflm import _allocation_report, embed_offline_plan, offline_offsets, run_outputs
+from aed.footprint.tflm import allocation_report, embed_offline_plan, offline_offsets, run_outputs
 
 ARENA = 1024 * 1024  # generous: offline offsets do not move with the arena size
 QUICK_SEEDS = range(6)
@@ -83,7 +83,7 @@ def _check(seed: int, folder: Path) -> None:
     ops = [op.op for op in graph.ops]
     assert np.array_equal(ours, theirs), f"seed {seed}: TFLM outputs differ under the improved plan ({ops})"
     # ... and TFLM honoured it: its head holds the whole plan (kernel scratch may come on top)
-    head, _tail = _allocation_report(planned.read_bytes(), ARENA)
+    head, _tail = allocation_report(planned.read_bytes(), ARENA)
     assert head >= improved.head, f"seed {seed}: TFLM head {head} < plan head {improved.head}"
 
 
