@@ -50,9 +50,10 @@ def run(
     also to that file, the one dvc.yaml lists under `metrics:`. `patches` (a patch store) is what the TFLM proof
     runs on; `model_name` names the TFLM files (default: the model file's stem)."""
     model, out_dir = Path(model), Path(out_dir)
-    check_output(out_dir, OutputSpec("convert"), {"model": model})
+    sources = {"model": model, "--patches": patches}
+    check_output(out_dir, OutputSpec("convert"), sources)
     check_file_outputs(
-        {"--record": record_path, "--dvc-metrics": dvc_metrics_path}, {"model": model, "--out": out_dir}
+        {"--record": record_path, "--dvc-metrics": dvc_metrics_path}, {**sources, "--out": out_dir}
     )
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
@@ -64,7 +65,7 @@ def run(
     tool = locate_tool(params) if params.runtime != "tflm" else None
     # The directory always exists (a DVC / KFP output) but holds only the tools' files (and the output marker):
     # written aside and swapped in whole, only over an earlier convert output.
-    with replacing(out_dir, OutputSpec("convert"), {"model": model}) as staging:
+    with replacing(out_dir, OutputSpec("convert"), sources) as staging:
         figures = (
             _in_output(params, tool, model, target, staging, out_dir)
             if tool

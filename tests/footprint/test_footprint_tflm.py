@@ -185,6 +185,7 @@ def test_convert_stedgeai_runtime_needs_no_patches(tiny_int8: Path, tmp_path: Pa
             "the model input is (1, 16, 12, 3) but the patch store",
         ),
         (["--patches", "{empty}"], {"runtime": "tflm"}, "empty/index.csv: missing; is"),
+        (["--patches", "{store}", "--out"], {"runtime": "tflm"}, "--patches"),  # the output over the input
     ],
 )
 def test_convert_bad_tflm_input_is_one_line_exit_2(
@@ -195,9 +196,11 @@ def test_convert_bad_tflm_input_is_one_line_exit_2(
     params = _params(tmp_path / "params.yaml", **convert)
     (tmp_path / "empty").mkdir()
     extra = [e.format(missing=tmp_path / "nowhere", store=store, empty=tmp_path / "empty") for e in extra]
+    out = store if "--out" in extra else tmp_path / "o"
+    extra = [e for e in extra if e != "--out"]
     code = main(
         ["convert", "--params", str(params), "--model", str(tiny_int8), "--target", "stm32u5",
-         "--out", str(tmp_path / "o"), "--record", str(tmp_path / "r.json"), *extra]
+         "--out", str(out), "--record", str(tmp_path / "r.json"), *extra]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
