@@ -211,7 +211,9 @@ def tflm_proof_check(convert_record: Path) -> Check | None:
     """The TFLM key: a model whose offline memory plan failed its in-step proof (convert.runtime tflm | both) is
     not promoted. None when the convert record has no TFLM deployment (not requested, or an ONNX model)."""
     data, _ = read_json(convert_record, "convert record")
-    tflm = data.get("tflm") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise RecordError(f"{convert_record}: convert record is not a JSON object")
+    tflm = data.get("tflm")
     if not isinstance(tflm, dict) or set(tflm) <= {"status"}:
         return None
     proof = tflm.get("proof")
