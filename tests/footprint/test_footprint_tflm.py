@@ -240,13 +240,21 @@ def test_gate_passes_a_proved_or_absent_tflm_deployment(tmp_path: Path, tflm: di
     assert ("TFLM plan proof" in result["table"]) == (tflm is not None and "proof" in tflm)
 
 
-def test_gate_with_an_unreadable_convert_record_is_undecidable(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "convert record is not valid JSON"), ("[1, 2]", "convert record is not a JSON object")],
+)
+def test_gate_with_an_unreadable_convert_record_is_refused(
+    tmp_path: Path, content: str, message: str
+) -> None:
     from aed.record_schema import RecordError
+    from hil_runner.gate import GateParams, evaluate
 
-    (tmp_path / "convert.json").write_text("{not json")
-    with pytest.raises(RecordError, match="convert.json: convert record is not valid JSON"):
-        from hil_runner.gate import GateParams, evaluate
+    (tmp_path / "convert.json").write_text(content)
+    hil = write(tmp_path / "hil.json", synthetic_record())
+    with pytest.raises(RecordError, match=f"convert.json: {message}"):
+        evaluate(hil, None, GateParams(), tmp_path / "convert.json")
 
-        evaluate(
-            write(tmp_path / "hil.json", synthetic_record()), None, GateParams(), tmp_path / "convert.json"
-        )
+
+def test_gate_fails_closed_on_a_malformed_tflm_section(tmp_path: Path) -> None:
+    assert not _gate(tmp_path, {"proof": "yes", "arena": 5})["passed"]
