@@ -118,7 +118,7 @@ def _proof_patches(store: Any, count: int) -> Any:
 
 
 def _tflm_in_output(params: ConvertParams, model: Path, name: str, store: Any, staging: Path) -> dict:
-    from aed.footprint.tflm import arena_header, deploy
+    from aed.footprint.tflm_proof import arena_header, deploy
 
     planned = staging / f"{name}_tflm.tflite"
     tflm = deploy(model, planned, _proof_patches(store, params.tflm_proof_patches), params.tflm_jobs)

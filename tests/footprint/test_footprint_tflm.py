@@ -14,13 +14,12 @@ from aed.footprint.planner import ALIGNMENT, plan_greedy, plan_improved
 from aed.footprint.tflm import (
     VERIFIED_WITH,
     allocates,
-    deploy,
     embed_offline_plan,
     offline_offsets,
-    prove_bit_exact,
     read_offline_offsets,
     smallest_arena,
 )
+from aed.footprint.tflm_proof import deploy, prove_bit_exact
 from tests.footprint.conftest import calibration
 from tests.gate_records import synthetic_record, write
 
