@@ -19,7 +19,7 @@ from aed.footprint.tflm import (
     read_offline_offsets,
     smallest_arena,
 )
-from aed.footprint.tflm_proof import deploy, prove_bit_exact
+from aed.footprint.tflm_proof import deploy, prove_bit_exact, prove_tight
 from tests.footprint.conftest import calibration
 from tests.gate_records import synthetic_record, write
 
@@ -103,6 +103,10 @@ def test_smallest_arena_is_the_least_that_allocates(tiny_int8: Path) -> None:
     arena = smallest_arena(data)
     assert arena.bytes % ALIGNMENT == 0
     assert allocates(data, arena.bytes) and not allocates(data, arena.bytes - ALIGNMENT)
+    # the tightness check rejects a figure one step too large, and one too small
+    assert prove_tight(data, arena.bytes)["tight"]
+    assert not prove_tight(data, arena.bytes + ALIGNMENT)["tight"]
+    assert not prove_tight(data, arena.bytes - ALIGNMENT)["allocates"]
 
 
 # -- the convert step --------------------------------------------------------------------------------------------
