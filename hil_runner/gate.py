@@ -171,8 +171,17 @@ def _present(path: Path | None, what: str, checks: list[Check]) -> Evidence | No
         ) from None
 
 
-def evaluate(record_path: Path | None, baseline_path: Path | None, thresholds: GateParams) -> Verdict:
+def evaluate(
+    record_path: Path | None,
+    baseline_path: Path | None,
+    thresholds: GateParams,
+    convert_record: Path | None = None,
+) -> Verdict:
+    """The verdict on the HIL record; with `convert_record`, also its TFLM plan proof (`tflm_proof_check`)."""
     checks: list[Check] = []
+    tflm = tflm_proof_check(convert_record) if convert_record is not None else None
+    if tflm is not None:
+        checks.append(tflm)
     record = _present(record_path, "record", checks)
     baseline = _present(baseline_path, "baseline", checks)
     if record is not None:
@@ -196,6 +205,27 @@ def evaluate(record_path: Path | None, baseline_path: Path | None, thresholds: G
         else "pass"
     )
     return Verdict(verdict, checks, record, baseline, record_path, baseline_path)
+
+
+def tflm_proof_check(convert_record: Path) -> Check | None:
+    """The TFLM key: a model whose offline memory plan failed its in-step proof (convert.runtime tflm | both) is
+    not promoted. None when the convert record has no TFLM deployment (not requested, or an ONNX model)."""
+    data, _ = read_json(convert_record, "convert record")
+    if not isinstance(data, dict):
+        raise RecordError(f"{convert_record}: convert record is not a JSON object")
+    tflm = data.get("tflm")
+    if not isinstance(tflm, dict) or set(tflm) <= {"status"}:
+        return None
+    proof = tflm.get("proof")
+    passed = isinstance(proof, dict) and proof.get("passed") is True
+    arena = tflm.get("arena", {}).get("arena_bytes") if isinstance(tflm.get("arena"), dict) else None
+    detail = (
+        "verified with TFLM's reference kernels, not CMSIS-NN"
+        if passed
+        else f"{convert_record}: tflm.proof.passed is {proof.get('passed') if isinstance(proof, dict) else None!r}"
+    )
+    return Check("TFLM plan proof", PASS if passed else FAIL, None, arena,
+                 "bit-exact at the reported arena; 16 B less fails", detail)  # fmt: skip
 
 
 def key_checks(candidate: dict, baseline: dict, fields: tuple[str, ...]) -> list[Check]:

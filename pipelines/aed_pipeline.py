@@ -165,7 +165,7 @@ def _model_branch(
         return step
     quantized = step["quantize"].outputs["quantized"]
     add("evaluate", patches=patches, model=model_out, quantized=quantized)
-    add("convert", quantized=quantized)
+    add("convert", patches=patches, quantized=quantized)
     add("export_firmware", quantized=quantized)
     add("hil", patches=patches, quantized=quantized)
     if {"evaluate", "convert", "hil"} <= step.keys():

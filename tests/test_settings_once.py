@@ -32,6 +32,9 @@ UNRELATED = {
     frozenset(
         {"TrainParams", "SplitFigures"}
     ): "a split's row of train.json records the values it was trained with",
+    frozenset(
+        {"ConvertParams", "ModelInfo"}
+    ): "what a board reports about the model it loaded (its C name and runtime), not a setting",
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aed.footprint.latency import LATEST, n6_blob_bytes
+
 KIB = 1024
 MIB = 1024 * 1024
 
@@ -51,20 +53,17 @@ RUNTIME_KIB = {
     },
 }
 
-# N6 weight blob after the Neural-ART compiler's reformatting: linear fit through ST's two published points
-# (135.91 -> 176.59 KiB, 3162.66 -> 3497.24 KiB). A calibration, not a measurement.
-N6_BLOB_SLOPE = (3497.24 - 176.59) / (3162.66 - 135.91)
-N6_BLOB_OFFSET_KIB = 176.59 - N6_BLOB_SLOPE * 135.91
 
-
-def verdict(target: str, weights_bytes: int, activations: dict, tool_version: str) -> dict:
+def verdict(
+    target: str, weights_bytes: int, activations: dict, tool_version: str, calibration: str = LATEST
+) -> dict:
     device = DEVICES[target]
     runtime = RUNTIME_KIB[target][tool_version]
     code_flash = round(runtime["code_flash"] * KIB)
     runtime_ram = round(runtime["runtime_ram"] * KIB)
     flash_used = weights_bytes + code_flash
     if target == "stm32n6":
-        flash_used = n6_blob_bytes(weights_bytes) + code_flash
+        flash_used = n6_blob_bytes(weights_bytes, calibration) + code_flash
     ram_used = activations[device.activations_key] + runtime_ram
     flash_margin, ram_margin = device.flash_bytes - flash_used, device.ram_bytes - ram_used
     return {
@@ -89,7 +88,3 @@ def verdict(target: str, weights_bytes: int, activations: dict, tool_version: st
         "ram_fits": ram_margin >= 0,
         "fits": flash_margin >= 0 and ram_margin >= 0,
     }
-
-
-def n6_blob_bytes(weights_bytes: int) -> int:
-    return round(N6_BLOB_SLOPE * weights_bytes + N6_BLOB_OFFSET_KIB * KIB)

@@ -11,9 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aed.footprint.budgets import DEVICES, KIB, RUNTIME_KIB, n6_blob_bytes, verdict
+from aed.footprint.budgets import DEVICES, KIB, RUNTIME_KIB, verdict
 from aed.footprint.graph import Graph, ModelFormatError, NotQuantizedError, Op
-from aed.footprint.latency import MODELS, LatencyModel
+from aed.footprint.latency import (
+    LATEST,
+    LatencyModel,
+    calibration_record,
+    check_calibration,
+    latency_model,
+    n6_blob_bytes,
+)
 from aed.footprint.ops import op_macs
 from aed.footprint.planner import Plan, plan_greedy, plan_improved
 from aed.footprint.replay import UnsafePlanError, replay
@@ -65,20 +72,26 @@ class LayerTable:
 
 
 def estimate(
-    model_path: Path, target: str, allow_float: bool = False, tool_version: str = "2.0.0"
+    model_path: Path,
+    target: str,
+    allow_float: bool = False,
+    tool_version: str = "2.0.0",
+    calibration: str = LATEST,
 ) -> dict[str, Any]:
     """Weights, activations (TFLM greedy and improved planners), MACs, latency and a budget verdict.
 
-    A float model raises NotQuantizedError unless allow_float is set; then the figures are an explicit float
-    estimate (`quantization: float32`).
+    `calibration` is the ST Edge AI Core version whose published figures the latency and N6 blob models are
+    calibrated on (aed.footprint.latency). A float model raises NotQuantizedError unless allow_float is set;
+    then the figures are an explicit float estimate (`quantization: float32`).
     """
     started = time.perf_counter()
     _check_target(target, tool_version)
+    check_calibration(calibration)
     graph = _load_checked(model_path, allow_float)
     weights = {**count_weights(graph), "source": "estimator"}
     plans = plan_activations(graph)
-    latency_model = MODELS[target]
-    table = layer_table(graph, latency_model)
+    model = latency_model(target, calibration)
+    table = layer_table(graph, model)
     activations = _activations(plans, table.rows)
     result: dict[str, Any] = {
         **_header(graph, target),
@@ -88,15 +101,16 @@ def estimate(
         "activations": activations,
         "macs_total": sum(row["macs"] for row in table.rows),
         "peak_layer": _peak_layer(table.rows),
-        "latency": _latency(table.total_seconds, latency_model),
+        "latency": _latency(table.total_seconds, model),
         "layers": table.rows,
         "budget": {
-            **verdict(target, weights["weights_bytes"], activations, tool_version),
+            **verdict(target, weights["weights_bytes"], activations, tool_version, calibration),
             "source": "estimator",
         },
     }
     if target == "stm32n6":  # added after the verdict, as the last key of the record's weights
-        weights["npu_blob_bytes_calibrated"] = n6_blob_bytes(weights["weights_bytes"])
+        weights["npu_blob_bytes_calibrated"] = n6_blob_bytes(weights["weights_bytes"], calibration)
+    result["calibration"] = calibration_record(target, calibration)
     result["elapsed_s"] = round(time.perf_counter() - started, 4)
     return result
 

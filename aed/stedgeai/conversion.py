@@ -37,6 +37,13 @@ class ConvertParams(CodeGenSettings):
     runtime_constants: Literal["2.0.0", "3.0.0"] = (
         "2.0.0"  # ST's published runtime overheads for the estimator
     )
+    # ST Edge AI Core version whose published figures calibrate the estimator's latency and N6 blob models
+    estimator_calibration: Literal["2.0.0", "3.0.0"] = "3.0.0"
+    # stedgeai: ST's runtime (stedgeai or the estimator); tflm: TFLite Micro with the offline-planned arena
+    # (.tflite models; ONNX QDQ gets the estimate only); both: the two
+    runtime: Literal["stedgeai", "tflm", "both"] = "stedgeai"
+    tflm_proof_patches: int = bounded(0, 0)  # patches the TFLM proof runs on; 0: every patch of the store
+    tflm_jobs: int = bounded(0, 0)  # worker processes for the TFLM proof; 0: every core
 
     def target_for(self, model_name: str) -> str:
         target = self.targets.get(model_name)

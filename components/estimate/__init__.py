@@ -7,15 +7,23 @@ import json
 from pathlib import Path
 
 from aed.footprint import TARGETS, estimate
+from aed.footprint.latency import CALIBRATIONS, LATEST
 from aed.records import write_json
 from components.common import deprecated
 
 
-def run(model: Path, target: str, record_path: Path | None = None, allow_float: bool = False) -> dict:
-    """The estimate of `model` on `target` (no params section: the figures depend on the model and target only)."""
+def run(
+    model: Path,
+    target: str,
+    record_path: Path | None = None,
+    allow_float: bool = False,
+    calibration: str = LATEST,
+) -> dict:
+    """The estimate of `model` on `target` (no params section: the figures depend on the model, the target and the
+    ST Edge AI Core version the latency model is calibrated on)."""
     if record_path is not None and Path(record_path).is_dir():  # refused before the work, not after it
         raise IsADirectoryError(f"--out {record_path}: is a directory; give a file path for the JSON result")
-    result = estimate(model, target, allow_float=allow_float)
+    result = estimate(model, target, allow_float=allow_float, calibration=calibration)
     if record_path is not None:
         write_json(record_path, result)
     return result
@@ -30,7 +38,8 @@ def summary(result: dict) -> str:
         f"               {act['improved_bytes']:>10,} B  improved ({act['improved_kib']} KiB)",
         f"  MACs         {result['macs_total']:>10,}     peak layer #{result['peak_layer']['index']} "
         f"{result['peak_layer']['op']}",
-        f"  latency      {lat['ms']:>10.3f} ms ({lat['model']})",
+        f"  latency      {lat['ms']:>10.3f} ms ({lat['model']}, calibrated on ST Edge AI Core "
+        f"{result['calibration']['stedgeai_version']}: consistent with its points, not a measurement)",
         f"  budget       {'fits' if budget['fits'] else 'DOES NOT FIT'}: flash margin "
         f"{budget['flash_margin_bytes']:,} B, RAM margin {budget['ram_margin_bytes']:,} B",
         f"  {'#':>3} {'op':<18} {'MACs':>12} {'latency ms':>11}  output",
@@ -52,11 +61,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the full JSON result")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
     parser.add_argument("--allow-float", action="store_true", help="estimate a float model explicitly")
+    parser.add_argument(
+        "--calibration",
+        choices=sorted(CALIBRATIONS),
+        default=LATEST,
+        help="ST Edge AI Core version whose published figures calibrate the latency and N6 blob models",
+    )
     parser.set_defaults(handler=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    result = run(_model_path(args), args.target, args.out, args.allow_float)
+    result = run(_model_path(args), args.target, args.out, args.allow_float, args.calibration)
     print(json.dumps(result, indent=2) if args.json else summary(result))
     return 0
 

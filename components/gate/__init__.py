@@ -29,7 +29,8 @@ def run(
 ) -> dict:
     """Evaluate the HIL record against its baseline; write the verdict JSON (and the table as Markdown).
 
-    evaluate_record / convert_record, when given, are hashed into the verdict as the evidence it was decided with.
+    evaluate_record / convert_record, when given, are hashed into the verdict as the evidence it was decided with;
+    the convert record's TFLM plan proof, when it has one, is a check of its own (a failed proof fails the gate).
     Returns {"passed", "verdict", "exit_code", "table"}."""
     from aed.records import atomic_write_text, sha256_file
     from hil_runner.gate import evaluate, mismatch_lines, render_table, write_verdict
@@ -38,7 +39,7 @@ def run(
     for stale in (record_path, table_path):
         discard(stale)
     baseline = Path(baseline) if baseline else params.baseline_path(hil_record, model_name)
-    verdict = evaluate(hil_record, baseline, params)
+    verdict = evaluate(hil_record, baseline, params, convert_record)
     table = render_table(verdict)
     if record_path is not None:
         evidence = {name: {"path": str(path), "sha256": sha256_file(path)}
@@ -76,6 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--verdict", type=Path, default=Path("reports/gate.json"), help="verdict JSON to write"
     )
     parser.add_argument(
+        "--convert-record",
+        type=Path,
+        default=None,
+        help="convert record: its TFLM plan proof must have passed",
+    )
+    parser.add_argument(
         "--accept", action="store_true", help="make --record the new baseline (explicit approval)"
     )
     parser.add_argument(
@@ -98,7 +105,8 @@ def _main(args: argparse.Namespace) -> int:
         print(f"gate: accepted {args.record} as the baseline {baseline} (profile {accepted['key']['profile']}, "
               f"{len(accepted['key']['class_names'])} classes, {accepted['key']['eval_patches']} patches)")  # fmt: skip
         return 0
-    result = run(params, args.record, args.verdict, baseline=baseline, model_name=args.model_name)
+    result = run(params, args.record, args.verdict, baseline=baseline, model_name=args.model_name,
+                 convert_record=args.convert_record)  # fmt: skip
     if result["key_mismatches"]:
         # One line per differing field instead of the table: nothing else was compared.
         for line in result["key_mismatches"]:

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the latency noise")
     parser.add_argument("--realtime", action="store_true", help="sleep the simulated inference time")
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "litert", "tflm"),
+        default="auto",
+        help="tflm: tflite-micro in its measured arena; auto: tflm when the model carries TFLM's offline plan",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -51,6 +57,7 @@ def serve(args: argparse.Namespace) -> int:
         faults=faults,
         seed=args.seed,
         realtime=args.realtime,
+        runtime=args.runtime,
     )
     stop = threading.Event()
     previous = {

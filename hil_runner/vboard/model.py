@@ -1,4 +1,5 @@
-"""The model a virtual board holds: LiteRT interpreter + the estimator's figures for the board's target."""
+"""The model a virtual board holds: LiteRT interpreter (or, for runtime tflm, tflite-micro in its measured arena) +
+the estimator's figures for the board's target."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aed.records import sha256_file
 from hil_runner.boards.profiles import BoardProfile
 from hil_runner.litert import load_reference, model_format
 from hil_runner.protocol.tensors import TensorSpec
+from hil_runner.vboard.tflm import TflmModel, wants_tflm
 
 Estimator = Callable[[Path, str], dict[str, Any]]
 
@@ -53,15 +55,29 @@ class LayerTiming:
 
 
 class VirtualModel:
-    def __init__(self, model_path: Path, profile: BoardProfile, estimator: Estimator | None = None) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        profile: BoardProfile,
+        estimator: Estimator | None = None,
+        runtime: str = "auto",
+    ) -> None:
+        """`runtime`: litert (LiteRT / onnxruntime), tflm (tflite-micro), or auto: tflm for a model that carries
+        TFLM's offline memory plan (`aed convert` with convert.runtime tflm), else litert."""
         self.path = Path(model_path)
-        self.runtime = load_reference(self.path)
+        self.runtime = TflmModel(self.path) if wants_tflm(self.path, runtime) else load_reference(self.path)
         self.sha256 = sha256_file(self.path)
         estimate = _estimate_by_content(self.path, profile.estimator_target, estimator or default_estimator)
         self.estimate = estimate
         self.macs = int(estimate["macs_total"])
         self.weights_bytes = int(estimate["weights_bytes"])
-        self.activations_bytes = int(estimate["activations"]["arena_tflm_bytes"])
+        # RAM as the board's runtime needs it: TFLM's measured arena (its plan, persistent and scratch needs) when
+        # the board runs TFLM, else the estimator's TFLM greedy arena
+        self.activations_bytes = (
+            self.runtime.arena.bytes
+            if isinstance(self.runtime, TflmModel)
+            else int(estimate["activations"]["arena_tflm_bytes"])
+        )
         self.latency_ms = float(estimate["latency"]["ms"])
         clock_hz = float(estimate["latency"].get("clock_hz") or profile.sclock_hz)
         # Cycles at the core clock the board reports, so that cycles / sclock == duration on the host side.

@@ -76,8 +76,10 @@ class VirtualBoard:
         estimator: Estimator | None = None,
         seed: int = 0,
         realtime: bool = False,
+        runtime: str = "auto",
     ) -> None:
         self.profile = profile
+        self.runtime = runtime  # auto | litert | tflm (hil_runner.vboard.tflm)
         self.slot = Path(slot) if slot else None
         self.estimator = estimator
         self._loaded: VirtualModel | None = None
@@ -87,7 +89,7 @@ class VirtualBoard:
                 self.slot.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(model_path, self.slot)
             else:
-                self._loaded = VirtualModel(Path(model_path), profile, estimator)
+                self._loaded = VirtualModel(Path(model_path), profile, estimator, runtime)
         self._reload()
         self.device = VirtualDevice(profile, self.model, faults, seed=seed, realtime=realtime)
         self.stop_event = threading.Event()
@@ -113,7 +115,7 @@ class VirtualBoard:
         self._slot_stamp = stamp
         marker = loaded_marker(self.slot)
         try:
-            model = VirtualModel(self.slot, self.profile, self.estimator)
+            model = VirtualModel(self.slot, self.profile, self.estimator, self.runtime)
         except Exception as error:  # any load failure is reported to the flasher, the board keeps running
             log.error("%s: cannot load %s: %s", self.profile.name, self.slot, error)
             atomic_write_text(marker, f"error: {error}\n")

@@ -10,7 +10,15 @@ import pytest
 from aed.footprint import ModelFormatError, NotQuantizedError, estimate, load_graph
 from aed.footprint import estimator as estimator_module
 from aed.footprint.estimator import layer_table, plan_activations
-from aed.footprint.latency import MODELS
+from aed.footprint.latency import (
+    CALIBRATIONS,
+    KIB,
+    LATEST,
+    YAMNET_256,
+    YAMNET_1024,
+    latency_model,
+    n6_blob_bytes,
+)
 from aed.footprint.planner import plan_improved
 from aed.footprint.replay import UnsafePlanError, replay
 from aed.records import sha256_file
@@ -63,9 +71,9 @@ def test_yamnet256_targets(yamnet256_int8: Path) -> None:
     assert result["activations"]["improved_bytes"] <= ST_U5_ACTIVATIONS_KIB * 1024
     assert result["activations"]["improved_replay"] == "passed"
     assert result["peak_layer"]["op"] == "CONV_2D"
-    assert result["latency"]["ms"] == pytest.approx(281.95, rel=0.01)
+    assert result["latency"]["ms"] == pytest.approx(279.99, rel=0.01)  # ST Edge AI Core 3.0.0 (the default)
     assert result["budget"]["fits"]
-    n6 = estimate(yamnet256_int8, "stm32n6")
+    n6 = estimate(yamnet256_int8, "stm32n6", calibration="2.0.0")
     assert n6["latency"]["ms"] == pytest.approx(1.07, rel=0.02)
 
 
@@ -75,9 +83,10 @@ def test_yamnet1024_targets(yamnet1024_int8: Path) -> None:
     assert abs(u5["macs_total"] - MACS_1024) / MACS_1024 < 0.02
     assert abs(u5["weights_bytes"] / 1024 - 3162.66) / 3162.66 < 0.001
     assert not u5["budget"]["flash_fits"]  # 3.09 MiB of weights > 2 MB: an N6 model
-    n6 = estimate(yamnet1024_int8, "stm32n6")
+    n6 = estimate(yamnet1024_int8, "stm32n6", calibration="2.0.0")
     assert n6["budget"]["fits"]
     assert n6["latency"]["ms"] == pytest.approx(9.88, rel=0.02)
+    assert estimate(yamnet1024_int8, "stm32n6")["latency"]["ms"] == pytest.approx(9.12, rel=0.02)
     graph = load_graph(yamnet1024_int8)
     plan = plan_improved(graph)
     replay(graph, plan)
@@ -146,7 +155,7 @@ def test_unsafe_improved_plan_falls_back_to_greedy(tiny_int8: Path, monkeypatch:
 
 
 def test_layer_table_total_is_the_sum_of_its_rows(tiny_int8: Path) -> None:
-    model = MODELS["stm32u5"]
+    model = latency_model("stm32u5")
     table = layer_table(load_graph(tiny_int8), model)
     assert [row["index"] for row in table.rows] == sorted(row["index"] for row in table.rows)
     total = 0.0
@@ -162,9 +171,50 @@ def test_record_key_order(tiny_int8: Path) -> None:
     assert list(n6) == [
         "schema_version", "source", "estimator_version", "model", "model_format", "model_sha256", "target",
         "quantization", "weights_bytes", "weights_kib", "weights", "activations", "macs_total", "peak_layer",
-        "latency", "layers", "budget", "elapsed_s",
+        "latency", "layers", "budget", "calibration", "elapsed_s",
     ]  # fmt: skip
     assert list(n6["weights"])[-2:] == ["source", "npu_blob_bytes_calibrated"]
     assert list(n6["latency"]) == ["ms", "cycles", "clock_hz", "model", "calibration", "source"]
     assert list(n6["budget"])[-1] == "source"
     assert "npu_blob_bytes_calibrated" not in estimate(tiny_int8, "stm32u5")["weights"]
+
+
+# -- calibrations per ST Edge AI Core version ---------------------------------------------------------------------
+PUBLISHED_MS = {  # (U5 YAMNet-256, N6 YAMNet-256, N6 YAMNet-1024), from the model zoo cards
+    "2.0.0": (281.95, 1.07, 9.88),
+    "3.0.0": (279.99, 0.93, 9.12),
+}
+
+
+@pytest.mark.parametrize("version", sorted(PUBLISHED_MS))
+def test_each_calibration_reproduces_its_published_points(version: str) -> None:
+    """Consistency only: the constants are derived from these very points."""
+    u5_256, n6_256, n6_1024 = PUBLISHED_MS[version]
+    u5, n6 = latency_model("stm32u5", version), latency_model("stm32n6", version)
+    assert 1e3 * u5.layer_seconds("CONV_2D", YAMNET_256["macs"], 0) == pytest.approx(u5_256, rel=1e-12)
+    assert 1e3 * n6.layer_seconds("CONV_2D", *YAMNET_256.values()) == pytest.approx(n6_256, rel=1e-12)
+    assert 1e3 * n6.layer_seconds("CONV_2D", *YAMNET_1024.values()) == pytest.approx(n6_1024, rel=1e-12)
+    assert version in u5.calibration and version in n6.calibration
+
+
+def test_calibrations_differ_and_the_newest_is_the_default(tiny_int8: Path) -> None:
+    assert LATEST == "3.0.0" == max(CALIBRATIONS)
+    old, new = (estimate(tiny_int8, "stm32n6", calibration=v) for v in ("2.0.0", "3.0.0"))
+    assert estimate(tiny_int8, "stm32n6")["latency"] == new["latency"] != old["latency"]
+    assert old["weights"]["npu_blob_bytes_calibrated"] > new["weights"]["npu_blob_bytes_calibrated"]
+    for version, record in (("2.0.0", old), ("3.0.0", new)):
+        assert record["calibration"]["stedgeai_version"] == version
+        assert "proves only that the code is consistent" in record["calibration"]["note"]
+        assert record["latency"]["calibration"].startswith(version)
+
+
+def test_n6_blob_2_0_passes_through_st_points() -> None:
+    assert n6_blob_bytes(round(135.91 * KIB), "2.0.0") == pytest.approx(176.59 * KIB, abs=2)
+    assert n6_blob_bytes(round(3162.66 * KIB), "2.0.0") == pytest.approx(3497.24 * KIB, abs=2)
+
+
+def test_unknown_calibration_is_refused(tiny_int8: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown estimator calibration '1.0.0'; known: \['2.0.0', '3.0.0'\]"
+    ):
+        estimate(tiny_int8, "stm32u5", calibration="1.0.0")

@@ -162,7 +162,8 @@ RECORD_KEYS = {
         "generated_files",
     ],
 }  # fmt: skip
-COMMON_KEYS = ["target", "model_sha256", "latency_ms", "latency_source", "fits", "estimator"]
+COMMON_KEYS = ["target", "model_sha256", "latency_ms", "latency_source", "fits", "estimator", "runtime",
+               "tflm"]  # fmt: skip
 
 
 def test_the_record_is_the_typed_conversion_in_a_fixed_key_order(
