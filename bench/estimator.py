@@ -79,7 +79,9 @@ def main() -> None:
     for name, path in models.items():
         st = ST[name]
         cases = [
-            Case(target, lambda target=target, path=path: estimate(path, target, calibration="2.0.0"))  # ST figures: 2.0.0
+            Case(
+                target, lambda target=target, path=path: estimate(path, target, calibration="2.0.0")
+            )  # ST figures: 2.0.0
             for target in ("stm32u5", "stm32n6")
         ]
         timed = compare(cases, **run_options)
