@@ -47,6 +47,8 @@ RUN --mount=type=bind,from=requirements,source=/requirements,target=/requirement
     if [ -s /run/secrets/extra_ca ]; then \
       cat /etc/ssl/certs/ca-certificates.crt /run/secrets/extra_ca > /tmp/ca.pem && export PIP_CERT=/tmp/ca.pem; \
     fi \
+    # the venv's own setuptools is not the lock's: the lock installs its pin when the role needs it
+    && pip uninstall --quiet --yes setuptools \
     && pip install --quiet --no-compile --require-hashes --no-deps -r /requirements/lock.txt \
     && if [ -s /requirements/overrides.txt ]; then \
       pip install --quiet --no-compile --require-hashes --no-deps --ignore-requires-python \

@@ -265,7 +265,7 @@ class _DockerLauncher(_Launcher):
 
 def docker_mounts(params: dict[str, Any], writable: tuple[str, ...] = ()) -> list[DockerMount]:
     """The host paths of params' PATH_FIELDS (absolute by now): existing inputs read-only; the `writable` fields
-    (folders a task writes: registry, caches, board workdirs) created here and mounted writable. A file template
+    (folders a task writes: registry, caches, board workdirs) mounted writable (run_local creates them). A file template
     such as gate.baseline's `.../hil-{model_name}-{profile}.json` mounts its folder."""
     from components.taskio import PATH_FIELDS, field_at, is_local_relative
 
@@ -278,9 +278,7 @@ def docker_mounts(params: dict[str, Any], writable: tuple[str, ...] = ()) -> lis
         path = Path(str(value)).expanduser()
         if "{" in path.name:
             path = path.parent
-        if dotted in writable:
-            path.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
+        if dotted not in writable and not path.exists():
             continue  # the task reports a missing input itself, as it would outside a container
         mounts[path] = DockerMount(path, writable=dotted in writable)
     return list(mounts.values())
@@ -301,8 +299,9 @@ def check_docker_images(images: list[str]) -> Any:
     missing = [image for image in sorted(set(images)) if not _has_image(client, image)]
     if missing:
         client.close()
+        what = "image" if len(missing) == 1 else "images"
         raise LocalRunError(
-            f"--runner docker: image {', '.join(missing)} not found: build it with `make images`"
+            f"--runner docker: {what} {', '.join(missing)} not here (never pulled): run `make images`"
         )
     return client
 
@@ -379,14 +378,17 @@ def run_local(
     """
     from kfp import local
 
+    if docker is not None:
+        check_docker_images(docker.images).close()  # before anything is written
+        for mount in docker.mounts:
+            if mount.writable:  # docker would create a missing one as root
+                mount.path.mkdir(parents=True, exist_ok=True)
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # SubprocessRunner(use_venv=False) launches `python3` from PATH: make it this environment's interpreter.
     bin_dir = str(Path(sys.executable).parent)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    if docker is not None:
-        check_docker_images(docker.images).close()
     local.init(
         runner=local.DockerRunner() if docker else local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root),
