@@ -14,22 +14,6 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 
 
-def _instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    logical, current = [], ""
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        current += " " + stripped.removesuffix("\\").strip()
-        if not stripped.endswith("\\"):
-            logical.append(current.strip())
-            current = ""
-    return [
-        (item.split(None, 1)[0].upper(), item.split(None, 1)[1] if " " in item else "") for item in logical
-    ]
-
-
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", re.sub(r"\[.*\]", "", name)).lower()
 
