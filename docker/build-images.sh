@@ -24,6 +24,9 @@ DEBIAN_BASE="aed-python:3.11-bookworm"
 HIL_APT="openocd stlink-tools usbutils"
 LOGS="${IMAGES_LOG_DIR:-${TMPDIR:-/tmp}/aed-images}"
 export DOCKER_BUILDKIT=1
+for role in $ROLES; do
+  case "$role" in data | train | hil) ;; *) fail "ROLES: unknown role '$role' (data, train, hil)" ;; esac
+done
 
 # The docker.io package's CLI uses its built-in BuildKit (which reads docker/role.Dockerfile.dockerignore); a
 # newer CLI first on PATH without buildx would fall back to the legacy builder, which ignores that file.
@@ -64,7 +67,7 @@ secret=()
 bundle=""
 if [ "${EXTRA_CA:-}" != none ]; then
   if [ -n "${EXTRA_CA:-}" ]; then
-    [ -s "$EXTRA_CA" ] || fail "EXTRA_CA=$EXTRA_CA: no such file (a PEM bundle of CA certificates, or none)"
+    [ -f "$EXTRA_CA" ] && [ -s "$EXTRA_CA" ] || fail "EXTRA_CA=$EXTRA_CA: no such file (a PEM bundle of CA certificates, or none)"
     secret=(--secret "id=extra_ca,src=$EXTRA_CA")
   elif compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     bundle="$(mktemp)"
@@ -76,7 +79,6 @@ trap '[ -n "$bundle" ] && rm -f "$bundle"' EXIT
 
 mkdir -p "$LOGS"
 for role in $ROLES; do
-  case "$role" in data | train | hil) ;; *) fail "ROLES: unknown role '$role' (data, train, hil)" ;; esac
   image="$REGISTRY/aed-$role:$TAG"
   apt=""
   [ "$role" = hil ] && apt="$HIL_APT"

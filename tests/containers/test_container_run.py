@@ -81,7 +81,17 @@ def test_docker_runner_gives_the_subprocess_runners_metrics_and_promotes(
     # promote task runs (in the hil image, writing the registry through its mount)
     record = local / f"hil-{MODEL.replace('_', '-')}" / "metrics"
     baseline = tmp_path / "baselines" / "hil-yamnet_256-b-u585i-iot02a.json"
-    assert aed_main(["gate", "--record", str(record), "--baseline", str(baseline), "--accept"]) == 0
+    accept = [
+        "gate",
+        "--params",
+        str(params),
+        "--record",
+        str(record),
+        "--baseline",
+        str(baseline),
+        "--accept",
+    ]
+    assert aed_main(accept) == 0
     capsys.readouterr()
 
     start = time.monotonic()
@@ -114,6 +124,8 @@ def test_docker_runner_gives_the_subprocess_runners_metrics_and_promotes(
     )
     board = {run: json.loads((run / "hil-yamnet-256" / "metrics").read_text()) for run in (local, docked)}
     assert board[docked]["accuracy"] == board[local]["accuracy"]
+    # the board task ran in the hil image, which has no TensorFlow (its record lists the packages it saw)
+    assert "tensorflow-cpu" in board[local]["tools"] and "tensorflow-cpu" not in board[docked]["tools"]
     verdict = summary["models"][MODEL]
     assert verdict["gate_verdict"] == "pass" and verdict["promoted_version"]
     latest = json.loads((tmp_path / "docker" / "registry" / MODEL / "latest.json").read_text())
