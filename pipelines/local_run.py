@@ -184,6 +184,14 @@ def _stop_container(container: Any) -> None:
         container.kill()
 
 
+def _give_to_image_user(folder: Path) -> None:
+    """chown the folder and everything in it to the images' user, skipping what it owns already."""
+    for path in (folder, *folder.rglob("*")):
+        with contextlib.suppress(OSError):
+            if path.lstat().st_uid != IMAGE_UID:
+                os.chown(path, IMAGE_UID, IMAGE_UID, follow_symlinks=False)
+
+
 class _DockerLauncher(_Launcher):
     """Replacement for kfp.local.docker_task_handler.run_docker_container (same signature): the task's container
     with the run's mounts and user, its output in task.log, the time limit, and no start after a failure."""
@@ -192,6 +200,11 @@ class _DockerLauncher(_Launcher):
         super().__init__(run, task_timeout_s)
         self.mounts = mounts
         self.env = env
+        if os.getuid() == 0:
+            # the writable folders may hold files of earlier runs as root (a registry, a cache): give them all
+            for mount in mounts:
+                if mount.writable:
+                    _give_to_image_user(mount.path)
 
     def __call__(
         self, client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any
@@ -205,7 +218,7 @@ class _DockerLauncher(_Launcher):
         this process's uid:gid, which owns them already."""
         if os.getuid() != 0:
             return f"{os.getuid()}:{os.getgid()}"
-        for path in (task_dir.parent, task_dir, *(m.path for m in self.mounts if m.writable)):
+        for path in (task_dir.parent, task_dir):
             with contextlib.suppress(OSError):
                 os.chown(path, IMAGE_UID, IMAGE_UID)
         return None
