@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -182,6 +183,18 @@ class DockerMount:
 def _stop_container(container: Any) -> None:
     with contextlib.suppress(Exception):
         container.kill()
+
+
+def _unreadable_by_image_user(folder: Path) -> Path | None:
+    """The first file or folder under `folder` that the images' user (not its owner) cannot read, or None."""
+    for path in (folder, *sorted(folder.rglob("*"))) if folder.is_dir() else (folder,):
+        info = path.lstat()
+        if info.st_uid == IMAGE_UID or stat.S_ISLNK(info.st_mode):
+            continue
+        needed = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(info.st_mode) else 0)
+        if info.st_mode & needed != needed:
+            return path
+    return None
 
 
 def _give_to_image_user(folder: Path) -> None:
@@ -396,6 +409,11 @@ def run_local(
         for mount in docker.mounts:
             if mount.writable:  # docker would create a missing one as root
                 mount.path.mkdir(parents=True, exist_ok=True)
+            elif os.getuid() == 0 and (unreadable := _unreadable_by_image_user(mount.path)):
+                raise LocalRunError(
+                    f"--runner docker: {unreadable} is not readable by the images' user (uid {IMAGE_UID}): "
+                    "make it readable by all (chmod o+r, o+x for a folder)"
+                )
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     # SubprocessRunner(use_venv=False) launches `python3` from PATH: make it this environment's interpreter.

@@ -177,3 +177,30 @@ def test_no_engine_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert len(err) == 1 and err[0].startswith(
         "aed pipeline run-local: error: --runner docker: no container engine"
     )
+
+
+def test_an_input_the_images_user_cannot_read_is_one_line_before_any_task(
+    built_images: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("as a user, the tasks run with that user's uid: what it can read, they can")
+    mirror = tmp_path / "mirror"
+    (mirror / "audio").mkdir(parents=True)
+    (mirror / "meta.csv").write_text("filename,fold,target,category\n")
+    (mirror / "meta.csv").chmod(0o600)
+    monkeypatch.setenv("AED_DATA_MIRROR", str(mirror))
+    assert aed_main(_args(tmp_path, REPO / "params.yaml", "docker")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"aed pipeline run-local: error: --runner docker: {mirror / 'meta.csv'} is not readable by the images' "
+        "user (uid 1000): make it readable by all (chmod o+r, o+x for a folder)"
+    ]
+    assert not (tmp_path / "docker" / "root").exists()
+
+
+def test_records_are_readable_by_other_users(tmp_path: Path) -> None:
+    """A record (a gate baseline accepted on the host, a task's output) is read by the containers' user."""
+    from aed.records import write_json
+
+    write_json(tmp_path / "baseline.json", {"a": 1})
+    assert (tmp_path / "baseline.json").stat().st_mode & 0o777 == 0o644
