@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -263,3 +264,33 @@ def test_make_images_failures_are_one_line(
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("make images: ") and expected in lines[0], result.stderr
+
+
+def test_ci_builds_the_images_before_the_suite_and_stops_only_the_engine_it_started() -> None:
+    lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert lines.index("make images") < lines.index("make test")
+    assert "dockerd_pid=$!" in lines and 'kill "$dockerd_pid"' in lines and "trap stop_engine EXIT" in lines
+    assert not any(word in line for line in lines for word in ("pkill", "killall", "kill -9 -1"))
+    assert 'export CI="${CI:-true}"' in lines  # a missing engine fails the container tests in CI
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_container_tests_skip_with_a_reason_without_an_engine_but_fail_under_ci(
+    tmp_path: Path, ci: str
+) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path / 'no-engine.sock'}", "CI": ci}
+    test = "tests/containers/test_container_images.py::test_data_and_hil_images_cannot_import_tensorflow"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-q", "-rsE", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if ci:
+        assert result.returncode == 1 and "2 error" in result.stdout, result.stdout
+        assert "CI=true: no container engine answers" in result.stdout
+    else:
+        assert result.returncode == 0 and "2 skipped" in result.stdout, result.stdout
+        assert "container tests skipped: no container engine answers" in result.stdout
