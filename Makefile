@@ -82,7 +82,7 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
 
 # Container images, one per role (aed-data, aed-train, aed-hil; docs/pipeline.md "Containers"), with BuildKit
-# (docker/build-images.sh). BASE_IMAGE=auto (python:3.11-slim-bookworm, or a base made from Debian packages when no
+# (docker/build-images.sh). BASE_IMAGE=auto (python:3.11.7-slim-bookworm, or a base made from Debian packages when no
 # registry is reachable) | debian | IMAGE; EXTRA_CA=ca.pem | none (default: the system's local CAs, as a secret).
 # REGISTRY/TAG must match params.yaml pipeline.image_registry / pipeline.image_tag (empty tag = project version).
 REGISTRY ?= ghcr.io/aed-mlops

@@ -2,7 +2,7 @@
 # `make images`: the three role images (data, train, hil) from docker/role.Dockerfile, with BuildKit.
 # Settings (environment or make variables):
 #   REGISTRY, TAG     image names REGISTRY/aed-<role>:TAG (params.yaml pipeline.image_registry / image_tag)
-#   BASE_IMAGE        auto (default): python:3.11-slim-bookworm when it is here or can be pulled, else a base made
+#   BASE_IMAGE        auto (default): python:3.11.7-slim-bookworm when it is here or can be pulled, else a base made
 #                     from Debian packages (docker/debian-base.sh); debian: always that; any other: that image
 #   EXTRA_CA          PEM file of extra CA certificates pip must trust (a TLS-intercepting proxy); default: the
 #                     system's local CAs (/usr/local/share/ca-certificates), none: no extra CA. A BuildKit
@@ -19,7 +19,7 @@ REGISTRY="${REGISTRY:-ghcr.io/aed-mlops}"
 TAG="${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}"
 BASE_IMAGE="${BASE_IMAGE:-auto}"
 ROLES="${ROLES:-data hil train}"
-SLIM="python:3.11-slim-bookworm"
+SLIM="python:3.11.7-slim-bookworm"
 DEBIAN_BASE="aed-python:3.11-bookworm"
 HIL_APT="openocd stlink-tools usbutils"
 LOGS="${IMAGES_LOG_DIR:-${TMPDIR:-/tmp}/aed-images}"

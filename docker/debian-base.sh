@@ -11,7 +11,7 @@ mirror="${2:-http://deb.debian.org/debian}"
 docker="${DOCKER:-docker}"
 
 fail() { echo "make images: $*" >&2; exit 2; }
-[ "$(id -u)" = 0 ] || fail "the Debian base needs root (debootstrap): run it as root, or use BASE_IMAGE=python:3.11-slim-bookworm where a registry is reachable"
+[ "$(id -u)" = 0 ] || fail "the Debian base needs root (debootstrap): run it as root, or use BASE_IMAGE=python:3.11.7-slim-bookworm where a registry is reachable"
 command -v debootstrap >/dev/null || fail "debootstrap not found: apt-get install -y debootstrap"
 
 rootfs="$(mktemp -d /var/tmp/aed-rootfs.XXXXXX)"

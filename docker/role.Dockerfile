@@ -2,11 +2,11 @@
 # (pipelines/images.py ROLE_ROOTS and their closure in requirements.lock, pins and hashes unchanged) and the project.
 # Build with `make images` (docker/build-images.sh), from the repository root:
 #   DOCKER_BUILDKIT=1 docker build --network host -f docker/role.Dockerfile --build-arg ROLE=data \
-#     --build-arg BASE_IMAGE=python:3.11-slim-bookworm [--secret id=extra_ca,src=CA.pem] -t REGISTRY/aed-data:TAG .
-# BASE_IMAGE: the official python:3.11-slim-bookworm where a registry is reachable, or the Debian-made base of
+#     --build-arg BASE_IMAGE=python:3.11.7-slim-bookworm [--secret id=extra_ca,src=CA.pem] -t REGISTRY/aed-data:TAG .
+# BASE_IMAGE: the official python:3.11.7-slim-bookworm where a registry is reachable, or the Debian-made base of
 # docker/debian-base.sh where none is. extra_ca: optional PEM bundle (a proxy's or company's CA) that pip trusts
 # during the build only; it is a BuildKit secret, never written into a layer.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
 
 # The role's requirement files, written by the image's own Python from the lock (standard library only).
 FROM ${BASE_IMAGE} AS requirements

@@ -231,12 +231,12 @@ ENGINE_OK = 'case "$1" in info) exit 0;; buildx) exit 0;; image) exit 1;; pull) 
         ),
         (
             'case "$1" in info|buildx|image) exit 0;; build) echo "pip._vendor.urllib3 NewConnectionError: [Errno 101]"; exit 1;; esac\n',
-            {"BASE_IMAGE": "python:3.11-slim-bookworm"},
+            {"BASE_IMAGE": "python:3.11.7-slim-bookworm"},
             "no package registry reachable from the build",
         ),
         (
             'case "$1" in info|buildx|image) exit 0;; build) echo "SSLError(SSLCertVerificationError(1, \'[SSL: CERTIFICATE_VERIFY_FAILED]"; exit 1;; esac\n',
-            {"BASE_IMAGE": "python:3.11-slim-bookworm"},
+            {"BASE_IMAGE": "python:3.11.7-slim-bookworm"},
             "give its CA with EXTRA_CA=/path/ca.pem",
         ),
         (
