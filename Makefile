@@ -87,20 +87,18 @@ format: install
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --quiet -o requirements.lock
 
-# Container images for a Kubeflow cluster (docs/pipeline.md). Needs Docker with BuildKit (default since 23.0).
+# Container images, one per role (aed-data, aed-train, aed-hil; docs/pipeline.md "Containers"), with BuildKit
+# (docker/build-images.sh). BASE_IMAGE=auto (python:3.11.7-slim-bookworm, or a base made from Debian packages when no
+# registry is reachable) | debian | IMAGE; EXTRA_CA=ca.pem | none (default: the system's local CAs, as a secret).
 # REGISTRY/TAG must match params.yaml pipeline.image_registry / pipeline.image_tag (empty tag = project version).
 REGISTRY ?= ghcr.io/aed-mlops
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 images:
-	docker build -f docker/base.Dockerfile -t $(REGISTRY)/aed-base:$(TAG) .
-	docker build -f docker/train.Dockerfile --build-arg BASE=$(REGISTRY)/aed-base:$(TAG) -t $(REGISTRY)/aed-train:$(TAG) .
-	docker build -f docker/hil.Dockerfile --build-arg BASE=$(REGISTRY)/aed-base:$(TAG) -t $(REGISTRY)/aed-hil:$(TAG) .
+	REGISTRY=$(REGISTRY) TAG=$(TAG) docker/build-images.sh
 
 push-images: images
-	docker push $(REGISTRY)/aed-base:$(TAG)
-	docker push $(REGISTRY)/aed-train:$(TAG)
-	docker push $(REGISTRY)/aed-hil:$(TAG)
+	for role in data train hil; do docker push $(REGISTRY)/aed-$$role:$(TAG) || exit 1; done
 
 # Recompile pipelines/aed_pipeline.yaml after changing pipelines/ or params.yaml (a test checks it is current).
 pipeline-yaml: install

@@ -67,6 +67,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as stream:
+            # mkstemp makes it 0600; records are read by other users (a container's, a registry's readers)
+            os.fchmod(stream.fileno(), 0o644)
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())

@@ -36,29 +36,41 @@ COMPILED = Path(__file__).with_name("aed_pipeline.yaml")
 
 @dataclass(frozen=True)
 class TaskSettings:
-    image: str  # an Images kind: base | train | hil
+    image: str  # the role image the task runs in (pipelines.images.ROLES): data | train | hil
     cpu: str
     memory: str
     retries: int = 0
     cache: bool = True
 
 
+# The one table of the tasks: each step's role image (docker/role.Dockerfile builds one image per role, with only
+# the packages of its steps: pipelines/images.py ROLE_ROOTS), its resources, retries and caching. A new step gets
+# its row here; a test fails for a step without one and for a role whose image lacks a package the step imports.
 # Caching: the data and model steps are deterministic functions of their inputs and params. hil asks a board,
 # whose answer can change, and gate/promote read or write the outside world: never cached. Retries only where
 # failures are transient (downloads, serial links, S3), never where a rerun would just fail again.
 SETTINGS: dict[str, TaskSettings] = {
-    "ingest": TaskSettings("base", "1", "2G", retries=2),
-    "validate": TaskSettings("base", "2", "4G"),
-    "patch": TaskSettings("base", "2", "4G"),
+    "ingest": TaskSettings("data", "1", "2G", retries=2),
+    "validate": TaskSettings("data", "2", "4G"),
+    "patch": TaskSettings("data", "2", "4G"),
     "train": TaskSettings("train", "2", "12G"),  # train.jobs: 2 worker processes
     "quantize": TaskSettings("train", "2", "4G"),
     "evaluate": TaskSettings("train", "2", "4G"),
     "convert": TaskSettings("train", "1", "2G", retries=1),
-    "export_firmware": TaskSettings("base", "500m", "1G"),
+    "export_firmware": TaskSettings("train", "500m", "1G"),
     "hil": TaskSettings("hil", "1", "2G", retries=2, cache=False),
-    "gate": TaskSettings("base", "500m", "1G", cache=False),
-    "promote": TaskSettings("base", "500m", "1G", retries=2, cache=False),
+    "gate": TaskSettings("hil", "500m", "1G", cache=False),
+    "promote": TaskSettings("hil", "500m", "1G", retries=2, cache=False),
 }
+
+
+def step_image(images: Images, step: str) -> str:
+    """The image of a step's tasks, from SETTINGS (one line naming the step when it has no row)."""
+    if step not in SETTINGS:
+        raise ValueError(
+            f"pipelines/aed_pipeline.py SETTINGS: no row for step {step!r} (its role image, resources)"
+        )
+    return images.name(SETTINGS[step].image)
 
 
 def task_suffix(model_name: str) -> str:
@@ -82,9 +94,7 @@ def build_components(images: Images, models: list[str]) -> dict[str, Any]:
     built: dict[str, Any] = {}
     for step in STEPS:
         function = task_body(step)
-        component = dsl.component(base_image=images.name(SETTINGS[step].image), install_kfp_package=False)(
-            function
-        )
+        component = dsl.component(base_image=step_image(images, step), install_kfp_package=False)(function)
         if step in SHARED_STEPS:
             built[step] = component
             continue

@@ -191,7 +191,8 @@ def _run_local(args: argparse.Namespace) -> int:
         args.params, args.set, root=Path(args.params).resolve().parent, environment=True
     )
     root = Path(args.root or settings.local_root)
-    pipeline = build_pipeline(params, models, _images(settings, args), until=args.until, retries=False)
+    images = _images(settings, args)
+    pipeline = build_pipeline(params, models, images, until=args.until, retries=False)
     run = run_local(
         pipeline,
         {},
@@ -199,12 +200,44 @@ def _run_local(args: argparse.Namespace) -> int:
         task_timeout_s=settings.task_timeout_s,
         cache=args.cache,
         drop_environment=ENVIRONMENT_PARAMS,
+        docker=_docker_settings(params, images, args.until) if args.runner == "docker" else None,
     )
     summary = summarize(run, models)
     if run.run_dir is not None:
         (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_summary(summary))
     return 0
+
+
+# The folders a task writes outside the pipeline root: mounted writable into its container (--runner docker).
+WRITABLE_PATHS = (
+    "ingest.cache_dir",
+    "models.weights_cache_dir",
+    "hil.lock_dir",
+    "hil.workdir",
+    "promote.registry",
+)
+
+
+def _docker_settings(params: dict[str, Any], images: Any, until: str | None) -> Any:
+    """--runner docker: the role images of the steps that run, the host paths of params to mount, and the YAMNet
+    weights mirror (AED_MODELS_MIRROR inside the containers, mounted read-only)."""
+    from aed.models.mirror import ENV, WeightsError, models_mirror
+    from pipelines.aed_pipeline import STEPS, step_image
+    from pipelines.local_run import DockerMount, DockerSettings, docker_mounts
+
+    steps = STEPS[: STEPS.index(until) + 1] if until in STEPS else STEPS
+    settings = DockerSettings(
+        images=[step_image(images, step) for step in steps], mounts=docker_mounts(params, WRITABLE_PATHS)
+    )
+    try:
+        mirror = models_mirror().resolve()
+    except WeightsError:
+        return settings  # no mirror here: a train task says so itself
+    if mirror.is_dir():
+        settings.mounts.append(DockerMount(mirror))
+        settings.env[ENV] = str(mirror)
+    return settings
 
 
 def summarize(run: Any, models: list[str]) -> dict[str, Any]:
@@ -364,10 +397,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compile_parser.add_argument("--out", type=Path, default=Path("pipelines/aed_pipeline.yaml"))
     compile_parser.set_defaults(handler=_compile)
 
-    local = actions.add_parser(
-        "run-local", help="run the whole DAG here with kfp.local (no cluster, no Docker)"
-    )
+    local = actions.add_parser("run-local", help="run the whole DAG here with kfp.local (no cluster)")
     common(local)
+    local.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="subprocess: each task in this environment (default); docker: each task in its role's image "
+        "(`make images`), with kfp.local.DockerRunner",
+    )
     local.add_argument("--root", type=Path, help="pipeline root (default: pipeline.local_root)")
     local.add_argument("--until", metavar="STEP", help="stop after this step (default: the whole DAG)")
     local.add_argument(

@@ -165,3 +165,8 @@ def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AED_S3_ENDPOINT_URL", raising=False)
     return moto_endpoint
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # tests/containers/conftest.py: skipped with a message without an engine or images, failed under CI=true.
+    config.addinivalue_line("markers", "container: needs a container engine and the images of `make images`")

@@ -271,6 +271,7 @@ def test_pipelines_package_holds_no_step_logic() -> None:
     allowed |= {"aed.artifacts"}  # file names (dvc.yaml's generated blocks), no step logic
     allowed |= {"aed.model_specs"}  # the known model names (a bad name is one line), no step logic
     allowed |= {"aed.redact"}  # masking the KFP credentials in messages, no step logic
+    allowed |= {"aed.models.mirror"}  # where the YAMNet weights are (mounted into containers), no step logic
     for path in (REPO / "pipelines").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
