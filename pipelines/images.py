@@ -43,9 +43,9 @@ _COMMON = (
     "threadpoolctl",
     "tqdm",
 )
-# The virtual board runs the int8 TFLite model (LiteRT) and the QDQ ONNX model (onnxruntime); labgrid, pyserial
-# and protobuf talk to real boards.
-_BOARD = ("labgrid", "protobuf", "grpcio", "ai-edge-litert", "onnx", "onnxruntime")
+# The virtual board runs the int8 TFLite model (LiteRT, or tflite-micro for a TFLM-planned model) and the QDQ ONNX
+# model (onnxruntime); labgrid, pyserial and protobuf talk to real boards.
+_BOARD = ("labgrid", "protobuf", "grpcio", "ai-edge-litert", "tflite-micro", "onnx", "onnxruntime")
 _TRAINING = (
     "tensorflow-cpu",
     "keras",
@@ -55,7 +55,6 @@ _TRAINING = (
     "scikit-learn",
     "scipy",
     "librosa",
-    "tflite-micro",
     "sed-eval",
     "psds-eval",
     "setuptools",
