@@ -86,6 +86,41 @@ class Clip:
         return float(np.mean(np.square(self.audio, dtype=np.float64)))
 
 
+@dataclass(frozen=True)
+class ClipSource:
+    clip_id: str
+    label: str
+    path: Path
+
+
+class ClipLoader:
+    """Decodes a clip the first time a soundscape uses it (a split's training clips are many; a set uses few)
+    and crops it to its non-silent span; None for a silent clip, which is never placed."""
+
+    def __init__(self, sample_rate: int, top_db: float) -> None:
+        self.sample_rate, self.top_db = sample_rate, top_db
+        self._cache: dict[str, Clip | None] = {}
+        self.silent: list[str] = []
+
+    def __call__(self, source: ClipSource) -> Clip | None:
+        if source.clip_id not in self._cache:
+            signal = load_audio(source.path, self.sample_rate, max_duration_s=None)
+            span = non_silent_span(signal, self.sample_rate, self.top_db)
+            if span is None:
+                self.silent.append(source.clip_id)
+            clip = (
+                None if span is None else Clip(source.clip_id, source.label, signal[span[0] : span[1]].copy())
+            )
+            self._cache[source.clip_id] = clip
+        return self._cache[source.clip_id]
+
+
+def clip_sources(table: pd.DataFrame, raw_dir: Path) -> list[ClipSource]:
+    """The clips of a table (clip_id, path, label), in clip_id order (the draws depend on the order only)."""
+    rows = table.sort_values("clip_id")
+    return [ClipSource(str(r.clip_id), str(r.label), Path(raw_dir) / str(r.path)) for r in rows.itertuples()]
+
+
 def non_silent_span(signal: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int] | None:
     """[start, stop) samples from the first to the last frame whose RMS is within top_db of the loudest frame;
     None for a silent clip."""
@@ -98,22 +133,6 @@ def non_silent_span(signal: np.ndarray, sample_rate: int, top_db: float) -> tupl
     active = np.flatnonzero(power > power.max() * 10.0 ** (-top_db / 10.0))
     start, stop = int(active[0]) * hop, min(int(active[-1]) * hop + frame, signal.size)
     return start, stop
-
-
-def load_clips(
-    table: pd.DataFrame, raw_dir: Path, sample_rate: int, top_db: float
-) -> tuple[list[Clip], list[str]]:
-    """The clips of `table` (clip_id, path, label) cropped to their non-silent spans, in clip_id order, and the
-    ids of those left out because they are silent."""
-    clips, silent = [], []
-    for row in table.sort_values("clip_id").itertuples(index=False):
-        signal = load_audio(Path(raw_dir) / str(row.path), sample_rate, max_duration_s=None)
-        span = non_silent_span(signal, sample_rate, top_db)
-        if span is None:
-            silent.append(str(row.clip_id))
-            continue
-        clips.append(Clip(str(row.clip_id), str(row.label), signal[span[0] : span[1]].copy()))
-    return clips, silent
 
 
 def pink_noise(samples: int, rms: float, rng: np.random.Generator) -> np.ndarray:
@@ -130,14 +149,15 @@ def _gain(clip: Clip, noise_power: float, snr_db: float) -> float:
     return float(np.sqrt(noise_power * 10.0 ** (snr_db / 10.0) / max(clip.power, 1e-20)))
 
 
-def _pick(pool: list[Clip], count: int, rng: np.random.Generator) -> list[Clip]:
-    """`count` clips of the pool, without repeats while the pool lasts."""
+def _pick(pool: list[ClipSource], count: int, rng: np.random.Generator, load: ClipLoader) -> list[Clip]:
+    """`count` clips of the pool, without repeats while the pool lasts (silent clips are left out)."""
     if not pool or count <= 0:
         return []
     order = []
     while len(order) < count:
         order.extend(rng.permutation(len(pool)).tolist())
-    return [pool[i] for i in order[:count]]
+    clips = [load(pool[i]) for i in order[:count]]
+    return [clip for clip in clips if clip is not None]
 
 
 def _event_starts(lengths: list[int], total: int, gap: int, rng: np.random.Generator) -> list[int]:
@@ -159,8 +179,9 @@ def _fit(chosen: list[Clip], total: int, gap: int) -> list[Clip]:
 
 
 def render(
-    targets: list[Clip],
-    background: list[Clip],
+    targets: list[ClipSource],
+    background: list[ClipSource],
+    load: ClipLoader,
     params: SoundscapeParams,
     sample_rate: int,
     name: str,
@@ -173,7 +194,7 @@ def render(
     noise_rms = 10.0 ** (params.noise_dbfs / 20.0)
     mix = pink_noise(total, noise_rms, rng).astype(np.float64)
     wanted = int(round(params.events_per_minute * params.duration_s / 60.0))
-    events = _fit(_pick(targets, wanted, rng), total, gap)
+    events = _fit(_pick(targets, wanted, rng, load), total, gap)
     starts = _event_starts([c.audio.size for c in events], total, gap, rng)
     placed = []
     for clip, start in zip(events, starts, strict=True):
@@ -182,7 +203,7 @@ def render(
         placed.append({"onset": start / sample_rate, "offset": (start + clip.audio.size) / sample_rate,
                        "event_label": clip.label, "clip_id": clip.clip_id, "snr_db": round(snr, 3)})  # fmt: skip
     wanted = int(round(params.background_per_minute * params.duration_s / 60.0))
-    for clip in _pick(background, wanted, rng):
+    for clip in _pick(background, wanted, rng, load):
         length = min(clip.audio.size, total)
         start = int(rng.integers(0, total - length + 1))
         snr = float(rng.uniform(params.background_snr_db_min, params.background_snr_db_max))
@@ -194,8 +215,8 @@ def render(
 
 
 def split_pools(
-    clips: list[Clip], target_classes: Sequence[str], background_classes: Sequence[str]
-) -> tuple[list[Clip], list[Clip]]:
+    clips: list[ClipSource], target_classes: Sequence[str], background_classes: Sequence[str]
+) -> tuple[list[ClipSource], list[ClipSource]]:
     overlap = sorted(set(target_classes) & set(background_classes))
     if overlap:
         raise SoundscapeError(f"streaming.background_classes: {overlap} are also target classes")
@@ -205,25 +226,28 @@ def split_pools(
 
 
 def build_set(
-    clips: list[Clip],
+    clips: list[ClipSource],
     out_dir: Path,
     name: str,
     count: int,
     params: SoundscapeParams,
     target_classes: Sequence[str],
+    background_classes: Sequence[str],
     sample_rate: int = 16000,
 ) -> pd.DataFrame:
     """Writes `count` soundscapes named `<name>-<i>.wav` and their ground truth into `out_dir`; returns the
     ground-truth table (DCASE layout)."""
-    targets, background = split_pools(clips, target_classes, params.background_classes)
+    targets, background = split_pools(clips, target_classes, background_classes)
+    load = ClipLoader(sample_rate, params.event_top_db)
     if not targets:
         raise SoundscapeError(f"{name}: no clip of the target classes {list(target_classes)} to place")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear(out_dir)
+    out_dir.mkdir(parents=True)
     rows, durations, events_by_file = [], [], {}
     for index in range(count):
         filename = f"{name}-{index}.wav"
-        audio, events = render(targets, background, params, sample_rate, name, index)
+        audio, events = render(targets, background, load, params, sample_rate, name, index)
         soundfile.write(str(out_dir / filename), audio, sample_rate, subtype="PCM_16")
         durations.append({"filename": filename, "duration": audio.size / sample_rate})
         rows.extend({"filename": filename, **{k: e[k] for k in ("onset", "offset", "event_label")}}
@@ -234,9 +258,21 @@ def build_set(
     pd.DataFrame(durations).to_csv(out_dir / DURATIONS_FILE, index=False)
     write_json(out_dir / SOUNDSCAPES_RECORD, {
         "name": name, "count": count, "sample_rate": sample_rate, "params": asdict(params),
-        "target_classes": list(target_classes), "clips": len(clips), "events": events_by_file,
+        "target_classes": list(target_classes), "background_classes": list(background_classes),
+        "clips": len(clips), "silent_clips_left_out": load.silent, "events": events_by_file,
     })  # fmt: skip
     return truth
+
+
+def _clear(out_dir: Path) -> None:
+    """Removes an earlier set (files of a larger set would linger); refuses any other non-empty folder."""
+    import shutil
+
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / SOUNDSCAPES_RECORD).is_file()):
+        raise SoundscapeError(f"{out_dir}: exists and is not a soundscape set; not overwriting it")
+    shutil.rmtree(out_dir)
 
 
 def read_ground_truth(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -247,3 +283,79 @@ def read_ground_truth(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise SoundscapeError(f"{folder / name}: not found (not a soundscape set?)")
     truth = pd.read_csv(folder / GROUND_TRUTH_FILE, dtype={"filename": str, "event_label": str})
     return truth, pd.read_csv(folder / DURATIONS_FILE, dtype={"filename": str})
+
+
+# -- the sets of a model's splits -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SplitClips:
+    """One split of a model's splits.json: the clips it trained on and those it was tested on."""
+
+    name: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+
+
+def read_splits(splits_file: Path) -> tuple[list[str], list[SplitClips]]:
+    """(class names, the splits that test on held-out clips) of a splits.json that train wrote."""
+    import json
+
+    splits_file = Path(splits_file)
+    try:
+        data = json.loads(splits_file.read_text(encoding="utf-8"))
+        classes = [str(name) for name in data["class_names"]]
+        splits = [SplitClips(str(name), tuple(map(str, split.get("train", ()))) + tuple(map(str, split.get("val", ()))),
+                             tuple(map(str, split.get("test", ()))))
+                  for name, split in data["splits"].items()]  # fmt: skip
+    except FileNotFoundError:
+        raise SoundscapeError(
+            f"{splits_file}: not found (train writes it into the float model folder)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SoundscapeError(
+            f"{splits_file}: not a readable splits file ({type(error).__name__}: {error})"
+        ) from None
+    held_out = [split for split in splits if split.test]
+    if not held_out:
+        raise SoundscapeError(
+            f"{splits_file}: no split has test clips (a final model alone cannot be evaluated)"
+        )
+    return classes, held_out
+
+
+def read_validated(path: Path) -> pd.DataFrame:
+    """The validated clip table (clip_id, path, label), the clips that passed validation only."""
+    path = Path(path)
+    if not path.is_file():
+        raise SoundscapeError(f"{path}: validated clip table not found")
+    table = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str})
+    missing = sorted({"clip_id", "path", "label"} - set(table.columns))
+    if missing:
+        raise SoundscapeError(f"{path}: missing column(s) {missing}")
+    if "problem" in table.columns:
+        table = table[table["problem"].isna() | (table["problem"].astype(str).str.strip() == "")]
+    return table
+
+
+def build_split_set(
+    validated: pd.DataFrame,
+    raw_dir: Path,
+    out_root: Path,
+    split: SplitClips,
+    part: str,
+    count: int,
+    params: SoundscapeParams,
+    target_classes: Sequence[str],
+    background_classes: Sequence[str],
+    sample_rate: int = 16000,
+) -> Path:
+    """The set `<split>-<part>` (part: test = the split's held-out clips, train = its training clips) in
+    out_root/<split>-<part>/; returns the folder."""
+    ids = set(split.test if part == "test" else split.train)
+    table = validated[validated["clip_id"].isin(ids)]
+    absent = len(ids) - table["clip_id"].nunique()
+    if absent:
+        raise SoundscapeError(f"{split.name}: {absent} of its {part} clips are not in the validated table")
+    name = f"{split.name}-{part}"
+    build_set(clip_sources(table, raw_dir), Path(out_root) / name, name, count, params, target_classes,
+              background_classes, sample_rate)  # fmt: skip
+    return Path(out_root) / name

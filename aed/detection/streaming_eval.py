@@ -83,21 +83,6 @@ class ScoredSet:
         )
 
 
-def score_set(folder: Path, scorer, config, hop_s: float, class_names: Sequence[str]) -> ScoredSet:
-    """Runs the model over every soundscape of a set (the reference front end, streamed, no silence removal)."""
-    from aed.detection.stream import stream_patches, window_seconds
-
-    truth, durations = read_ground_truth(folder)
-    starts, scores = {}, {}
-    for name in durations["filename"]:
-        blocks = list(stream_patches(Path(folder) / name, config, hop_s))
-        starts[name] = np.concatenate([b.starts_s for b in blocks]) if blocks else np.zeros(0)
-        outputs = [np.asarray(scorer(b.patches)) for b in blocks if len(b.patches)]
-        scores[name] = np.concatenate(outputs) if outputs else np.zeros((0, len(class_names)))
-    return ScoredSet(truth, dict(zip(durations["filename"], durations["duration"], strict=True)), starts,
-                     scores, window_seconds(config), list(class_names))  # fmt: skip
-
-
 def detections(
     scored: ScoredSet, params: PostProcessParams, background: Collection[str] = ()
 ) -> pd.DataFrame:
@@ -265,3 +250,76 @@ def mean_figures(per_split: dict[str, dict]) -> dict:
         values = [f[name] for f in per_split.values() if isinstance(f.get(name), int | float)]
         means[name] = float(np.mean(values)) if values else None
     return means
+
+
+# The model classes that mean "no event" (a background class: issue 18 point 6, aed.datasets.background; FSD50K's
+# `other`): they never make events and their clips are background sound in the soundscapes.
+NO_EVENT_LABELS = ("background", "other")
+
+
+def no_event_classes(class_names: Sequence[str]) -> list[str]:
+    return [name for name in class_names if name in NO_EVENT_LABELS]
+
+
+def soundscape_classes(class_names: Sequence[str], params: StreamingParams) -> tuple[list[str], list[str]]:
+    """(target classes: the ground truth's labels, background classes: non-target sound) of a model's sets."""
+    background = list(dict.fromkeys([*params.background_classes, *no_event_classes(class_names)]))
+    # A model class named as background sound is no target: its detections count as false alarms.
+    targets = [name for name in class_names if name not in background]
+    if not targets:
+        raise ValueError(f"streaming.background_classes: {params.background_classes} leaves no target class")
+    return targets, background
+
+
+def score_set(folder: Path, scorer, detect, config, class_names: Sequence[str]) -> ScoredSet:
+    """Runs the model over every soundscape of a set as `aed detect` does (aed.detection.detect.detect_file:
+    the reference front end streamed, no silence removal, detect.hop_s)."""
+    from aed.detection.detect import detect_file
+
+    truth, durations = read_ground_truth(folder)
+    starts, scores, window_s = {}, {}, 0.0
+    for name in durations["filename"]:
+        found = detect_file(scorer, Path(folder) / name, class_names, detect, config=config, filename=name)
+        starts[name], scores[name], window_s = found.starts_s, found.scores, found.window_s
+    return ScoredSet(truth, dict(zip(durations["filename"], durations["duration"], strict=True)), starts,
+                     scores, window_s, list(class_names))  # fmt: skip
+
+
+def split_model(int8_dir: Path, split: str) -> Path:
+    """The int8 model file of one split (models/<model>/int8/<split>/)."""
+    from aed.artifacts import int8_models_in
+
+    found = list(int8_models_in(Path(int8_dir) / split).values())
+    if len(found) != 1:
+        raise FileNotFoundError(f"{Path(int8_dir) / split}: expected one int8 model file, found {len(found)}")
+    return found[0]
+
+
+def score_splits(validated: Path, raw_dir: Path, splits_file: Path, int8_dir: Path, out_root: Path, part: str,
+                 params: StreamingParams, detect, config) -> tuple[dict[str, ScoredSet], list[str]]:  # fmt: skip
+    """For each held-out split of the model: its soundscape set of `part` (test: its held-out clips; train: its
+    training clips) built under out_root, scored by the split's own int8 model. ({split: set}, class names)"""
+    from aed.detection.detect import check_class_count, load_scorer
+    from aed.detection.soundscapes import build_split_set, read_splits, read_validated
+
+    class_names, splits = read_splits(splits_file)
+    table = read_validated(validated)
+    targets, background = soundscape_classes(class_names, params)
+    count = params.eval_per_split if part == "test" else params.calibration_per_split
+    scored = {}
+    for split in splits:
+        folder = build_split_set(table, raw_dir, out_root, split, part, count, params.soundscape_params(),
+                                 targets, background, config.sample_rate)  # fmt: skip
+        scorer = load_scorer(split_model(int8_dir, split.name), detect.reference_kernels, detect.threads)
+        check_class_count(scorer, class_names, str(splits_file))
+        scored[split.name] = score_set(folder, scorer, detect, config, class_names)
+    return scored, class_names
+
+
+def pooled(scored: dict[str, ScoredSet]) -> ScoredSet:
+    """Every split's set as one (the operating point is chosen over all of them)."""
+    sets = list(scored.values())
+    total = sets[0]
+    for other in sets[1:]:
+        total = total.merged(other)
+    return total
