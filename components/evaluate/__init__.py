@@ -139,7 +139,7 @@ def run_streaming(
     )
 
     started = time.perf_counter()
-    calibrated = operating_point is not None and Path(operating_point).is_file()
+    calibrated = operating_point is not None  # given: it must be there (no silent fallback to params.yaml)
     point = load_operating_point(Path(operating_point)) if calibrated else detect.postprocess()
     scored, class_names = score_splits(validated, raw_dir, Path(float_dir) / SPLITS_FILE, int8_dir,
                                        soundscapes_dir, "test", streaming, detect, patch.feature_config())  # fmt: skip
@@ -242,6 +242,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_main)
 
 
+def _calibrated(path: Path) -> Path | None:
+    """The model's operating point file when `aed calibrate` wrote one (else params.yaml's detect: is used)."""
+    return path if path.is_file() else None
+
+
 def _main_streaming(args: argparse.Namespace) -> int:
     from aed.artifacts import OPERATING_POINT_FILE
     from aed.detection.detect import DetectParams
@@ -257,7 +262,7 @@ def _main_streaming(args: argparse.Namespace) -> int:
         load_section(args.params, "patch", PatchParams),
         name, args.validated, args.raw_dir, root / name / "float", root / name / "int8",
         args.soundscapes or Path("artifacts/soundscapes") / name, args.reports,
-        args.operating_point or root / name / OPERATING_POINT_FILE, args.dvc_metrics_dir,
+        args.operating_point or _calibrated(root / name / OPERATING_POINT_FILE), args.dvc_metrics_dir,
     )  # fmt: skip
     mean = figures["mean"]
     print(f"evaluate --streaming {name}: event F1 {mean['event_f1']:.3f}, PSDS {mean['psds']}, "
