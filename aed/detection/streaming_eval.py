@@ -163,8 +163,15 @@ def sed_eval_figures(truth: pd.DataFrame, found: pd.DataFrame, files: Sequence[s
         est = found[found["filename"] == name][list(EVENT_COLUMNS)].to_dict("records")
         metric.evaluate(MetaDataContainer(ref), MetaDataContainer(est))
     overall = metric.results_overall_metrics()
-    return {"event_f1": float(overall["f_measure"]["f_measure"]),
-            "error_rate": float(overall["error_rate"]["error_rate"])}  # fmt: skip
+    f1, error_rate = float(overall["f_measure"]["f_measure"]), float(overall["error_rate"]["error_rate"])
+    # sed_eval gives NaN where a ratio has no denominator: no detection at all (F1 is 0 when there were events
+    # to find), no reference event (the error rate is undefined). JSON has no NaN: None says "undefined".
+    if np.isnan(f1) and len(truth):
+        f1 = 0.0
+    return {
+        "event_f1": None if np.isnan(f1) else f1,
+        "error_rate": None if np.isnan(error_rate) else error_rate,
+    }
 
 
 def psds(truth: pd.DataFrame, durations: dict[str, float], operating_points: list[pd.DataFrame],
