@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aed.detection.postprocess import PostProcessParams
 from aed.features import FeatureConfig, hann_window, log_mel, sparse_mel
 from aed.params import bounded
 from aed.records import atomic_write_text
@@ -111,14 +112,9 @@ def _c_string(text: str) -> str:
 @dataclass(frozen=True)
 class PostProcessConstants:
     """What a board needs to turn its window scores into the events host detect finds (aed.detection.postprocess):
-    the operating point's fields, the window hop and length, and which classes are background (never an event).
-    Kept as plain values here: aed.firmware does not depend on the detection package."""
+    the operating point, the window hop and length, and which classes are background (never an event)."""
 
-    smoothing_windows: int
-    on_threshold: float
-    off_threshold: float
-    min_duration_s: float
-    merge_gap_s: float
+    point: PostProcessParams
     hop_s: float
     window_s: float
     background: tuple[bool, ...]  # per class, in the model's output order
@@ -128,16 +124,17 @@ def postprocess_defines(constants: PostProcessConstants) -> str:
     """The post-processing block of ai_model_config.h. Floats are written with 9 significant digits, enough to
     give back the exact float32 (and what the host compares against, to 1e-9)."""
     flags = ", ".join("1" if flag else "0" for flag in constants.background)
+    point = constants.point
     return f"""/* Post-processing of the window scores, as host `aed detect` applies it (aed.detection.postprocess):
    a causal moving average over SMOOTHING_WINDOWS windows per class; an event starts at the first window whose
    smoothed score is >= ON_THRESHOLD and ends before the first one < OFF_THRESHOLD; it spans its first window's
    start to its last window's start + WINDOW_S; events of one class MERGE_GAP_S apart or closer are merged; events
    shorter than MIN_DURATION_S are dropped; background classes never make events. Windows start every HOP_S. */
-#define CTRL_X_CUBE_AI_PP_SMOOTHING_WINDOWS ({constants.smoothing_windows})
-#define CTRL_X_CUBE_AI_PP_ON_THRESHOLD   ({constants.on_threshold:.9g}F)
-#define CTRL_X_CUBE_AI_PP_OFF_THRESHOLD  ({constants.off_threshold:.9g}F)
-#define CTRL_X_CUBE_AI_PP_MIN_DURATION_S ({constants.min_duration_s:.9g}F)
-#define CTRL_X_CUBE_AI_PP_MERGE_GAP_S    ({constants.merge_gap_s:.9g}F)
+#define CTRL_X_CUBE_AI_PP_SMOOTHING_WINDOWS ({point.smoothing_windows})
+#define CTRL_X_CUBE_AI_PP_ON_THRESHOLD   ({point.on_threshold:.9g}F)
+#define CTRL_X_CUBE_AI_PP_OFF_THRESHOLD  ({point.off_threshold:.9g}F)
+#define CTRL_X_CUBE_AI_PP_MIN_DURATION_S ({point.min_duration_s:.9g}F)
+#define CTRL_X_CUBE_AI_PP_MERGE_GAP_S    ({point.merge_gap_s:.9g}F)
 #define CTRL_X_CUBE_AI_PP_HOP_S          ({constants.hop_s:.9g}F)
 #define CTRL_X_CUBE_AI_PP_WINDOW_S       ({constants.window_s:.9g}F)
 #define CTRL_X_CUBE_AI_PP_BACKGROUND     {{{flags}}}

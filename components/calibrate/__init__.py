@@ -55,7 +55,7 @@ def run(
     raw_dir: Path,
     float_dir: Path,
     int8_dir: Path,
-    out: Path,
+    operating_point_path: Path,
     soundscapes_dir: Path,
     record_path: Path | None = None,
     params_file: Path | None = None,
@@ -67,7 +67,7 @@ def run(
     from aed.detection.streaming_eval import no_event_classes, pooled, score_splits
     from aed.outputs import check_file_outputs
 
-    check_file_outputs({"--out": out, "--record": record_path},
+    check_file_outputs({"--out": operating_point_path, "--record": record_path},
                        {"--validated": validated, "--raw-dir": raw_dir, "--int8-dir": int8_dir})  # fmt: skip
     started = time.perf_counter()
     scored, class_names = score_splits(validated, raw_dir, Path(float_dir) / SPLITS_FILE, int8_dir,
@@ -75,7 +75,7 @@ def run(
     every = pooled(scored)
     choice = calibrate.choose(every, params, streaming.collar_s, no_event_classes(class_names))
     point = calibrate.operating_point_dict(choice.point)
-    calibrate.write_operating_point(Path(out), choice.point)
+    calibrate.write_operating_point(Path(operating_point_path), choice.point)
     if params_file is not None:
         calibrate.update_params_section(Path(params_file), "detect", point)
     figures = {

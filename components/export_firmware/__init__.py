@@ -73,7 +73,12 @@ def run(
         "golden_clip": str(clip) if clip else f"synthetic(seed={params.golden_seed})",
         "golden_top_class": class_names[int(np.argmax(output))],
         "log_note": "golden log-mel uses ln(mel + 1e-4) (Python recipe); the firmware uses logf(mel)",
-        "postprocess": {**dataclasses.asdict(constants), "from": point_source},
+        "postprocess": {
+            **dataclasses.asdict(constants.point),
+            "hop_s": constants.hop_s,
+            "window_s": constants.window_s,
+            "from": point_source,
+        },
         "files": files,
     }
     if record_path is not None:
@@ -94,12 +99,8 @@ def _postprocess_constants(
         point, source = load_operating_point(Path(operating_point)), str(operating_point)
     hop_frames(config, detect.hop_s)  # refuses a hop the board's frame grid cannot follow
     background = set(no_event_classes(class_names))
-    constants = firmware.PostProcessConstants(
-        smoothing_windows=point.smoothing_windows, on_threshold=point.on_threshold,
-        off_threshold=point.off_threshold, min_duration_s=point.min_duration_s, merge_gap_s=point.merge_gap_s,
-        hop_s=detect.hop_s, window_s=window_seconds(config),
-        background=tuple(name in background for name in class_names),
-    )  # fmt: skip
+    flags = tuple(name in background for name in class_names)
+    constants = firmware.PostProcessConstants(point, detect.hop_s, window_seconds(config), flags)
     return constants, source
 
 
