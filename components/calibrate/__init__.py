@@ -8,7 +8,7 @@ split tests on ever chooses the operating point.
 Outputs:
     models/<model>/postprocess.json              the operating point (PostProcessParams fields); streaming
                                                  evaluation, export_firmware and `hil run --stream` read it
-    artifacts/soundscapes/<model>/<split>-train  the calibration soundscapes and their ground truth
+    artifacts/soundscapes/<model>/calibration/<split>-train  the soundscapes and their ground truth
     reports/<model>/calibrate.json               the record: the point, its false alarms per hour and miss rate
     params.yaml's `detect:` section              with --write-params only
 """
@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
     parser.add_argument("--models-root", type=Path, default=Path("models"))
     parser.add_argument("--soundscapes", type=Path, default=None,
-                        help="folder for the calibration soundscapes (default artifacts/soundscapes/<model>)")  # fmt: skip
+                        help="folder for the calibration soundscapes (default artifacts/soundscapes/<model>/calibration)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None,
                         help="operating point file (default <models-root>/<model>/postprocess.json)")  # fmt: skip
     parser.add_argument(
@@ -133,7 +133,7 @@ def _main(args: argparse.Namespace) -> int:
         load_section(args.params, "patch", PatchParams),
         args.validated, args.raw_dir, root / name / "float", root / name / "int8",
         args.out or root / name / OPERATING_POINT_FILE,
-        args.soundscapes or Path("artifacts/soundscapes") / name,
+        args.soundscapes or Path("artifacts/soundscapes") / name / "calibration",
         args.record or Path("reports") / name / "calibrate.json",
         args.params if args.write_params else None,
     )  # fmt: skip

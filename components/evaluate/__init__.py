@@ -13,7 +13,7 @@ Outputs:
 With --streaming (one model; aed.detection.streaming_eval, docs/detection.md): each split's int8 model runs as
 `aed detect` does over seeded soundscapes of its held-out clips, post-processed at the model's calibrated operating
 point (models/<model>/postprocess.json, else params.yaml's detect: section), and is scored against their ground truth:
-    artifacts/soundscapes/<model>/<split>-test  the soundscapes and their DCASE ground truth
+    artifacts/soundscapes/<model>/evaluation/<split>-test: the soundscapes and their DCASE ground truth
     reports/<model>/streaming.json              event F1, error rate, PSDS, false alarms per hour, miss rate,
                                                 onset / offset error: per split, mean, and per class
     reports/metrics/streaming/<model>.json      DVC metrics: the mean figures, with their source
@@ -236,7 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--raw-dir", type=Path, default=Path("data/raw"), help="--streaming: the clips' folder"
     )
     parser.add_argument("--soundscapes", type=Path, default=None,
-                        help="--streaming: soundscape folder (default artifacts/soundscapes/<model>)")  # fmt: skip
+                        help="--streaming: soundscape folder (default artifacts/soundscapes/<model>/evaluation)")  # fmt: skip
     parser.add_argument("--operating-point", type=Path, default=None,
                         help="--streaming: default <models-root>/<model>/postprocess.json when it exists")  # fmt: skip
     parser.set_defaults(handler=_main)
@@ -261,7 +261,7 @@ def _main_streaming(args: argparse.Namespace) -> int:
         load_section(args.params, "detect", DetectParams),
         load_section(args.params, "patch", PatchParams),
         name, args.validated, args.raw_dir, root / name / "float", root / name / "int8",
-        args.soundscapes or Path("artifacts/soundscapes") / name, args.reports,
+        args.soundscapes or Path("artifacts/soundscapes") / name / "evaluation", args.reports,
         args.operating_point or _calibrated(root / name / OPERATING_POINT_FILE), args.dvc_metrics_dir,
     )  # fmt: skip
     mean = figures["mean"]
