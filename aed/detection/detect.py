@@ -229,7 +229,8 @@ def detect_file(
     name = str(audio_path) if filename is None else filename
     window_s = window_seconds(config)
     events = detect_events(all_scores, starts_s, window_s, class_names, params, name, background)
-    return Detection(events, starts_s, all_scores, window_s, name, stats.duration_s, input_warnings(stats))
+    warnings = input_warnings(stats, config.sample_rate)
+    return Detection(events, starts_s, all_scores, window_s, name, stats.duration_s, warnings)
 
 
 def _streaming_config(config: FeatureConfig | None) -> FeatureConfig:
@@ -240,9 +241,14 @@ def _streaming_config(config: FeatureConfig | None) -> FeatureConfig:
     return replace(FeatureConfig(**plain), remove_silence=False)
 
 
-def input_warnings(stats: StreamStats) -> list[str]:
+def input_warnings(stats: StreamStats, model_rate: int = 16000) -> list[str]:
     """Conditions that make scores unreliable but not meaningless: said once per recording, events still kept."""
     found = []
+    if stats.sample_rate < model_rate:
+        found.append(
+            f"recorded at {stats.sample_rate} Hz, upsampled to the model's {model_rate} Hz: nothing above "
+            f"{stats.sample_rate // 2} Hz, scores may be unreliable"
+        )
     if stats.peak <= 10 ** (-80 / 20):
         found.append(f"silent (peak {_dbfs(stats.peak)} dBFS): no events can be found")
     clipped = stats.clipped / max(1, stats.samples * max(1, stats.channels))
