@@ -256,7 +256,10 @@ def input_warnings(stats: StreamStats, model_rate: int = 16000) -> list[str]:
         found.append(f"{clipped:.1%} of samples clipped at full scale: scores may be unreliable")
     dc = stats.sum_mono / max(1, stats.samples)
     if abs(dc) >= 0.05:
-        found.append(f"DC offset {dc:+.3f} of full scale (the front end ignores it below 125 Hz)")
+        # the reference front end has no high-pass: a constant leaks through the Hann window into the lowest mel
+        # bands, which then look like a low-frequency sound the whole time
+        found.append(f"DC offset {dc:+.3f} of full scale: it reaches the lowest mel bands and can fake "
+                     "low-frequency events; high-pass the recording first")  # fmt: skip
     if stats.channels > 1 and stats.energy_channels > 0 and stats.energy_mono < 0.1 * stats.energy_channels:
         found.append(
             f"{stats.channels} channels mostly cancel when mixed to mono "

@@ -56,13 +56,16 @@ def run(
     scorer = load_scorer(model_path, params.reference_kernels, params.threads)
     check_class_count(scorer, class_names, "the class map (validate.classes or --classes)")
     recordings, failed = expand_inputs(audio)
+    for error in failed.values():
+        warn(f"aed detect: error: {error}")
     detections = []
     with replacing(out_dir, OutputSpec("detect"), sources, asdict(params)) as staging:
         for number, path in enumerate(recordings):
             try:
                 detection = _detect_one(scorer, path, class_names, params, background, patch)
             except (ValueError, OSError) as error:  # this recording's problem: named, the others still run
-                failed[str(path)] = " ".join(str(error).split())
+                message = " ".join(str(error).split())
+                failed[str(path)] = message if str(path) in message else f"{path}: {message}"
                 warn(f"aed detect: error: {failed[str(path)]}")
                 continue
             detections.append(detection)
@@ -72,9 +75,6 @@ def run(
         write_events_csv(detections, staging / "events.csv")
         settings = {**asdict(params), "background": list(background), "class_names": list(class_names)}
         _write_json(detections, failed, staging / "events.json", settings)
-    for name, error in failed.items():
-        if name not in map(str, recordings):
-            warn(f"aed detect: error: {error}")
     figures = _figures(detections, failed, scorer.kind)
     if record_path is not None:
         write_record(record_path, "detect", figures, inputs={"model": Path(model_path)})
@@ -244,8 +244,9 @@ def _main(args: argparse.Namespace) -> int:
     print(f"detect: {figures['events']} event(s) in {figures['recordings']} recording(s) "
           f"({figures['audio_s']:.1f} s of audio), written to {args.out}")  # fmt: skip
     if figures["failed"]:
-        print(f"aed detect: error: {figures['failed']} input(s) could not be used: "
-              f"{', '.join(figures['failed_inputs'])}", file=sys.stderr)  # fmt: skip
+        if figures["failed"] + figures["recordings"] > 1:  # one input: its own error line says it all
+            print(f"aed detect: error: {figures['failed']} of {figures['failed'] + figures['recordings']} "
+                  f"inputs could not be used: {', '.join(figures['failed_inputs'])}", file=sys.stderr)  # fmt: skip
         return 2
     return 0
 
