@@ -8,6 +8,9 @@ from pathlib import Path
 from aed.detection.detect import Detection
 from aed.detection.postprocess import PostProcessParams, smooth_scores
 
+# matplotlib's default cycle without its grey (C7), which marks background classes here
+PALETTE = tuple(f"C{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8, 9))
+
 
 def save_scores_png(
     detection: Detection,
@@ -30,7 +33,7 @@ def save_scores_png(
     rows = len(class_names)
     figure, axes = plt.subplots(rows, 1, figsize=(10, 0.9 * rows + 1.2), sharex=True, squeeze=False)
     for row, (axis, label) in enumerate(zip(axes[:, 0], class_names, strict=True)):
-        colour = "0.6" if label in background else f"C{row % 10}"
+        colour = "0.6" if label in background else PALETTE[row % len(PALETTE)]
         axis.plot(centres, detection.scores[:, row], color=colour, linewidth=0.5, alpha=0.5)
         axis.plot(centres, smoothed[:, row], color=colour, linewidth=1.2)
         for event in (e for e in detection.events if e.label == label):
