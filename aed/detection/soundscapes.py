@@ -56,11 +56,11 @@ class SoundscapeParams:
     duration_s: float = bounded(60.0, 5.0, 3600.0)
     events_per_minute: float = bounded(6.0, 0.0, 60.0)
     min_gap_s: float = bounded(1.0, 0.0, 60.0)  # silence (noise only) between target events, and at both ends
-    event_snr_db_min: float = bounded(6.0, -30.0, 60.0)
-    event_snr_db_max: float = bounded(20.0, -30.0, 60.0)
-    # RMS of the pink-noise bed; events then lie at noise_dbfs + SNR (-34 to -20 dBFS by default: ESC-10 clips'
-    # non-silent spans have a median RMS of -20 dBFS)
-    noise_dbfs: float = bounded(-40.0, -120.0, -6.0)
+    event_snr_db_min: float = bounded(10.0, -30.0, 60.0)
+    event_snr_db_max: float = bounded(30.0, -30.0, 60.0)
+    # RMS of the pink-noise bed; events then lie at noise_dbfs + SNR (-40 to -20 dBFS by default: ESC-10 clips'
+    # non-silent spans have a median RMS of -20 dBFS). A louder bed is heard as rain by ESC-10 models.
+    noise_dbfs: float = bounded(-50.0, -120.0, -6.0)
     background_classes: list[str] = field(default_factory=list)  # non-target sound, never ground truth
     background_per_minute: float = bounded(3.0, 0.0, 60.0)
     background_snr_db_min: float = bounded(0.0, -30.0, 60.0)
