@@ -171,7 +171,7 @@ def test_bad_splits_and_params(tmp_path: Path) -> None:
     )
     with pytest.raises(SoundscapeError, match="no split has test clips"):
         read_splits(tmp_path / "splits.json")
-    with pytest.raises(ParamsError, match="streaming.event_snr_db_min: 30.0 is above"):
-        from_dict(SoundscapeParams, {"event_snr_db_min": 30.0}, "streaming")
+    with pytest.raises(ParamsError, match="streaming.event_snr_db_min: 40.0 is above"):
+        from_dict(SoundscapeParams, {"event_snr_db_min": 40.0}, "streaming")
     with pytest.raises(ParamsError, match="streaming.duration_s"):
         from_dict(SoundscapeParams, {"duration_s": 1.0}, "streaming")
