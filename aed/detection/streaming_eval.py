@@ -330,3 +330,31 @@ def pooled(scored: dict[str, ScoredSet]) -> ScoredSet:
     for other in sets[1:]:
         total = total.merged(other)
     return total
+
+
+def save_det_png(rows: list[dict], path: Path) -> Path:
+    """Per class, miss rate against false alarms per hour along the threshold sweep (a DET curve), one line
+    each, the thresholds marked; matplotlib without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 5))
+    for label in sorted({row["class"] for row in rows}):
+        points = sorted((r["false_alarms_per_hour"], r["miss_rate"]) for r in rows
+                        if r["class"] == label and r["miss_rate"] is not None)  # fmt: skip
+        if points:
+            axis.plot(*zip(*points, strict=True), marker=".", linewidth=1, label=label)
+    axis.set_xscale("symlog", linthresh=1.0)
+    axis.set_xlabel("false alarms per hour")
+    axis.set_ylabel("miss rate")
+    axis.set_ylim(-0.02, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title("Per-class DET along the on_threshold sweep (held-out soundscapes)")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)

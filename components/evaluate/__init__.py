@@ -20,6 +20,7 @@ point (models/<model>/postprocess.json, else params.yaml's detect: section), and
     reports/<model>/streaming_det.json          DVC plot: per class, false alarms per hour against miss rate
                                                 along the threshold sweep (a DET curve)
     reports/<model>/streaming_scores.json       DVC plot: a score-over-time example (its first soundscape)
+    reports/<model>/streaming_{det,scores}.png  the same two as images (per-class DET curves; scores, events)
 """
 
 from __future__ import annotations
@@ -168,10 +169,26 @@ def run_streaming(
     write_json(folder / "streaming_det.json", [row for row in every["det"] if row["miss_rate"] is not None])
     first = sorted(scored)[0]
     write_json(folder / "streaming_scores.json", _score_rows(scored[first], per_split[first]["events"]))
+    _write_pngs(folder, scored[first], every["det"], point, background)
     if dvc_metrics_dir is not None:
         values = {key: figures["mean"].get(key) for key in STREAMING_FIGURES}
         write_figures(Path(dvc_metrics_dir) / f"{model_name}.json", {"source": source, **values})
     return figures
+
+
+def _write_pngs(folder: Path, example: Any, det: list[dict], point: Any, background: list[str]) -> None:
+    """streaming_det.png (per-class DET) and streaming_scores.png (the first soundscape's scores and events)."""
+    from aed.detection.detect import Detection
+    from aed.detection.plot import save_scores_png
+    from aed.detection.postprocess import detect_events
+    from aed.detection.streaming_eval import save_det_png
+
+    save_det_png(det, folder / "streaming_det.png")
+    name = sorted(example.durations)[0]
+    starts, scores = example.starts_s[name], example.scores[name]
+    events = detect_events(scores, starts, example.window_s, example.class_names, point, name, background)
+    shown = Detection(events, starts, scores, example.window_s, name, example.durations[name])
+    save_scores_png(shown, example.class_names, point, folder / "streaming_scores.png", background)
 
 
 def _int8_kind(int8_dir: Path, split: str) -> str:

@@ -46,7 +46,8 @@ def workspace(tmp_path: Path) -> Path:
     params["validate"]["classes"] = CLASSES
     # The two-class band model has no background class: the noise bed is `low` or `high` to it, so it raises
     # false alarms at any threshold (the calibration says the target is not met), and every tone is found.
-    params["streaming"].update(duration_s=20.0, eval_per_split=2, calibration_per_split=2,
+    params["streaming"].update(duration_s=20.0, eval_per_split=2, calibration_per_split=2, noise_dbfs=-40.0,
+                               event_snr_db_min=6.0, event_snr_db_max=20.0,
                                sweep_thresholds=[0.5, 0.9])  # fmt: skip
     params["calibrate"].update(smoothing_grid=[1, 2], on_threshold_grid=[0.6, 0.9])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -94,6 +95,8 @@ def test_calibrate_then_streaming_evaluation(workspace: Path, capsys) -> None:
     assert {row["class"] for row in det} == set(CLASSES)
     scores = json.loads((ws / "reports" / MODEL / "streaming_scores.json").read_text())
     assert scores and {"time_s", "score", "class"} <= set(scores[0])
+    for image in ("streaming_det.png", "streaming_scores.png"):
+        assert (ws / "reports" / MODEL / image).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(
