@@ -212,9 +212,10 @@ def render(
         snr = float(rng.uniform(params.background_snr_db_min, params.background_snr_db_max))
         mix[start : start + length] += _gain(clip, noise_rms**2, snr) * clip.audio[:length]
     peak = float(np.max(np.abs(mix)))
-    if peak > PEAK_CEILING:  # one gain for the whole mix: every SNR stays as drawn
-        mix *= PEAK_CEILING / peak
-    return mix.astype(np.float32), placed
+    gain = PEAK_CEILING / peak if peak > PEAK_CEILING else 1.0  # one gain for the whole mix: SNRs stay as drawn
+    for event in placed:
+        event["mix_gain_db"] = round(20 * np.log10(gain), 2)
+    return (mix * gain).astype(np.float32), placed
 
 
 def split_pools(

@@ -175,3 +175,37 @@ def test_bad_splits_and_params(tmp_path: Path) -> None:
         from_dict(SoundscapeParams, {"event_snr_db_min": 40.0}, "streaming")
     with pytest.raises(ParamsError, match="streaming.duration_s"):
         from_dict(SoundscapeParams, {"duration_s": 1.0}, "streaming")
+
+
+@pytest.mark.slow
+def test_whole_esc10_set_ground_truth(esc10_dir: Path, tmp_path: Path) -> None:
+    """Every fold's held-out set at the size a bench uses (10 soundscapes of 60 s per fold): every event comes
+    from its own fold, lies on real sound, never overlaps another, and the first 2 are the demo's sample."""
+    meta = pd.read_csv(esc10_dir / "meta.csv")
+    meta = meta[meta["esc10"].astype(str) == "True"]
+    table = pd.DataFrame({"clip_id": meta["filename"].str.removesuffix(".flac"), "label": meta["category"],
+                          "path": "audio/" + meta["filename"], "fold": meta["fold"]})  # fmt: skip
+    classes = sorted(table["label"].unique())
+    params = SoundscapeParams()
+    for fold in sorted(table["fold"].unique()):
+        split = SplitClips(f"fold-{fold}", train=(), test=tuple(table[table["fold"] == fold]["clip_id"]))
+        folder = build_split_set(table, esc10_dir, tmp_path / "all", split, "test", 10, params, classes, [])
+        truth, durations = read_ground_truth(folder)
+        assert len(durations) == 10 and len(truth) == 10 * 6
+        record = json.loads((folder / SOUNDSCAPES_RECORD).read_text())
+        placed = [e for events in record["events"].values() for e in events]
+        assert {e["clip_id"].split("-")[0] for e in placed} == {str(fold)}
+        for name, events in truth.groupby("filename"):
+            events = events.sort_values("onset")
+            assert (events["onset"].to_numpy()[1:] >= events["offset"].to_numpy()[:-1] + 1.0 - 1e-6).all()
+            audio, _ = soundfile.read(folder / name)
+            inside = np.zeros(audio.size, bool)
+            for row in events.itertuples():
+                inside[int(row.onset * 16000) : int(row.offset * 16000)] = True
+            noise = np.sqrt(np.mean(audio[~inside] ** 2))  # the bed as written (a loud mix is scaled down)
+            for row in events.itertuples():
+                part = audio[int(row.onset * 16000) : int(row.offset * 16000)]
+                assert np.sqrt(np.mean(part**2)) > 2 * noise  # the event is there, above the bed
+        sample = build_split_set(table, esc10_dir, tmp_path / "demo", split, "test", 2, params, classes, [])
+        demo, _ = read_ground_truth(sample)
+        assert demo.equals(truth[truth["filename"].isin(demo["filename"])].reset_index(drop=True))
