@@ -212,7 +212,9 @@ def render(
         snr = float(rng.uniform(params.background_snr_db_min, params.background_snr_db_max))
         mix[start : start + length] += _gain(clip, noise_rms**2, snr) * clip.audio[:length]
     peak = float(np.max(np.abs(mix)))
-    gain = PEAK_CEILING / peak if peak > PEAK_CEILING else 1.0  # one gain for the whole mix: SNRs stay as drawn
+    gain = (
+        PEAK_CEILING / peak if peak > PEAK_CEILING else 1.0
+    )  # one gain for the whole mix: SNRs stay as drawn
     for event in placed:
         event["mix_gain_db"] = round(20 * np.log10(gain), 2)
     return (mix * gain).astype(np.float32), placed
@@ -258,6 +260,12 @@ def build_set(
                     for e in events)  # fmt: skip
         events_by_file[filename] = events
     truth = pd.DataFrame(rows, columns=GROUND_TRUTH_COLUMNS)
+    if truth.empty and round(params.events_per_minute * params.duration_s / 60.0) > 0:
+        shortest = min(c.audio.size for c in map(load, targets) if c is not None) / sample_rate
+        raise SoundscapeError(
+            f"{name}: no event fits: streaming.duration_s {params.duration_s:g} s cannot hold a {shortest:.2f} s "
+            f"event with streaming.min_gap_s {params.min_gap_s:g} s on both sides"
+        )
     truth.to_csv(out_dir / GROUND_TRUTH_FILE, index=False, float_format="%.6f")
     pd.DataFrame(durations).to_csv(out_dir / DURATIONS_FILE, index=False)
     write_json(out_dir / SOUNDSCAPES_RECORD, {
@@ -331,7 +339,10 @@ def read_validated(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise SoundscapeError(f"{path}: validated clip table not found")
-    table = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str})
+    try:
+        table = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise SoundscapeError(f"{path}: not a readable CSV table ({' '.join(str(error).split())})") from None
     missing = sorted({"clip_id", "path", "label"} - set(table.columns))
     if missing:
         raise SoundscapeError(f"{path}: missing column(s) {missing}")

@@ -351,7 +351,8 @@ def save_det_png(rows: list[dict], path: Path) -> Path:
     axis.set_ylabel("miss rate")
     axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, ncol=2)
+    if axis.lines:  # no curve at all when no class had an event to miss
+        axis.legend(fontsize=7, ncol=2)
     axis.set_title("Per-class DET along the on_threshold sweep (held-out soundscapes)")
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

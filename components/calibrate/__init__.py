@@ -69,6 +69,10 @@ def run(
 
     check_file_outputs({"--out": operating_point_path, "--record": record_path},
                        {"--validated": validated, "--raw-dir": raw_dir, "--int8-dir": int8_dir})  # fmt: skip
+    if Path(operating_point_path).is_dir():
+        raise IsADirectoryError(
+            f"--out {operating_point_path}: is a folder, expected the operating point file"
+        )
     started = time.perf_counter()
     scored, class_names = score_splits(validated, raw_dir, Path(float_dir) / SPLITS_FILE, int8_dir,
                                        soundscapes_dir, "train", streaming, detect, patch.feature_config())  # fmt: skip

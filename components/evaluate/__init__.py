@@ -259,6 +259,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_main)
 
 
+def _shown(value: Any) -> str:
+    """A figure for the console: 3 decimals, or "undefined" (no event to find, or none found)."""
+    return "undefined" if value is None else f"{value:.3f}"
+
+
 def _calibrated(path: Path) -> Path | None:
     """The model's operating point file when `aed calibrate` wrote one (else params.yaml's detect: is used)."""
     return path if path.is_file() else None
@@ -281,9 +286,9 @@ def _main_streaming(args: argparse.Namespace) -> int:
         args.soundscapes or Path("artifacts/soundscapes") / name / "evaluation", args.reports,
         args.operating_point or _calibrated(root / name / OPERATING_POINT_FILE), args.dvc_metrics_dir,
     )  # fmt: skip
-    mean = figures["mean"]
-    print(f"evaluate --streaming {name}: event F1 {mean['event_f1']:.3f}, PSDS {mean['psds']}, "
-          f"{mean['false_alarms_per_hour']:.2f} false alarms per hour, miss rate {mean['miss_rate']}")  # fmt: skip
+    mean = {key: _shown(value) for key, value in figures["mean"].items()}
+    print(f"evaluate --streaming {name}: event F1 {mean.get('event_f1')}, PSDS {mean.get('psds')}, "
+          f"{mean.get('false_alarms_per_hour')} false alarms per hour, miss rate {mean.get('miss_rate')}")  # fmt: skip
     return 0
 
 

@@ -99,6 +99,13 @@ def test_calibrate_then_streaming_evaluation(workspace: Path, capsys) -> None:
         assert (ws / "reports" / MODEL / image).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_output_folder_given_as_the_operating_point_file_is_one_line(workspace: Path, capsys) -> None:
+    code, _, err = _aed(
+        capsys, "calibrate", *_common(workspace), "--soundscapes", workspace / "s", "--out", workspace
+    )
+    assert code == 2 and "is a folder, expected the operating point file" in err
+
+
 @pytest.mark.parametrize(
     "breakage, message",
     [
@@ -108,6 +115,8 @@ def test_calibrate_then_streaming_evaluation(workspace: Path, capsys) -> None:
         ("missing clip", "not in the validated table"),
         ("bad operating point", "postprocess.json.off_threshold"),
         ("bad param", "streaming.duration_s"),
+        ("no event fits", "no event fits: streaming.duration_s 5 s"),
+        ("empty table", "validated.csv: not a readable CSV table"),
     ],
 )
 def test_bad_inputs_are_one_line(workspace: Path, capsys, breakage: str, message: str) -> None:
@@ -126,6 +135,12 @@ def test_bad_inputs_are_one_line(workspace: Path, capsys, breakage: str, message
         bad = {"smoothing_windows": 1, "on_threshold": 0.5, "off_threshold": 0.9, "min_duration_s": 0,
                "merge_gap_s": 0}  # fmt: skip
         (ws / "models" / MODEL / "postprocess.json").write_text(json.dumps(bad))
+    elif breakage == "no event fits":  # 5 s cannot hold a 1.5 s tone with 2 s of noise on each side
+        text = (ws / "params.yaml").read_text().replace("duration_s: 20.0", "duration_s: 5.0")
+        text = text.replace("events_per_minute: 6.0", "events_per_minute: 24.0")
+        (ws / "params.yaml").write_text(text.replace("min_gap_s: 1.0", "min_gap_s: 2.0"))
+    elif breakage == "empty table":
+        (ws / "validated.csv").write_text("")
     else:
         text = (ws / "params.yaml").read_text().replace("duration_s: 20.0", "duration_s: 1.0")
         (ws / "params.yaml").write_text(text)
