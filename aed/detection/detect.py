@@ -67,6 +67,7 @@ class Scorer:
     kind: str  # tflite | onnx | keras
     n_classes: int
     predict: Callable[[np.ndarray], np.ndarray]
+    input_shape: tuple = ()  # one patch's shape as the model declares it (None: any size)
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         if len(patches) == 0:
@@ -75,8 +76,30 @@ class Scorer:
             len(patches), -1
         )
         if not np.isfinite(probs).all():
-            raise DetectError(f"{self.path}: the model gave NaN or inf scores")
+            # on this input only (a float model may overflow on one recording): that recording's problem
+            raise ValueError(f"the model {self.path.name} gave NaN or inf scores")
+        # thresholds are probabilities: a model ending in logits would make every setting meaningless
+        low, high = float(probs.min()), float(probs.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise DetectError(
+                f"{self.path}: the model's outputs are not probabilities (from {low:.3g} to {high:.3g}); "
+                "detect needs a softmax or sigmoid output"
+            )
         return probs
+
+
+def check_model_input(scorer: Scorer, config: FeatureConfig) -> None:
+    """The model must take the front end's patches (n_mels x patch_frames x 1): refused once, before any file."""
+    expected = (config.n_mels, config.patch_frames, 1)
+    declared = tuple(scorer.input_shape)
+    if declared and (
+        len(declared) != len(expected)
+        or any(isinstance(d, int) and d > 0 and d != e for d, e in zip(declared, expected, strict=False))
+    ):
+        raise DetectError(
+            f"{scorer.path}: the model takes patches of shape {declared}, the front end (params.yaml patch) "
+            f"makes {expected}"
+        )
 
 
 def load_scorer(model_path: Path, reference_kernels: bool = False, threads: int = 2) -> Scorer:
@@ -127,7 +150,8 @@ def _tflite_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
         y = interpreter.get_tensor(detail_out["index"]).reshape(len(x), -1)
         return (y.astype(np.float32) - out_zero) * out_scale if detail_out["dtype"] == np.int8 else y
 
-    return Scorer(path, "tflite", int(np.prod(detail_out["shape"][1:])), predict)
+    shape = tuple(int(d) for d in detail_in["shape"][1:])
+    return Scorer(path, "tflite", int(np.prod(detail_out["shape"][1:])), predict, shape)
 
 
 @contextmanager
@@ -163,10 +187,21 @@ def _onnx_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
             return np.concatenate([session.run(None, {name: p[None]})[0] for p in patches])
         return session.run(None, {name: patches})[0]
 
+    shape = tuple(d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:])
     n_classes = session.get_outputs()[0].shape[-1]
-    if not isinstance(n_classes, int):
-        n_classes = int(predict(np.zeros((1, *session.get_inputs()[0].shape[1:]), np.float32)).shape[-1])
-    return Scorer(path, "onnx", n_classes, predict)
+    if not isinstance(n_classes, int):  # a symbolic output size: ask the model with one silent patch
+        reference = FeatureConfig()
+        probe_shape = [
+            d or default
+            for d, default in zip(shape, (reference.n_mels, reference.patch_frames, 1), strict=False)
+        ]
+        try:
+            n_classes = int(predict(np.zeros((1, *probe_shape), np.float32)).shape[-1])
+        except Exception as error:  # onnxruntime's own exception types
+            raise DetectError(
+                f"{path}: cannot run the ONNX model on one patch ({type(error).__name__})"
+            ) from None
+    return Scorer(path, "onnx", n_classes, predict, shape)
 
 
 def _keras_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
@@ -176,7 +211,10 @@ def _keras_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
         model = load_keras(path)
     except ModelFileError as error:
         raise DetectError(" ".join(str(error).split())) from None
-    return Scorer(path, "keras", int(model.output_shape[-1]), lambda patches: predict_keras(model, patches))
+    shape = tuple(model.input_shape[1:])
+    return Scorer(
+        path, "keras", int(model.output_shape[-1]), lambda patches: predict_keras(model, patches), shape
+    )
 
 
 @dataclass

@@ -39,7 +39,13 @@ def run(
 ) -> dict:
     """Detect events in every recording of `audio` (files, or folders searched for audio files). Returns the
     figures; `failed` names each input that could not be used and why."""
-    from aed.detection.detect import check_class_count, load_scorer, write_events_csv
+    from aed.detection.detect import (
+        DetectError,
+        check_class_count,
+        check_model_input,
+        load_scorer,
+        write_events_csv,
+    )
     from aed.detection.stream import hop_frames
     from aed.outputs import OutputSpec, check_file_outputs, replacing
     from aed.patching import class_order
@@ -52,9 +58,11 @@ def run(
         params = replace(params, **_operating_point(operating_point))
     sources = {"model": Path(model_path), **{f"audio input {a}": Path(a) for a in audio}}
     check_file_outputs({"--record": record_path}, {**sources, "output folder": out_dir})
-    hop_frames((patch or PatchParams()).feature_config(), params.hop_s)  # a bad hop fails once, not per file
+    config = (patch or PatchParams()).feature_config()
+    hop_frames(config, params.hop_s)  # a bad hop, model or class map fails once, before any recording
     scorer = load_scorer(model_path, params.reference_kernels, params.threads)
     check_class_count(scorer, class_names, "the class map (validate.classes or --classes)")
+    check_model_input(scorer, config)
     recordings, failed = expand_inputs(audio)
     for error in failed.values():
         warn(f"aed detect: error: {error}")
@@ -63,6 +71,8 @@ def run(
         for number, path in enumerate(recordings):
             try:
                 detection = _detect_one(scorer, path, class_names, params, background, patch)
+            except DetectError:
+                raise  # the model's problem (e.g. logits, not probabilities): every recording would fail alike
             except (ValueError, OSError) as error:  # this recording's problem: named, the others still run
                 message = " ".join(str(error).split())
                 failed[str(path)] = message if str(path) in message else f"{path}: {message}"

@@ -58,23 +58,29 @@ def calibration_patches() -> np.ndarray:
     return np.concatenate([to_patches(log_mel(signal, config), config) for signal in signals])
 
 
-def write_onnx(path: Path, n_outputs: int = 2) -> Path:
-    """The same arithmetic as an ONNX graph (dynamic batch): reshape, matmul, softmax."""
+def write_onnx(path: Path, n_outputs: int = 2, softmax: bool = True, bands: int = 64) -> Path:
+    """The same arithmetic as an ONNX graph (dynamic batch): reshape, matmul, softmax (or raw logits; or
+    patches of another number of mel bands, for the refusals)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weights = band_weights() if n_outputs == 2 else np.zeros((64 * 96, n_outputs), np.float32)
+    weights = (
+        band_weights() if (n_outputs, bands) == (2, 64) else np.zeros((bands * 96, n_outputs), np.float32)
+    )
     graph = helper.make_graph(
         [
             helper.make_node("Reshape", ["patches", "shape"], ["flat"]),
             helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
+            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)
+            if softmax
+            else helper.make_node("Mul", ["logits", "ten"], ["probs"]),
         ],
         "bands",
-        [helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["n", 64, 96, 1])],
+        [helper.make_tensor_value_info("patches", TensorProto.FLOAT, ["n", bands, 96, 1])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", n_outputs])],
         [
-            numpy_helper.from_array(np.array([-1, 64 * 96], np.int64), "shape"),
+            numpy_helper.from_array(np.array([-1, bands * 96], np.int64), "shape"),
+            numpy_helper.from_array(np.array(10.0, np.float32), "ten"),
             numpy_helper.from_array(weights, "weights"),
         ],
     )

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.cli import main
 from tests.conftest import write_audio
-from tests.detection.conftest import quiet, tone_at
+from tests.detection.conftest import quiet, tone_at, write_onnx
 
 LOW = (2.0, 5.0)  # seconds of the 300 Hz tone in `scene`
 HIGH = (7.0, 10.0)  # seconds of the 3 kHz tone (below the 4 kHz Nyquist of an 8 kHz file)
@@ -192,6 +192,14 @@ def test_a_model_whose_class_count_differs_from_the_class_map(tmp_path, capsys, 
         (lambda t, m: {"model": _write(t / "m.pt", b"x")}, "unknown model format '.pt'"),
         (lambda t, m: {"model": _write(t / "m.tflite", b"not a model")}, "not a valid TFLite model"),
         (lambda t, m: {"model": _write(t / "m.onnx", b"not a model")}, "not a valid ONNX model"),
+        (
+            lambda t, m: {"model": write_onnx(t / "logits.onnx", softmax=False)},
+            "outputs are not probabilities",
+        ),
+        (
+            lambda t, m: {"model": write_onnx(t / "bands.onnx", bands=40)},
+            "takes patches of shape (40, 96, 1), the front end (params.yaml patch) makes (64, 96, 1)",
+        ),
         (
             lambda t, m: {"extra": ["--hop-s", "0.333"]},
             "hop_s: 0.333 must be a positive multiple of the front end's 0.01 s",
