@@ -69,7 +69,7 @@ def evaluate_streaming(
         section(params, "streaming", step.StreamingParams), section(params, "detect", step.DetectParams),
         section(params, "patch", step.PatchParams), model_name, Path(validated.path), Path(raw.path),
         Path(model.path), Path(quantized.path), Path(soundscapes.path), Path(details.path),
-        operating_point=Path(operating_point.path), dvc_metrics_dir=Path(details.path) / "metrics",
+        operating_point=Path(operating_point.path),
     )  # fmt: skip
     log_scalars(metrics, {"source": result["source"], **result["mean"]})
     metrics.metadata["source"] = result["source"]
