@@ -306,7 +306,11 @@ def _main_streaming(args: argparse.Namespace) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     if args.streaming:
+        if args.dvc_metrics_dir is not None:
+            raise ValueError("evaluate --streaming: its DVC figures go to one file, --dvc-metrics FILE")
         return _main_streaming(args)
+    if args.dvc_metrics is not None:
+        raise ValueError("evaluate: --dvc-metrics FILE is for --streaming; clip evaluation takes --dvc-metrics-dir")
     from aed.evaluation import EvaluateParams, ModelFolders
 
     params = load_section(args.params, "evaluate", EvaluateParams)

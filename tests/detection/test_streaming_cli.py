@@ -149,3 +149,14 @@ def test_bad_inputs_are_one_line(workspace: Path, capsys, breakage: str, message
     code, _, err = _aed(capsys, "evaluate", "--streaming", *_common(ws), "--soundscapes", ws / "eval",
                         "--reports", ws / "reports")  # fmt: skip
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_two_metrics_options_are_not_mixed_up(workspace: Path, capsys) -> None:
+    code, _, err = _aed(
+        capsys, "evaluate", "--streaming", *_common(workspace), "--dvc-metrics-dir", workspace / "m"
+    )
+    assert code == 2 and "--dvc-metrics FILE" in err
+    code, _, err = _aed(
+        capsys, "evaluate", "--params", workspace / "params.yaml", "--dvc-metrics", workspace / "m"
+    )
+    assert code == 2 and "is for --streaming" in err
