@@ -310,7 +310,9 @@ def _main(args: argparse.Namespace) -> int:
             raise ValueError("evaluate --streaming: its DVC figures go to one file, --dvc-metrics FILE")
         return _main_streaming(args)
     if args.dvc_metrics is not None:
-        raise ValueError("evaluate: --dvc-metrics FILE is for --streaming; clip evaluation takes --dvc-metrics-dir")
+        raise ValueError(
+            "evaluate: --dvc-metrics FILE is for --streaming; clip evaluation takes --dvc-metrics-dir"
+        )
     from aed.evaluation import EvaluateParams, ModelFolders
 
     params = load_section(args.params, "evaluate", EvaluateParams)
