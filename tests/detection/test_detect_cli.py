@@ -279,3 +279,9 @@ def _write(path: Path, content: bytes) -> Path:
 def _folder(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def test_params_show_lists_the_detect_section(capsys, params_file):
+    assert main(["params", "show", "--params", str(params_file), "--section", "detect"]) == 0
+    out = capsys.readouterr().out
+    assert "detect.hop_s" in out and "detect.on_threshold       0.8" in out and "read by no step" not in out
