@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from aed.audio import AudioError
 from aed.detection.postprocess import EVENT_COLUMNS, Event, PostProcessParams, detect_events
@@ -260,13 +261,16 @@ def detect_file(
     stats = StreamStats()
     starts, scores = [], []
     incomplete = ""
+    # one BLAS thread for the front end's small products: the model runtime has its own threads, and waking BLAS
+    # threads for every chunk costs more than it gives on a busy machine
     try:
-        for block in stream_patches(Path(audio_path), config, params.hop_s, params.chunk_s, stats):
-            for i in range(0, len(block.patches), params.batch_size):
-                scores.append(scorer(block.patches[i : i + params.batch_size]))
-            starts.append(block.starts_s)
-            if progress is not None:
-                progress(float(block.starts_s[-1]))
+        with threadpool_limits(limits=1, user_api="blas"):
+            for block in stream_patches(Path(audio_path), config, params.hop_s, params.chunk_s, stats):
+                for i in range(0, len(block.patches), params.batch_size):
+                    scores.append(scorer(block.patches[i : i + params.batch_size]))
+                starts.append(block.starts_s)
+                if progress is not None:
+                    progress(float(block.starts_s[-1]))
     except AudioError as error:
         if not starts:
             raise

@@ -230,12 +230,13 @@ def _account(samples: np.ndarray, stats: StreamStats, path: Path) -> np.ndarray:
         raise AudioError(f"{path}: non-finite sample(s) (NaN or inf) from {at:.3f} s")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if len(samples):
+        # plain ufuncs, no BLAS: a dot product per 1 s read wakes BLAS threads that contend on a busy machine
+        magnitude = np.abs(samples)
+        mono64 = mono.astype(np.float64)
         stats.samples += len(samples)
-        stats.peak = max(stats.peak, float(np.abs(samples).max()))
-        stats.clipped += int(np.count_nonzero(np.abs(samples) >= 0.999))
-        stats.sum_mono += float(mono.sum(dtype=np.float64))
-        stats.energy_mono += float(np.dot(mono.astype(np.float64), mono))
-        stats.energy_channels += (
-            float(np.einsum("ij,ij->", samples, samples, dtype=np.float64)) / samples.shape[1]
-        )
+        stats.peak = max(stats.peak, float(magnitude.max()))
+        stats.clipped += int(np.count_nonzero(magnitude >= 0.999))
+        stats.sum_mono += float(mono64.sum())
+        stats.energy_mono += float(np.square(mono64).sum())
+        stats.energy_channels += float(np.square(samples, dtype=np.float64).sum()) / samples.shape[1]
     return mono
