@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from aed.audio import AudioError
 from aed.detection.postprocess import EVENT_COLUMNS, Event, PostProcessParams, detect_events
 from aed.detection.stream import StreamStats, stream_patches, window_seconds
 from aed.features import FeatureConfig
@@ -229,6 +231,7 @@ class Detection:
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     png: str = ""  # the score plot's file name, when one was written
+    incomplete: str = ""  # why decoding stopped before the end (the events before that point are kept)
 
 
 def check_class_count(
@@ -257,18 +260,29 @@ def detect_file(
     config = _streaming_config(config)
     stats = StreamStats()
     starts, scores = [], []
-    for block in stream_patches(Path(audio_path), config, params.hop_s, params.chunk_s, stats):
-        for i in range(0, len(block.patches), params.batch_size):
-            scores.append(scorer(block.patches[i : i + params.batch_size]))
-        starts.append(block.starts_s)
-        if progress is not None:
-            progress(float(block.starts_s[-1]))
+    incomplete = ""
+    # one BLAS thread for the front end's small products: the model runtime has its own threads, and waking BLAS
+    # threads for every chunk costs more than it gives on a busy machine
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for block in stream_patches(Path(audio_path), config, params.hop_s, params.chunk_s, stats):
+                for i in range(0, len(block.patches), params.batch_size):
+                    scores.append(scorer(block.patches[i : i + params.batch_size]))
+                starts.append(block.starts_s)
+                if progress is not None:
+                    progress(float(block.starts_s[-1]))
+    except AudioError as error:
+        if not starts:
+            raise
+        incomplete = str(error)  # damaged part-way: the events before the damage are kept, and it is said
     starts_s, all_scores = np.concatenate(starts), np.concatenate(scores)
     name = str(audio_path) if filename is None else filename
     window_s = window_seconds(config)
     events = detect_events(all_scores, starts_s, window_s, class_names, params, name, background)
     warnings = input_warnings(stats, config.sample_rate)
-    return Detection(events, starts_s, all_scores, window_s, name, stats.duration_s, warnings)
+    return Detection(
+        events, starts_s, all_scores, window_s, name, stats.duration_s, warnings, incomplete=incomplete
+    )
 
 
 def _streaming_config(config: FeatureConfig | None) -> FeatureConfig:
@@ -339,7 +353,8 @@ def write_events_json(
 
     recordings = [
         {"filename": d.filename, "duration_s": round(d.duration_s, 3), "windows": len(d.starts_s),
-         "events": len(d.events), "warnings": d.warnings, "png": d.png or None}
+         "events": len(d.events), "warnings": d.warnings, "png": d.png or None,
+         "complete": not d.incomplete}
         for d in detections
     ]  # fmt: skip
     document = {

@@ -82,7 +82,7 @@ def stream_patches(
     stats = stats if stats is not None else StreamStats()
     slicer = _Slicer(config, step)
     produced = 0
-    for mono in _mono_chunks(path, config.sample_rate, chunk_s, stats):
+    for mono in _mono_chunks(path, config.sample_rate, chunk_s, stats, config.fmin):
         block = slicer.push(mono)
         if len(block.starts_s):
             produced += len(block.starts_s)
@@ -155,46 +155,88 @@ def _log_mel_frames(span: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return np.log(energies.T + config.log_offset).astype(np.float32)
 
 
-def _mono_chunks(path: Path, sample_rate: int, chunk_s: float, stats: StreamStats) -> Iterator[np.ndarray]:
-    """The file as mono float32 chunks at sample_rate; stats accumulate the file's own samples."""
+def _mono_chunks(
+    path: Path, sample_rate: int, chunk_s: float, stats: StreamStats, lowest_hz: float = 0.0
+) -> Iterator[np.ndarray]:
+    """The file as mono float32 chunks at sample_rate; stats accumulate the file's own samples.
+
+    A file damaged part-way (a decoding error, NaN samples, a WAV cut short by a recorder that lost power)
+    yields the audio before the damage, then raises AudioError saying where it stopped."""
     import soundfile
     import soxr
 
     if not path.is_file():
         raise AudioError(f"{path}: file not found")
     info = probe(path)
-    _check_riff_length(path)
+    try:
+        _check_riff_length(path)
+        truncated = None
+    except AudioError as error:  # what is on disk is scored first
+        truncated = error
+    if info.sample_rate < 2 * lowest_hz:  # the whole recording lies below the first mel band
+        raise AudioError(
+            f"{path}: sample rate {info.sample_rate} Hz holds nothing above {info.sample_rate / 2:g} Hz, below "
+            f"the front end's lowest band ({lowest_hz:g} Hz)"
+        )
     stats.sample_rate, stats.channels = info.sample_rate, info.channels
     resampler = None
     if info.sample_rate != sample_rate:
         resampler = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
     block = max(1, int(chunk_s * info.sample_rate))
-    try:
-        with soundfile.SoundFile(str(path)) as handle:
-            while True:
-                samples = handle.read(block, dtype="float32", always_2d=True)
-                last = len(samples) < block
+    # 1 s reads: damage loses the second it is in, not the whole chunk
+    piece = min(block, info.sample_rate)
+    pending: list[np.ndarray] = []
+    with soundfile.SoundFile(str(path)) as handle:
+        while True:
+            seconds = stats.duration_s
+            try:
+                samples = handle.read(piece, dtype="float32", always_2d=True)
                 mono = _account(samples, stats, path)
-                if resampler is not None:
-                    mono = resampler.resample_chunk(mono, last=last)
-                yield np.ascontiguousarray(mono, np.float32)
-                if last:
-                    return
-    except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise AudioError(f"{path}: cannot decode audio after {stats.duration_s:.1f} s ({error})") from None
+            except (RuntimeError, soundfile.LibsndfileError, AudioError) as error:
+                if pending:  # the audio before the damage is still scored
+                    yield _joined(pending, resampler, last=False)
+                if isinstance(error, AudioError):
+                    raise
+                raise AudioError(
+                    f"{path}: cannot decode the audio from {seconds:.1f} s on ({_last_line(error)})"
+                ) from None
+            last = len(samples) < piece
+            pending.append(mono)
+            if last or sum(map(len, pending)) >= block:
+                yield _joined(pending, resampler, last)
+                pending = []
+            if last:
+                break
+    if truncated is not None:
+        raise truncated
+
+
+def _joined(pieces: list[np.ndarray], resampler, last: bool) -> np.ndarray:
+    mono = np.concatenate(pieces)
+    if resampler is not None:
+        mono = resampler.resample_chunk(mono, last=last)
+    return np.ascontiguousarray(mono, np.float32)
+
+
+def _last_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[-1].strip() if lines else type(error).__name__
 
 
 def _account(samples: np.ndarray, stats: StreamStats, path: Path) -> np.ndarray:
     if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: non-finite sample(s) (NaN or inf) near {stats.duration_s:.1f} s")
+        first = int(np.flatnonzero(~np.isfinite(samples).all(axis=1))[0])
+        at = stats.duration_s + first / max(1, stats.sample_rate)
+        raise AudioError(f"{path}: non-finite sample(s) (NaN or inf) from {at:.3f} s")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if len(samples):
+        # plain ufuncs, no BLAS: a dot product per 1 s read wakes BLAS threads that contend on a busy machine
+        magnitude = np.abs(samples)
+        mono64 = mono.astype(np.float64)
         stats.samples += len(samples)
-        stats.peak = max(stats.peak, float(np.abs(samples).max()))
-        stats.clipped += int(np.count_nonzero(np.abs(samples) >= 0.999))
-        stats.sum_mono += float(mono.sum(dtype=np.float64))
-        stats.energy_mono += float(np.dot(mono.astype(np.float64), mono))
-        stats.energy_channels += (
-            float(np.einsum("ij,ij->", samples, samples, dtype=np.float64)) / samples.shape[1]
-        )
+        stats.peak = max(stats.peak, float(magnitude.max()))
+        stats.clipped += int(np.count_nonzero(magnitude >= 0.999))
+        stats.sum_mono += float(mono64.sum())
+        stats.energy_mono += float(np.square(mono64).sum())
+        stats.energy_channels += float(np.square(samples, dtype=np.float64).sum()) / samples.shape[1]
     return mono

@@ -56,7 +56,7 @@ def run(
     _check_background(background, class_names)
     if operating_point is not None:
         params = replace(params, **_operating_point(operating_point))
-    sources = {"model": Path(model_path), **{f"audio input {a}": Path(a) for a in audio}}
+    sources = {"model": Path(model_path), **{f"audio input #{i + 1}": Path(a) for i, a in enumerate(audio)}}
     check_file_outputs({"--record": record_path}, {**sources, "output folder": out_dir})
     config = (patch or PatchParams()).feature_config()
     hop_frames(config, params.hop_s)  # a bad hop, model or class map fails once, before any recording
@@ -80,12 +80,18 @@ def run(
                 continue
             detections.append(detection)
             _report(detection, say, warn)
+            if detection.incomplete:  # scored up to the damage: written, and still a failure of this input
+                failed[str(path)] = (
+                    f"{detection.incomplete}; its events up to {detection.duration_s:.1f} s are written"
+                )
+                warn(f"aed detect: error: {failed[str(path)]}")
             if params.plot:
                 _plot(detection, class_names, params, background, staging, number)
         write_events_csv(detections, staging / "events.csv")
         settings = {**asdict(params), "background": list(background), "class_names": list(class_names)}
         _write_json(detections, failed, staging / "events.json", settings)
     figures = _figures(detections, failed, scorer.kind)
+    figures["inputs"] = len(set(map(str, recordings)) | set(failed))
     if record_path is not None:
         write_record(record_path, "detect", figures, inputs={"model": Path(model_path)})
     return figures
@@ -254,9 +260,9 @@ def _main(args: argparse.Namespace) -> int:
     print(f"detect: {figures['events']} event(s) in {figures['recordings']} recording(s) "
           f"({figures['audio_s']:.1f} s of audio), written to {args.out}")  # fmt: skip
     if figures["failed"]:
-        if figures["failed"] + figures["recordings"] > 1:  # one input: its own error line says it all
-            print(f"aed detect: error: {figures['failed']} of {figures['failed'] + figures['recordings']} "
-                  f"inputs could not be used: {', '.join(figures['failed_inputs'])}", file=sys.stderr)  # fmt: skip
+        if figures["inputs"] > 1:  # one input: its own error line says it all
+            print(f"aed detect: error: {figures['failed']} of {figures['inputs']} inputs could not be used: "
+                  f"{', '.join(figures['failed_inputs'])}", file=sys.stderr)  # fmt: skip
         return 2
     return 0
 

@@ -106,7 +106,9 @@ def test_a_corrupt_file_in_a_folder_is_named_and_the_rest_are_written(
     also_good = write_audio(folder / "sub" / "c_good.flac", scene())
     (folder / "b_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(range(256)) * 40)
     truncated = write_audio(folder / "d_truncated.wav", scene())
-    truncated.write_bytes(truncated.read_bytes()[:-50000])
+    truncated.write_bytes(
+        truncated.read_bytes()[: 44 + 2 * 16000 * 6]
+    )  # 6 s of 12 left: a recorder lost power
     (folder / "notes.txt").write_text("not a recording: not read")
     out = tmp_path / "out"
     code, _, errors = detect(
@@ -115,13 +117,19 @@ def test_a_corrupt_file_in_a_folder_is_named_and_the_rest_are_written(
     assert code == 2
     assert len(errors) == 3, errors
     assert errors[0].startswith(f"aed detect: error: {folder / 'b_corrupt.wav'}: ")
-    assert errors[1].startswith(f"aed detect: error: {folder / 'd_truncated.wav'}: truncated WAV")
+    assert errors[1] == (
+        f"aed detect: error: {truncated}: truncated WAV: header declares 384000 bytes of audio, file holds 192000; "
+        "its events up to 6.0 s are written"
+    )
     assert errors[2].startswith("aed detect: error: 2 of 4 inputs could not be used: ")
     rows = events_csv(out)
-    assert {r["filename"] for r in rows} == {str(good), str(also_good)}  # nothing of the good ones is lost
+    # nothing of the good recordings is lost, nor the part of the truncated one that is on disk (its low tone)
+    assert {r["filename"] for r in rows} == {str(good), str(also_good), str(truncated)}
     assert_scene_events([r for r in rows if r["filename"] == str(good)])
-    failed = json.loads((out / "events.json").read_text())["failed"]
-    assert [f["filename"] for f in failed] == [str(folder / "b_corrupt.wav"), str(folder / "d_truncated.wav")]
+    assert [r["event_label"] for r in rows if r["filename"] == str(truncated)] == ["low"]
+    document = json.loads((out / "events.json").read_text())
+    assert [f["filename"] for f in document["failed"]] == [str(folder / "b_corrupt.wav"), str(truncated)]
+    assert [r["complete"] for r in document["recordings"]] == [True, False, True]  # a, d, sub/c
 
 
 def test_a_recording_shorter_than_one_patch_is_one_line(tmp_path, capsys, band_models, params_file):
@@ -271,3 +279,9 @@ def _write(path: Path, content: bytes) -> Path:
 def _folder(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def test_params_show_lists_the_detect_section(capsys, params_file):
+    assert main(["params", "show", "--params", str(params_file), "--section", "detect"]) == 0
+    out = capsys.readouterr().out
+    assert "detect.hop_s" in out and "detect.on_threshold       0.8" in out and "read by no step" not in out

@@ -91,18 +91,34 @@ def test_unreadable_files_raise_one_line(tmp_path: Path, content: bytes, message
         list(stream_patches(path, CONFIG, 0.5))
 
 
-def test_a_truncated_wav_is_refused(tmp_path: Path) -> None:
+def test_a_truncated_wav_yields_what_is_on_disk_then_says_so(tmp_path: Path) -> None:
     path = write_audio(tmp_path / "cut.wav", noise(3.0))
-    path.write_bytes(path.read_bytes()[:-20000])
-    with pytest.raises(AudioError, match="truncated WAV"):
-        list(stream_patches(path, CONFIG, 0.5))
+    path.write_bytes(path.read_bytes()[: 44 + 2 * 16000 * 2])  # 2 s of 3 left
+    starts = []
+    with pytest.raises(
+        AudioError, match="truncated WAV: header declares 96000 bytes of audio, file holds 64000"
+    ):
+        for block in stream_patches(path, CONFIG, 0.5, chunk_s=0.5):
+            starts.extend(block.starts_s)
+    assert starts == [0.0, 0.5, 1.0]  # every window that fits in the 2 s on disk
+
+
+def test_damage_part_way_yields_the_windows_before_it(tmp_path: Path) -> None:
+    signal = noise(6.0)
+    signal[int(4.5 * 16000)] = np.inf
+    path = write_audio(tmp_path / "inf.wav", signal, subtype="FLOAT")
+    starts = []
+    with pytest.raises(AudioError, match=r"inf\.wav: non-finite sample\(s\) \(NaN or inf\) from 4\.500 s"):
+        for block in stream_patches(path, CONFIG, 0.5, chunk_s=60.0):
+            starts.extend(block.starts_s)
+    assert starts == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]  # the 4 s read before the damaged second
 
 
 def test_non_finite_samples_are_refused(tmp_path: Path) -> None:
     signal = noise(3.0)
-    signal[30000] = np.nan
+    signal[3000] = np.nan  # in the first second: no window before it
     path = write_audio(tmp_path / "nan.wav", signal, subtype="FLOAT")
-    with pytest.raises(AudioError, match=r"nan\.wav: non-finite sample"):
+    with pytest.raises(AudioError, match=r"nan\.wav: non-finite sample\(s\) \(NaN or inf\) from 0\.188 s"):
         list(stream_patches(path, CONFIG, 0.5))
 
 
