@@ -16,6 +16,8 @@ SPLITS_FILE = "splits.json"  # in a float model folder: the clips of every split
 TRAIN_RECORD_FILE = "train.json"
 QUANTIZE_RECORD_FILE = "quantize.json"
 EVALUATION_FILE = "evaluation.json"
+# models/<model>/postprocess.json: the calibrated post-processing (`aed calibrate`; aed.detection.calibrate)
+OPERATING_POINT_FILE = "postprocess.json"
 FINAL_SPLIT = "final"
 # the float model's format name in evaluate's reports (reports/<model>/confusion_float32.json)
 FLOAT_FORMAT = "float32"

@@ -1,5 +1,6 @@
-"""The Kubeflow pipeline: ingest -> validate -> patch, then per model train -> quantize -> evaluate, convert,
-export_firmware -> hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in parallel branches.
+"""The Kubeflow pipeline: ingest -> validate -> patch, then per model train -> quantize -> evaluate, calibrate ->
+evaluate_streaming, convert, export_firmware -> hil -> gate -> promote, the two models (YAMNet-256, YAMNet-1024) in
+parallel branches.
 
 Every task is a lightweight component over its step's task body, `components.<step>.task`, which calls
 `components.<step>.run`: the same entry point as `aed <step>` and the dvc.yaml stages. This module only assembles
@@ -29,8 +30,21 @@ from pipelines.images import Images
 
 PIPELINE_NAME = "aed-pipeline"
 SHARED_STEPS = ("ingest", "validate", "patch")
-MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "export_firmware", "hil", "gate", "promote")
+MODEL_STEPS = (
+    "train",
+    "quantize",
+    "evaluate",
+    "calibrate",
+    "convert",
+    "export_firmware",
+    "hil",
+    "gate",
+    "promote",
+)
 STEPS = SHARED_STEPS + MODEL_STEPS
+# Tasks that run a step's second entry point: {task: (step, task body name)}. `aed evaluate --streaming` is the
+# evaluate step's (components.evaluate.task.evaluate_streaming); it runs after calibrate in each model's branch.
+EXTRA_TASKS = {"evaluate_streaming": ("evaluate", "evaluate_streaming")}
 COMPILED = Path(__file__).with_name("aed_pipeline.yaml")
 
 
@@ -56,6 +70,8 @@ SETTINGS: dict[str, TaskSettings] = {
     "train": TaskSettings("train", "2", "12G"),  # train.jobs: 2 worker processes
     "quantize": TaskSettings("train", "2", "4G"),
     "evaluate": TaskSettings("train", "2", "4G"),
+    "calibrate": TaskSettings("train", "2", "4G"),
+    "evaluate_streaming": TaskSettings("train", "2", "4G"),
     "convert": TaskSettings("train", "1", "2G", retries=1),
     "export_firmware": TaskSettings("train", "500m", "1G"),
     "hil": TaskSettings("hil", "1", "2G", retries=2, cache=False),
@@ -79,8 +95,10 @@ def task_suffix(model_name: str) -> str:
 
 
 def task_body(step: str) -> Callable:
-    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it)."""
-    return getattr(importlib.import_module(f"components.{step}.task"), step)
+    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it), or of an
+    extra task (EXTRA_TASKS)."""
+    module, name = EXTRA_TASKS.get(step, (step, step))
+    return getattr(importlib.import_module(f"components.{module}.task"), name)
 
 
 def build_components(images: Images, models: list[str]) -> dict[str, Any]:
@@ -92,7 +110,7 @@ def build_components(images: Images, models: list[str]) -> dict[str, Any]:
     from kfp import dsl
 
     built: dict[str, Any] = {}
-    for step in STEPS:
+    for step in (*STEPS, *EXTRA_TASKS):
         function = task_body(step)
         component = dsl.component(base_image=step_image(images, step), install_kfp_package=False)(function)
         if step in SHARED_STEPS:
@@ -154,7 +172,7 @@ def _model_branch(
     c: dict[str, Any],
     params: Any,
     model: str,
-    patches: Any,
+    data: dict[str, Any],
     train: Any,
     included: set[str],
     retries: bool,
@@ -162,6 +180,7 @@ def _model_branch(
     """(train ->) quantize -> evaluate / convert / export_firmware / hil -> gate for one model (as far as
     `included` goes)."""
     step: dict[str, Any] = {"train": train}
+    patches = data["patches"]
 
     def add(name: str, **inputs: Any) -> bool:
         if name not in included:
@@ -175,8 +194,17 @@ def _model_branch(
         return step
     quantized = step["quantize"].outputs["quantized"]
     add("evaluate", patches=patches, model=model_out, quantized=quantized)
+    clips = {"raw": data["raw"], "validated": data["validated"], "model": model_out, "quantized": quantized}
+    if not add("calibrate", **clips):
+        return step
+    point = step["calibrate"].outputs["operating_point"]
+    step["evaluate_streaming"] = _configure(
+        c[f"evaluate_streaming/{model}"](params=params, model_name=model, operating_point=point, **clips),
+        "evaluate_streaming", model, retries,
+    )  # fmt: skip
     add("convert", patches=patches, quantized=quantized)
-    add("export_firmware", quantized=quantized)
+    # the board's post-processing constants are the calibrated operating point
+    add("export_firmware", quantized=quantized, operating_point=point)
     add("hil", patches=patches, quantized=quantized)
     if {"evaluate", "convert", "hil"} <= step.keys():
         add(
@@ -188,8 +216,9 @@ def _model_branch(
     return step
 
 
-def _data_tasks(c: dict[str, Any], params: Any, included: set[str], retries: bool) -> Any:
-    """ingest -> validate -> patch; the patch store output, or None when `included` stops before patch."""
+def _data_tasks(c: dict[str, Any], params: Any, included: set[str], retries: bool) -> dict[str, Any] | None:
+    """ingest -> validate -> patch; {patches, raw, validated} outputs, or None when `included` stops before
+    patch (the raw clips and the validated table make the soundscapes of the streaming tasks)."""
     ingest = _configure(c["ingest"](params=params), "ingest", retries=retries)
     raw = ingest.outputs["raw"]
     if "validate" not in included:
@@ -200,7 +229,7 @@ def _data_tasks(c: dict[str, Any], params: Any, included: set[str], retries: boo
     if "patch" not in included:
         return None
     patch = _configure(c["patch"](params=params, raw=raw, validated=validate.outputs["validated"]), "patch")
-    return patch.outputs["patches"]
+    return {"patches": patch.outputs["patches"], "raw": raw, "validated": validate.outputs["validated"]}
 
 
 def _promote_tasks(
@@ -266,12 +295,12 @@ def build_pipeline(
         description="Tiny audio event detection on STM32: ESC-10 -> YAMNet-256/1024 -> int8 -> board-gated promotion",
     )
     def aed_pipeline(params: str = params_json):
-        patches = _data_tasks(c, params, included, retries)
-        if patches is None or "train" not in included:
+        data = _data_tasks(c, params, included, retries)
+        if data is None or "train" not in included:
             return
-        trained = _train_tasks(c, params, order, teachers, patches, retries)
+        trained = _train_tasks(c, params, order, teachers, data["patches"], retries)
         branches = {
-            model: _model_branch(c, params, model, patches, trained[model], included, retries)
+            model: _model_branch(c, params, model, data, trained[model], included, retries)
             for model in models
         }
         if "promote" in included:

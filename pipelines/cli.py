@@ -481,9 +481,12 @@ def _auth_options(sub: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`aed ...`: the steps' subcommands and `aed pipeline`, with the steps' one-line error handling."""
+    from aed.detection.detect import DetectParams
     from components.cli import main as steps_main
 
-    params_show = lambda sub: params_cli_register(sub, {SECTION: PipelineParams})  # noqa: E731
+    # `aed detect` is no pipeline step, but its section is shown with the others
+    sections = {SECTION: PipelineParams, "detect": DetectParams}
+    params_show = lambda sub: params_cli_register(sub, sections)  # noqa: E731
     return steps_main(argv, extra_commands={"pipeline": register, "params": params_show})
 
 

@@ -21,6 +21,7 @@ from tests.dvc_workspace import BIN, REPO, sh
 REFERENCE = REPO / "docs" / "reference-run"
 MODELS = ("yamnet_256", "yamnet_1024")
 COMPARED = {"float_acc", "int8_acc", "agreement", "board_acc", "latency_ms", "ram_bytes", "flash_bytes"}
+STREAMING = {"ev_f1", "fa_h", "miss"}  # evaluate --streaming (components.evaluate.STREAMING_FIGURES)
 TERMINAL = 160
 
 
@@ -58,12 +59,16 @@ def _dvc_repo(tmp_path: Path) -> tuple[Path, dict]:
 # -- DVC metrics: only the compared figures ---------------------------------------------------------------------
 def test_dvc_metrics_show_fits_a_160_column_terminal(tmp_path: Path) -> None:
     work, env = _dvc_repo(tmp_path)
+    for model in MODELS:  # the widest streaming figures, where the reference run predates them
+        stream = work / "reports" / "metrics" / f"stream_{model}.json"
+        if not stream.exists():
+            stream.write_text(json.dumps({"ev_f1": 0.339, "fa_h": 108.0, "miss": 0.617}))
     shown = subprocess.run(["dvc", "metrics", "show"], cwd=work, env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert _width(shown.stdout) <= TERMINAL, f"{_width(shown.stdout)} columns:\n{shown.stdout[:2000]}"
     header, *rows = shown.stdout.splitlines()
-    assert set(header.split()) == {"Path"} | COMPARED
-    assert len(rows) == 3 * len(MODELS)  # evaluate, convert and hil, per model
+    assert set(header.split()) == {"Path"} | COMPARED | STREAMING
+    assert len(rows) == 4 * len(MODELS)  # evaluate, convert, hil and streaming evaluation, per model
 
 
 def test_exp_show_after_a_rerun_names_only_the_compared_figures(tmp_path: Path) -> None:
@@ -91,7 +96,7 @@ def test_every_dvc_metric_is_a_compact_file_its_stage_writes() -> None:
             assert path.startswith("reports/metrics/"), (name, path)
             assert path in " ".join(body["cmd"].split()), f"stage {name} does not write its metric {path}"
             declared += 1
-    assert declared == 3  # evaluate (a folder, one file per model), convert and hil (per model)
+    assert declared == 4  # evaluate (a folder, one file per model), convert, hil and stream (per model)
 
 
 def test_the_reference_figures_are_the_ones_its_records_give() -> None:

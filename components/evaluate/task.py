@@ -44,3 +44,32 @@ def evaluate(
     # The matrix also as the artifact's content (KFP keeps log_confusion_matrix in metadata only).
     shutil.copyfile(Path(details.path) / model_name / f"confusion_{shown}.json", confusion.path)
     Path(report.path).write_text(record_markdown(f"Evaluation: {model_name}", result[model_name]))
+
+
+def evaluate_streaming(
+    params: str,
+    model_name: str,
+    raw: Input[Dataset],
+    validated: Input[Dataset],
+    model: Input[Model],
+    quantized: Input[Model],
+    operating_point: Input[Artifact],
+    soundscapes: Output[Dataset],
+    details: Output[Artifact],
+    metrics: Output[Metrics],
+):
+    """`aed evaluate --streaming` for one model: its splits' int8 models over held-out soundscapes, at the
+    calibrate task's operating point."""
+    from pathlib import Path
+
+    from components import evaluate as step
+    from components.taskio import log_scalars, section
+
+    result = step.run_streaming(
+        section(params, "streaming", step.StreamingParams), section(params, "detect", step.DetectParams),
+        section(params, "patch", step.PatchParams), model_name, Path(validated.path), Path(raw.path),
+        Path(model.path), Path(quantized.path), Path(soundscapes.path), Path(details.path),
+        operating_point=Path(operating_point.path),
+    )  # fmt: skip
+    log_scalars(metrics, {"source": result["source"], **result["mean"]})
+    metrics.metadata["source"] = result["source"]

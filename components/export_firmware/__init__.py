@@ -1,13 +1,21 @@
-"""Step `export-firmware`: C config header, Hann / mel tables and golden vectors for the STM32 AED firmware."""
+"""Step `export-firmware`: C config header, Hann / mel tables and golden vectors for the STM32 AED firmware.
+
+The header also carries the post-processing constants (smoothing, thresholds, minimum duration, merge gap, window
+hop and length, background classes), so that a board turns its window scores into the events host `aed detect`
+finds: from the model's calibrated operating point (`--operating-point`, `aed calibrate`'s postprocess.json) when
+there is one, else from params.yaml's `detect:` section.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from aed import firmware
+from aed.detection.detect import DetectParams
 from aed.features import FeatureConfig
 from aed.firmware import ExportFirmwareParams
 from aed.outputs import OutputSpec, check_output, replacing
@@ -25,6 +33,8 @@ def run(
     out_dir: Path,
     record_path: Path | None,
     clip: Path | None = None,
+    detect: DetectParams | None = None,
+    operating_point: Path | None = None,
 ) -> dict:
     model, out_dir = Path(model), Path(out_dir)
     check_output(out_dir, OutputSpec("export_firmware"), {"model": model, "golden clip": clip})
@@ -45,7 +55,10 @@ def run(
         raise ValueError(
             f"{model}: the model has {output.size} outputs but {len(class_names)} class names are set"
         )
-    header = firmware.config_header(config, class_names, scale, zero_point, params.ood_threshold)
+    constants, point_source = _postprocess_constants(
+        config, class_names, detect or DetectParams(), operating_point
+    )
+    header = firmware.config_header(config, class_names, scale, zero_point, params.ood_threshold, constants)
     # The firmware folder is written aside and swapped in whole, only over an earlier export-firmware output.
     with replacing(out_dir, OutputSpec("export_firmware"), {"model": model, "golden clip": clip}) as staging:
         arrays = {"audio_int16": audio, "logmel_patch": patch, "input_int8": model_input, "output": output}
@@ -60,11 +73,35 @@ def run(
         "golden_clip": str(clip) if clip else f"synthetic(seed={params.golden_seed})",
         "golden_top_class": class_names[int(np.argmax(output))],
         "log_note": "golden log-mel uses ln(mel + 1e-4) (Python recipe); the firmware uses logf(mel)",
+        "postprocess": {
+            **dataclasses.asdict(constants.point),
+            "hop_s": constants.hop_s,
+            "window_s": constants.window_s,
+            "from": point_source,
+        },
         "files": files,
     }
     if record_path is not None:
         write_record(record_path, "export_firmware", figures, inputs={"model": model})
     return figures
+
+
+def _postprocess_constants(
+    config: FeatureConfig, class_names: list[str], detect: DetectParams, operating_point: Path | None
+) -> tuple[firmware.PostProcessConstants, str]:
+    """The header's post-processing constants and where the operating point came from."""
+    from aed.detection.calibrate import load_operating_point
+    from aed.detection.stream import hop_frames, window_seconds
+    from aed.detection.streaming_eval import no_event_classes
+
+    point, source = detect.postprocess(), "params.yaml detect: (not calibrated)"
+    if operating_point is not None:  # given: it must be there (a missing calibration is no silent fallback)
+        point, source = load_operating_point(Path(operating_point)), str(operating_point)
+    hop_frames(config, detect.hop_s)  # refuses a hop the board's frame grid cannot follow
+    background = set(no_event_classes(class_names))
+    flags = tuple(name in background for name in class_names)
+    constants = firmware.PostProcessConstants(point, detect.hop_s, window_seconds(config), flags)
+    return constants, source
 
 
 def _write_files(
@@ -106,6 +143,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--clip", type=Path, default=None, help="audio clip for the golden vectors")
     parser.add_argument("--record", type=Path, default=None, help="JSON record of the export")
+    parser.add_argument("--operating-point", type=Path, default=None,
+                        help="calibrated post-processing (postprocess.json); default: params.yaml detect:")  # fmt: skip
     parser.set_defaults(handler=_main)
 
 
@@ -115,7 +154,10 @@ def _main(args: argparse.Namespace) -> int:
     params = load_section(args.params, "export_firmware", ExportFirmwareParams)
     config = load_section(args.params, "patch", PatchParams).feature_config()
     classes = load_section(args.params, "validate", ValidateParams).classes
-    figures = run(params, config, classes, args.model, args.out, args.record, args.clip)
+    detect = load_section(args.params, "detect", DetectParams)
+    figures = run(
+        params, config, classes, args.model, args.out, args.record, args.clip, detect, args.operating_point
+    )
     print(f"export-firmware: {len(figures['files'])} files in {args.out}, input scale {figures['input_scale']:.8f} "
           f"zero point {figures['input_zero_point']}")  # fmt: skip
     return 0

@@ -11,6 +11,7 @@ def export_firmware(
     params: str,
     model_name: str,
     quantized: Input[Model],
+    operating_point: Input[Artifact],
     tables: Output[Artifact],
     metrics: Output[Metrics],
 ):
@@ -23,6 +24,6 @@ def export_firmware(
     result = step.run(
         config=feature_config(params), class_names=class_names(params),
         model=deployable_model(Path(quantized.path)), out_dir=Path(tables.path), record_path=Path(metrics.path),
-        **step_args(params, step),
+        operating_point=Path(operating_point.path), **step_args(params, step),
     )  # fmt: skip
     log_scalars(metrics, result)
