@@ -9,7 +9,9 @@ models.names gets a train task of its own, no branch). The only pipeline paramet
 JSON text (its default is the repository's params.yaml at compile time), so a run on a cluster is configured exactly
 like a local `dvc repro`.
 
-Promotion: `promote` runs inside `dsl.If(gate verdict)` and, in addition, only after every task of every branch
+Promotion: `promote` runs inside `dsl.If(gate verdict)`, the verdict covering the stream check (hil_stream: a
+held-out soundscape through the board, events against host detect's) and the streaming evaluation when
+gate.require_stream is set, and, in addition, only after every task of every branch
 has finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched. Every
 model runs on a board before its gate: the int8 TFLite model on the profile's board (U5 by default), the QDQ ONNX
 model on the N6 (`hil.profiles`).
@@ -29,7 +31,22 @@ from pipelines.images import Images
 
 PIPELINE_NAME = "aed-pipeline"
 SHARED_STEPS = ("ingest", "validate", "patch")
-MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "export_firmware", "hil", "gate", "promote")
+MODEL_STEPS = (
+    "train",
+    "quantize",
+    "evaluate",
+    "convert",
+    "export_firmware",
+    "hil",
+    "hil_stream",
+    "gate",
+    "promote",
+)
+# A task body that is not `components.<step>.task.<step>`: the stream check is the hil step's --stream path.
+TASK_BODIES = {"hil_stream": ("hil", "hil_stream")}
+# The streaming evaluation task of a branch (the streaming step), when the DAG has one: its held-out soundscapes
+# feed hil_stream, its record is evidence for the gate and promote (gate.require_stream).
+STREAMING_STEP, SOUNDSCAPES_OUTPUT, STREAMING_OUTPUT = "streaming", "soundscapes", "metrics"
 STEPS = SHARED_STEPS + MODEL_STEPS
 COMPILED = Path(__file__).with_name("aed_pipeline.yaml")
 
@@ -56,6 +73,7 @@ SETTINGS: dict[str, TaskSettings] = {
     "convert": TaskSettings("train", "1", "2G", retries=1),
     "export_firmware": TaskSettings("base", "500m", "1G"),
     "hil": TaskSettings("hil", "1", "2G", retries=2, cache=False),
+    "hil_stream": TaskSettings("hil", "1", "2G", retries=2, cache=False),
     "gate": TaskSettings("base", "500m", "1G", cache=False),
     "promote": TaskSettings("base", "500m", "1G", retries=2, cache=False),
 }
@@ -67,8 +85,10 @@ def task_suffix(model_name: str) -> str:
 
 
 def task_body(step: str) -> Callable:
-    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it)."""
-    return getattr(importlib.import_module(f"components.{step}.task"), step)
+    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it), or the
+    one TASK_BODIES names."""
+    folder, function = TASK_BODIES.get(step, (step, step))
+    return getattr(importlib.import_module(f"components.{folder}.task"), function)
 
 
 def build_components(images: Images, models: list[str]) -> dict[str, Any]:
@@ -168,14 +188,35 @@ def _model_branch(
     add("convert", quantized=quantized)
     add("export_firmware", quantized=quantized)
     add("hil", patches=patches, quantized=quantized)
-    if {"evaluate", "convert", "hil"} <= step.keys():
+    streaming = step.get(STREAMING_STEP)
+    if streaming is not None:
         add(
-            "gate",
-            evaluation=step["evaluate"].outputs["metrics"],
-            footprint=step["convert"].outputs["metrics"],
-            board=step["hil"].outputs["metrics"],
+            "hil_stream",
+            patches=patches,
+            quantized=quantized,
+            soundscapes=streaming.outputs[SOUNDSCAPES_OUTPUT],
         )
+    if {"evaluate", "convert", "hil"} <= step.keys():
+        add("gate", **_gate_inputs(step))
     return step
+
+
+def _gate_inputs(step: dict[str, Any]) -> dict[str, Any]:
+    """What the gate judges: the records, and the stream evidence when the branch has it (gate.require_stream
+    makes the verdict undecidable, so promote never runs, when it does not)."""
+    inputs = {"evaluation": step["evaluate"].outputs["metrics"], "footprint": step["convert"].outputs["metrics"],
+              "board": step["hil"].outputs["metrics"]}  # fmt: skip
+    return {**inputs, **_stream_inputs(step)}
+
+
+def _stream_inputs(step: dict[str, Any]) -> dict[str, Any]:
+    """The stream record and the streaming evaluation of a branch, as the gate and promote take them."""
+    inputs = {}
+    if "hil_stream" in step:
+        inputs["stream"] = step["hil_stream"].outputs["stream"]
+    if STREAMING_STEP in step:
+        inputs["streaming"] = step[STREAMING_STEP].outputs[STREAMING_OUTPUT]
+    return inputs
 
 
 def _data_tasks(c: dict[str, Any], params: Any, included: set[str], retries: bool) -> Any:
@@ -221,6 +262,7 @@ def _promote_tasks(
                 footprint=step["convert"].outputs["metrics"],
                 board=step["hil"].outputs["metrics"],
                 verdict=step["gate"].outputs["verdict"],
+                **_stream_inputs(step),
             )
             # Not before every task of every branch is done: a failure anywhere stops the run unpromoted.
             _configure(promote, "promote", model, retries).after(*every_task)

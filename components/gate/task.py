@@ -15,6 +15,8 @@ def gate(
     board: Input[Metrics],
     verdict: Output[Artifact],
     table: Output[Markdown],
+    stream: Input[Metrics] = None,
+    streaming: Input[Metrics] = None,
 ) -> bool:
     from pathlib import Path
 
@@ -24,6 +26,8 @@ def gate(
     result = step.run(
         hil_record=Path(board.path), record_path=Path(verdict.path), model_name=model_name,
         table_path=Path(table.path), evaluate_record=Path(evaluation.path), convert_record=Path(footprint.path),
+        stream_record=Path(stream.path) if stream is not None else None,
+        streaming_evaluation=Path(streaming.path) if streaming is not None else None,
         **step_args(params, step),
     )  # fmt: skip
     print(result["table"])
