@@ -12,6 +12,7 @@ Memory stays bounded on long recordings: patches are made, quantized and sent on
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Collection, Sequence
@@ -76,18 +77,36 @@ class BoardStream:
     outputs: np.ndarray  # (n_windows, n_classes), dequantized board outputs
 
 
-def run_stream_job(
-    model_path: Path, spec: StreamSpec, farm: Farm, config: JobConfig, record_path: Path
-) -> dict[str, Any]:
-    """Host detect, then the same stream on a board (retried on another board of the profile when one fails);
-    write and return the record (nothing written on failure)."""
+@dataclass(frozen=True)
+class HostStream:
+    """The model under test and host detect's result on the recording, made before any board is leased."""
+
+    model_path: Path
+    model_sha256: str
+    reference: ReferenceModel
+    detection: Any  # aed.detection.detect.Detection
+
+
+def host_stream(model_path: Path, spec: StreamSpec) -> HostStream:
+    """Host detect on the recording: every input problem (recording, model, class map) shows here, one line."""
     model_path = Path(model_path)
-    model_sha256 = sha256_file(model_path)
     reference = load_reference(model_path)
     _check_model_classes(model_path, reference, spec.class_names)
-    host = detect_file(
-        load_scorer(model_path), spec.recording, spec.class_names, spec.detect, spec.background
-    )
+    # Host detect with LiteRT's reference kernels (a TFLite model), bit-exact with TFLite Micro as the HIL job's
+    # host reference is: a difference in events is then the board's, not an optimized kernel's rounding.
+    scorer = load_scorer(model_path, reference_kernels=True, threads=spec.detect.threads)
+    detection = detect_file(scorer, spec.recording, spec.class_names, spec.detect, spec.background,
+                            config=spec.frontend, filename=spec.recording.name)  # fmt: skip
+    return HostStream(model_path, sha256_file(model_path), reference, detection)
+
+
+def run_stream_job(
+    host_run: HostStream, spec: StreamSpec, farm: Farm, config: JobConfig, record_path: Path
+) -> dict[str, Any]:
+    """The stream on a board (retried on another board of the profile when one fails), post-processed as host
+    detect; write and return the record (nothing written on failure)."""
+    model_path, model_sha256, reference = host_run.model_path, host_run.model_sha256, host_run.reference
+    host = host_run.detection
     failures: list[BoardFailure] = []
     for _ in range(config.attempts):
         try:
@@ -111,6 +130,12 @@ def run_stream_job(
     record = _record(model_path, model_sha256, spec, lease, board, host, board_events, failures)
     write_json(record_path, record)
     return record
+
+
+def streaming_frontend(config: FeatureConfig) -> FeatureConfig:
+    """The front end as detect slides it: the same settings, never cutting silence out of a stream."""
+    plain = {field.name: getattr(config, field.name) for field in dataclasses.fields(FeatureConfig)}
+    return dataclasses.replace(FeatureConfig(**plain), remove_silence=False)
 
 
 def _check_model_classes(model_path: Path, reference: ReferenceModel, class_names: Sequence[str]) -> None:
@@ -159,7 +184,8 @@ def _feed(
     scores: list[np.ndarray] = []
     bar = tqdm(total=expected, desc=f"stream {board_name}", unit="window", disable=not progress, leave=False)
     with bar:
-        for block in stream_patches(spec.recording, spec.frontend, spec.detect.hop_s):
+        for block in stream_patches(spec.recording, streaming_frontend(spec.frontend), spec.detect.hop_s,
+                                    spec.detect.chunk_s):  # fmt: skip
             inputs = quantize(np.asarray(block.patches, np.float32).reshape(-1, *spec_in.shape), spec_in)
             for x in inputs:
                 result = client.run(loaded.model, [x], first=not scores)
@@ -333,7 +359,12 @@ def _record(
         },  # fmt: skip
         "recording": {"path": str(spec.recording), "duration_s": duration_s, "windows": len(board.outputs)},
         "key": key,
-        "detect": {**spec.detect.postprocess_fields(), "hop_s": spec.detect.hop_s, "window_s": host.window_s},
+        "detect": {
+            **spec.detect.postprocess_fields(),
+            "hop_s": spec.detect.hop_s,
+            "window_s": host.window_s,
+            "host_kernels": "BUILTIN_REF" if scorer_kind(model_path) == "tflite" else "onnxruntime",
+        },
         "metrics": agreement_metrics(board_events, host.events, board.outputs, np.asarray(host.scores)),
         "events": {"board": [e.to_dict() for e in board_events], "host": [e.to_dict() for e in host.events]},
         "truth": None,
@@ -349,6 +380,10 @@ def _record(
         }
     inputs = {"model": model_path, "recording": spec.recording}
     return make_record(STREAM_RECORD_KIND, figures, inputs)
+
+
+def scorer_kind(model_path: Path) -> str:
+    return "onnx" if model_format(model_path) == "onnx" else "tflite"
 
 
 def stream_summary(m: dict[str, Any]) -> str:

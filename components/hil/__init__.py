@@ -106,7 +106,7 @@ def run_stream(
     metrics."""
     from aed.datasets.background import background_classes
     from hil_runner.job import JobConfig
-    from hil_runner.stream import StreamSpec, run_stream_job
+    from hil_runner.stream import StreamSpec, host_stream, run_stream_job
 
     if Path(record_path).is_dir():
         raise ValueError(f"{record_path}: is a directory, expected the record's file path")
@@ -125,8 +125,9 @@ def run_stream(
         truth=truth,
     )
     config = JobConfig.for_model(params, model_name, progress=progress)
+    host = host_stream(model, spec)  # bad input fails here, before a board is leased
     with _farm(config) as farm:
-        record = run_stream_job(model, spec, farm, config, record_path)
+        record = run_stream_job(host, spec, farm, config, record_path)
     return {"source": record["source"], "board": record["board"]["name"], **record["metrics"]}
 
 
