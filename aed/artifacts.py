@@ -17,14 +17,12 @@ TRAIN_RECORD_FILE = "train.json"
 QUANTIZE_RECORD_FILE = "quantize.json"
 EVALUATION_FILE = "evaluation.json"
 FINAL_SPLIT = "final"
-# The calibrated operating point (PostProcessParams fields), beside the int8 model it was chosen for.
-OPERATING_POINT_FILE = "postprocess.json"
-# The board stream check and what promotion requires with it (dvc.yaml, the KFP DAG): `aed hil run --stream`
-# on a held-out soundscape (the set folder: its first recording, its ground_truth.csv), and the streaming
-# evaluation's record of the same model.
-STREAM_SOUNDSCAPES = "artifacts/soundscapes/eval"
+# The board stream check and what promotion requires with it (dvc.yaml, the KFP DAG): `aed hil run --stream` on
+# the model's held-out soundscapes (the first split's set: its first recording and its ground_truth.csv), and the
+# model's streaming evaluation (`aed evaluate --streaming` writes both folders).
+STREAM_SOUNDSCAPES = "artifacts/soundscapes/{name}"
 STREAM_RECORD = "reports/hil_stream_{name}.json"
-STREAMING_EVAL_RECORD = "reports/streaming_{name}.json"
+STREAMING_EVAL_RECORD = "reports/{name}/streaming.json"
 # the float model's format name in evaluate's reports (reports/<model>/confusion_float32.json)
 FLOAT_FORMAT = "float32"
 

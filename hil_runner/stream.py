@@ -85,6 +85,7 @@ class HostStream:
     model_sha256: str
     reference: ReferenceModel
     detection: Any  # aed.detection.detect.Detection
+    truth: list[Event] | None  # the recording's ground-truth events (StreamSpec.truth), None without a table
 
 
 def host_stream(model_path: Path, spec: StreamSpec) -> HostStream:
@@ -97,7 +98,8 @@ def host_stream(model_path: Path, spec: StreamSpec) -> HostStream:
     scorer = load_scorer(model_path, reference_kernels=True, threads=spec.detect.threads)
     detection = detect_file(scorer, spec.recording, spec.class_names, spec.detect, spec.background,
                             config=spec.frontend, filename=spec.recording.name)  # fmt: skip
-    return HostStream(model_path, sha256_file(model_path), reference, detection)
+    truth = read_truth(spec.truth, spec.recording.name) if spec.truth is not None else None
+    return HostStream(model_path, sha256_file(model_path), reference, detection, truth)
 
 
 def run_stream_job(
@@ -127,7 +129,7 @@ def run_stream_job(
         )
     board_events = detect_events(board.outputs, board.window_starts_s, host.window_s, spec.class_names,
                                  spec.detect, filename=spec.recording.name, background=spec.background)  # fmt: skip
-    record = _record(model_path, model_sha256, spec, lease, board, host, board_events, failures)
+    record = _record(host_run, spec, lease, board, board_events, failures)
     write_json(record_path, record)
     return record
 
@@ -283,7 +285,10 @@ def read_truth(path: Path, filename: str) -> list[Event]:
     rows = table[table["filename"].astype(str).map(lambda name: Path(name).name) == filename]
     events = []
     for number, row in zip(rows.index, rows.itertuples(index=False), strict=True):
-        onset, offset = float(row.onset), float(row.offset)
+        try:
+            onset, offset = float(row.onset), float(row.offset)
+        except (TypeError, ValueError):
+            onset = offset = math.nan
         if not (math.isfinite(onset) and math.isfinite(offset) and 0 <= onset < offset):
             raise ValueError(
                 f"{path}: row {number + 2}: onset {row.onset} / offset {row.offset} is not an event"
@@ -326,15 +331,14 @@ def _mean(values: list[float]) -> float | None:
 
 # -- the record ------------------------------------------------------------------------------------------------
 def _record(
-    model_path: Path,
-    model_sha256: str,
+    host_run: HostStream,
     spec: StreamSpec,
     lease: Lease,
     board: BoardStream,
-    host: Any,
     board_events: list[Event],
     failures: list[BoardFailure],
 ) -> dict[str, Any]:
+    model_path, model_sha256, host = host_run.model_path, host_run.model_sha256, host_run.detection
     duration_s = probe(spec.recording).duration_s
     source = board.loaded.source
     key = {
@@ -370,8 +374,8 @@ def _record(
         "truth": None,
         "failed_attempts": [{"board": f.board, "error": str(f.cause)} for f in failures],
     }
-    if spec.truth is not None:
-        truth = read_truth(spec.truth, spec.recording.name)
+    if host_run.truth is not None:
+        truth = host_run.truth
         targets = [name for name in spec.class_names if name not in spec.background]
         figures["truth"] = {
             "path": str(spec.truth),

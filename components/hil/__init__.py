@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aed.artifacts import OPERATING_POINT_FILE
 from aed.dvc_metrics import hil_figures, write_figures
 from aed.outputs import check_file_outputs
 from aed.params import load_section
@@ -34,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SECTION = "hil"
 GROUND_TRUTH_FILE = "ground_truth.csv"  # in a soundscape set folder (aed.detection.soundscapes)
+# The calibrated operating point (`aed calibrate`: models/<model>/postprocess.json), looked for above the int8 file
+# (models/<model>/int8/<split>/<file>) when --operating-point is not given.
+OPERATING_POINT_NAME = "postprocess.json"
 
 
 def __getattr__(name: str) -> Any:
@@ -113,8 +115,7 @@ def run_stream(
     recording, truth = stream_source(Path(recording), truth)
     check_file_outputs({}, {"--out": record_path, "--stream": recording})
     model = resolve_model(model_path, quantized_dir)
-    if operating_point is None and (model.parent / OPERATING_POINT_FILE).is_file():
-        operating_point = model.parent / OPERATING_POINT_FILE  # calibrated for this model (aed calibrate)
+    operating_point = operating_point or calibrated_point(model)
     classes = _stream_classes(patches_dir, class_names)
     spec = StreamSpec(
         recording=recording,
@@ -131,15 +132,27 @@ def run_stream(
     return {"source": record["source"], "board": record["board"]["name"], **record["metrics"]}
 
 
+def calibrated_point(model: Path) -> Path | None:
+    """The nearest postprocess.json above the int8 model file, up to its model folder; None when there is none."""
+    for folder in Path(model).parents[:3]:
+        if (folder / OPERATING_POINT_NAME).is_file():
+            return folder / OPERATING_POINT_NAME
+    return None
+
+
 def stream_source(recording: Path, truth: Path | None) -> tuple[Path, Path | None]:
     """(recording, ground truth): a file as given; a soundscape set folder gives its first recording (in natural
-    order: eval-2 before eval-10) and, unless one is given, its ground_truth.csv."""
+    order: eval-2 before eval-10) and, unless one is given, its ground_truth.csv; a folder of sets (one per
+    split, as `aed evaluate --streaming` writes them) its first set's."""
     if recording.is_file():
         return recording, truth
     if not recording.is_dir():
         raise ValueError(f"--stream {recording}: file not found")
     from aed.datasets.layouts import AUDIO_EXTENSIONS
 
+    sets = sorted((p for p in recording.iterdir() if (p / GROUND_TRUTH_FILE).is_file()), key=_natural)
+    if not (recording / GROUND_TRUTH_FILE).is_file() and sets:
+        return stream_source(sets[0], truth)
     audio = sorted((p for p in recording.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()),
                    key=_natural)  # fmt: skip
     if not audio:
@@ -179,9 +192,18 @@ def _operating_point(detect: DetectParams, path: Path | None) -> DetectParams:
     """`detect` with the post-processing of the calibrated operating point file, when one is given."""
     if path is None:
         return detect
-    from aed.detection.calibrate import load_operating_point
+    import json
 
-    chosen = load_operating_point(Path(path))
+    from aed.detection.postprocess import PostProcessParams
+    from aed.params import from_dict
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"--operating-point {path}: file not found (run aed calibrate)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"--operating-point {path}: not a readable JSON operating point ({error})") from None
+    chosen = from_dict(PostProcessParams, data, str(path))
     return dataclasses.replace(detect, **chosen.postprocess_fields())
 
 
