@@ -42,8 +42,6 @@ MODEL_STEPS = (
     "gate",
     "promote",
 )
-# A task body that is not `components.<step>.task.<step>`: the stream check is the hil step's --stream path.
-TASK_BODIES = {"hil_stream": ("hil", "hil_stream")}
 # The streaming evaluation task of a branch (the streaming step), when the DAG has one: its held-out soundscapes
 # feed hil_stream, its record is evidence for the gate and promote (gate.require_stream).
 STREAMING_STEP, SOUNDSCAPES_OUTPUT, STREAMING_OUTPUT = "streaming", "soundscapes", "metrics"
@@ -85,10 +83,10 @@ def task_suffix(model_name: str) -> str:
 
 
 def task_body(step: str) -> Callable:
-    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it), or the
-    one TASK_BODIES names."""
-    folder, function = TASK_BODIES.get(step, (step, step))
-    return getattr(importlib.import_module(f"components.{folder}.task"), function)
+    """The KFP task body of a step: `components.<folder>.task.<step>`, the folder the step's own unless
+    glue.STEP_FOLDERS names another (KFP names the component after the function)."""
+    folder = glue.STEP_FOLDERS.get(step, step)
+    return getattr(importlib.import_module(f"components.{folder}.task"), step)
 
 
 def build_components(images: Images, models: list[str]) -> dict[str, Any]:
