@@ -31,17 +31,10 @@ from pipelines.images import Images
 
 PIPELINE_NAME = "aed-pipeline"
 SHARED_STEPS = ("ingest", "validate", "patch")
-MODEL_STEPS = (
-    "train",
-    "quantize",
-    "evaluate",
-    "convert",
-    "export_firmware",
-    "hil",
-    "hil_stream",
-    "gate",
-    "promote",
-)
+MODEL_STEPS = ("train", "quantize", "evaluate", "convert", "export_firmware", "hil", "gate", "promote")
+# Tasks that are a path of another step (their body is `components.<step>.task.<task>`), in the DAG whenever that
+# step is: the stream check is the hil step's --stream path.
+STEP_PATHS = {"hil_stream": "hil"}
 # The streaming evaluation task of a branch (the streaming step), when the DAG has one: its held-out soundscapes
 # feed hil_stream, its record is evidence for the gate and promote (gate.require_stream).
 STREAMING_STEP, SOUNDSCAPES_OUTPUT, STREAMING_OUTPUT = "streaming", "soundscapes", "metrics"
@@ -83,9 +76,9 @@ def task_suffix(model_name: str) -> str:
 
 
 def task_body(step: str) -> Callable:
-    """The KFP task body of a step: `components.<folder>.task.<step>`, the folder the step's own unless
-    glue.STEP_FOLDERS names another (KFP names the component after the function)."""
-    folder = glue.STEP_FOLDERS.get(step, step)
+    """The KFP task body of a step: `components.<step>.task.<step>` (KFP names the component after it); for a
+    step path (STEP_PATHS), `components.<its step>.task.<path>`."""
+    folder = STEP_PATHS.get(step, step)
     return getattr(importlib.import_module(f"components.{folder}.task"), step)
 
 
@@ -98,7 +91,7 @@ def build_components(images: Images, models: list[str]) -> dict[str, Any]:
     from kfp import dsl
 
     built: dict[str, Any] = {}
-    for step in STEPS:
+    for step in (*STEPS, *STEP_PATHS):
         function = task_body(step)
         component = dsl.component(base_image=images.name(SETTINGS[step].image), install_kfp_package=False)(
             function
@@ -286,6 +279,7 @@ def build_pipeline(
     if until is not None and until not in STEPS:
         raise ValueError(f"--until {until!r}: expected one of {list(STEPS)}")
     included = set(STEPS[: STEPS.index(until) + 1] if until else STEPS)
+    included |= {path for path, step in STEP_PATHS.items() if step in included}
     teachers = glue.teachers(params, models)
     order = train_order(models, teachers)
     c = build_components(images or Images(), order)

@@ -35,20 +35,15 @@ def resolve_paths(params: dict[str, Any], root: Path, classes: dict[str, type]) 
     return resolved
 
 
-# DAG steps whose task body lives in another step's folder: the stream check is the hil step's --stream path.
-STEP_FOLDERS = {"hil_stream": "hil"}
-
-
 def step_modules(steps: typing.Iterable[str]) -> tuple[dict[str, ModuleType], list[str]]:
     """({step: its components module} for the steps that are built, [the steps that are not])."""
     modules: dict[str, ModuleType] = {}
     missing: list[str] = []
     for name in steps:
-        folder = STEP_FOLDERS.get(name, name)
         try:
-            modules[name] = importlib.import_module(f"components.{folder}")
+            modules[name] = importlib.import_module(f"components.{name}")
         except ModuleNotFoundError as error:
-            if error.name != f"components.{folder}":
+            if error.name != f"components.{name}":
                 raise  # the step exists but one of its own imports is missing
             missing.append(name)
     return modules, missing

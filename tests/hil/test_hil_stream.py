@@ -291,3 +291,25 @@ def test_promote_refuses_a_verdict_without_the_stream_evidence_it_requires(tmp_p
     with pytest.raises(PromotionError, match="not the stream evidence the verdict"):
         check_stream_evidence(verdict, tmp_path / "gate.json", artifacts)
     check_stream_evidence({"thresholds": {}, "evidence": {}}, tmp_path / "g", {})  # not required, none given
+
+
+# -- the Kubeflow DAG: gate and promote get the stream evidence when the branch has it ---------------------------
+class _Task:
+    def __init__(self, **outputs: str) -> None:
+        self.outputs = outputs
+
+
+def test_the_dag_gives_gate_and_promote_the_stream_evidence_when_the_branch_has_it() -> None:
+    import inspect
+
+    from components.gate.task import gate
+    from components.promote.task import promote
+    from pipelines.aed_pipeline import _gate_inputs, _stream_inputs
+
+    branch = {"evaluate": _Task(metrics="e"), "convert": _Task(metrics="c"), "hil": _Task(metrics="h")}
+    assert _stream_inputs(branch) == {}  # no streaming task: the verdict is undecidable under require_stream
+    branch.update(streaming=_Task(metrics="s", soundscapes="x"), hil_stream=_Task(stream="hs"))
+    assert _gate_inputs(branch) == {"evaluation": "e", "footprint": "c", "board": "h", "stream": "hs",
+                                    "streaming": "s"}  # fmt: skip
+    for body in (gate, promote):
+        assert {"stream", "streaming"} <= set(inspect.signature(body).parameters)
