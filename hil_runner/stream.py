@@ -262,6 +262,7 @@ def agreement_metrics(board: Sequence[Event], host: Sequence[Event], board_score
         "unmatched_events": comparison.unmatched,
         "max_onset_diff_s": comparison.max_onset_diff_s,
         "max_offset_diff_s": comparison.max_offset_diff_s,
+        "max_peak_diff": max((abs(a.peak - b.peak) for a, b in comparison.pairs), default=0.0),
         "max_score_diff": float(np.max(np.abs(board_scores - host_scores))) if len(board_scores) else 0.0,
         "windows": len(board_scores),
         "identical_events": [e.to_dict() for e in board] == [e.to_dict() for e in host],
