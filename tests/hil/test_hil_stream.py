@@ -313,3 +313,21 @@ def test_the_dag_gives_gate_and_promote_the_stream_evidence_when_the_branch_has_
                                     "streaming": "s"}  # fmt: skip
     for body in (gate, promote):
         assert {"stream", "streaming"} <= set(inspect.signature(body).parameters)
+
+
+def test_a_board_failing_mid_stream_is_retried_on_another_and_named(vboard_factory, tiny_model, patch_store,
+                                                                    tmp_path) -> None:  # fmt: skip
+    faulty = vboard_factory("b-u585i-iot02a", slot=tmp_path / "slots" / "a.tflite", faults=["error=5"])
+    good = vboard_factory("b-u585i-iot02a", slot=tmp_path / "slots" / "b.tflite")
+    inventory = tmp_path / "boards.yaml"
+    lines = [f"  - {{name: {name}, profile: b-u585i-iot02a, port: '{board.descriptor}', flash: none, virtual: true,"
+             f" slot: slots/{slot}}}" for name, board, slot in (("u5-a", faulty, "a.tflite"), ("u5-b", good, "b.tflite"))]  # fmt: skip
+    inventory.write_text("boards:\n" + "\n".join(lines) + "\n")
+    params = HilParams(farm="local", inventory=inventory, lock_dir=tmp_path / "locks", latency_repeats=1,
+                       settle_s=0.05, attempts=2)  # fmt: skip
+    out = tmp_path / "stream.json"
+    metrics = run_stream(params, _recording(tmp_path / "r.wav", 4.0), tiny_model, None, out,
+                         patches_dir=patch_store, progress=False, detect=DetectParams(**OPERATING_POINT))  # fmt: skip
+    record = json.loads(out.read_text())
+    assert metrics["board"] == "u5-b" and metrics["identical_events"]
+    assert [attempt["board"] for attempt in record["failed_attempts"]] == ["u5-a"]
