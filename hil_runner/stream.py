@@ -98,6 +98,8 @@ def host_stream(model_path: Path, spec: StreamSpec) -> HostStream:
     scorer = load_scorer(model_path, reference_kernels=True, threads=spec.detect.threads)
     detection = detect_file(scorer, spec.recording, spec.class_names, spec.detect, spec.background,
                             config=spec.frontend, filename=spec.recording.name)  # fmt: skip
+    for warning in getattr(detection, "warnings", []):
+        log.warning("%s", warning)  # the same notes `aed detect` prints: silence, clipping, DC offset
     truth = read_truth(spec.truth, spec.recording.name) if spec.truth is not None else None
     return HostStream(model_path, sha256_file(model_path), reference, detection, truth)
 
@@ -362,7 +364,12 @@ def _record(
             "via": lease.via,
             "virtual": board.loaded.virtual,
         },  # fmt: skip
-        "recording": {"path": str(spec.recording), "duration_s": duration_s, "windows": len(board.outputs)},
+        "recording": {
+            "path": str(spec.recording),
+            "duration_s": duration_s,
+            "windows": len(board.outputs),
+            "warnings": list(getattr(host, "warnings", [])),
+        },  # silence, clipping, DC offset (detect's)
         "key": key,
         "detect": {
             **spec.detect.postprocess_fields(),
