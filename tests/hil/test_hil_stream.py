@@ -270,6 +270,16 @@ def test_a_soundscape_folder_streams_its_first_recording_with_its_ground_truth(t
     given = tmp_path / "mine.csv"
     assert stream_source(folder, given) == (folder / "eval-1.wav", given)
     assert stream_source(folder / "eval-2.wav", None) == (folder / "eval-2.wav", None)
+    # a folder of sets, one per split (artifacts/soundscapes/<model>/<split>-test): the first split's set
+    sets = tmp_path / "yamnet_256"
+    for split in ("fold-10-test", "fold-2-test"):
+        (sets / split).mkdir(parents=True)
+        _recording(sets / split / "x-0.wav", 2.0)
+        (sets / split / "ground_truth.csv").write_text("filename,onset,offset,event_label\n")
+    assert stream_source(sets, None) == (
+        sets / "fold-2-test" / "x-0.wav",
+        sets / "fold-2-test" / "ground_truth.csv",
+    )
 
 
 # -- promotion needs the stream evidence the verdict judged ---------------------------------------------------------
