@@ -23,7 +23,7 @@ HEAVY = (
 )  # fmt: skip
 COMMANDS = [
     [], ["ingest"], ["validate"], ["patch"], ["train"], ["quantize"], ["evaluate"], ["convert"], ["estimate"],
-    ["export-firmware"], ["gate"], ["promote"], ["hil"], ["hil", "run"], ["hil", "vboard"], ["pipeline"],
+    ["export-firmware"], ["gate"], ["promote"], ["detect"], ["hil"], ["hil", "run"], ["hil", "vboard"], ["pipeline"],
     ["pipeline", "compile"], ["pipeline", "run-local"], ["pipeline", "submit"], ["pipeline", "schedule"],
 ]  # fmt: skip
 

@@ -8,7 +8,10 @@ recordings in the DCASE layout (CSV and JSON).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+import os
+import sys
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +67,7 @@ class Scorer:
     kind: str  # tflite | onnx | keras
     n_classes: int
     predict: Callable[[np.ndarray], np.ndarray]
+    input_shape: tuple = ()  # one patch's shape as the model declares it (None: any size)
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         if len(patches) == 0:
@@ -72,8 +76,30 @@ class Scorer:
             len(patches), -1
         )
         if not np.isfinite(probs).all():
-            raise DetectError(f"{self.path}: the model gave NaN or inf scores")
+            # on this input only (a float model may overflow on one recording): that recording's problem
+            raise ValueError(f"the model {self.path.name} gave NaN or inf scores")
+        # thresholds are probabilities: a model ending in logits would make every setting meaningless
+        low, high = float(probs.min()), float(probs.max())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise DetectError(
+                f"{self.path}: the model's outputs are not probabilities (from {low:.3g} to {high:.3g}); "
+                "detect needs a softmax or sigmoid output"
+            )
         return probs
+
+
+def check_model_input(scorer: Scorer, config: FeatureConfig) -> None:
+    """The model must take the front end's patches (n_mels x patch_frames x 1): refused once, before any file."""
+    expected = (config.n_mels, config.patch_frames, 1)
+    declared = tuple(scorer.input_shape)
+    if declared and (
+        len(declared) != len(expected)
+        or any(isinstance(d, int) and d > 0 and d != e for d, e in zip(declared, expected, strict=False))
+    ):
+        raise DetectError(
+            f"{scorer.path}: the model takes patches of shape {declared}, the front end (params.yaml patch) "
+            f"makes {expected}"
+        )
 
 
 def load_scorer(model_path: Path, reference_kernels: bool = False, threads: int = 2) -> Scorer:
@@ -101,7 +127,8 @@ def _tflite_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
         interpreter = Interpreter(
             model_path=str(path), experimental_op_resolver_type=resolver, num_threads=threads
         )
-        interpreter.allocate_tensors()
+        with _quiet_native_stderr():
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise DetectError(f"{path}: not a valid TFLite model ({' '.join(str(error).split())})") from None
     detail_in, detail_out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -115,14 +142,31 @@ def _tflite_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
             x = np.clip(np.round(patches / in_scale + in_zero), -128, 127).astype(np.int8)
         if batch[0] != len(x):  # one call per batch: the Python loop per patch costs as much as the model
             interpreter.resize_tensor_input(detail_in["index"], [len(x), *detail_in["shape"][1:]])
-            interpreter.allocate_tensors()
+            with _quiet_native_stderr():
+                interpreter.allocate_tensors()
             batch[0] = len(x)
         interpreter.set_tensor(detail_in["index"], x)
         interpreter.invoke()
         y = interpreter.get_tensor(detail_out["index"]).reshape(len(x), -1)
         return (y.astype(np.float32) - out_zero) * out_scale if detail_out["dtype"] == np.int8 else y
 
-    return Scorer(path, "tflite", int(np.prod(detail_out["shape"][1:])), predict)
+    shape = tuple(int(d) for d in detail_in["shape"][1:])
+    return Scorer(path, "tflite", int(np.prod(detail_out["shape"][1:])), predict, shape)
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++ on every allocation; detect's
+    stderr is for the user's errors and warnings. Failures still arrive as Python exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _onnx_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
@@ -143,10 +187,21 @@ def _onnx_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
             return np.concatenate([session.run(None, {name: p[None]})[0] for p in patches])
         return session.run(None, {name: patches})[0]
 
+    shape = tuple(d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:])
     n_classes = session.get_outputs()[0].shape[-1]
-    if not isinstance(n_classes, int):
-        n_classes = int(predict(np.zeros((1, *session.get_inputs()[0].shape[1:]), np.float32)).shape[-1])
-    return Scorer(path, "onnx", n_classes, predict)
+    if not isinstance(n_classes, int):  # a symbolic output size: ask the model with one silent patch
+        reference = FeatureConfig()
+        probe_shape = [
+            d or default
+            for d, default in zip(shape, (reference.n_mels, reference.patch_frames, 1), strict=False)
+        ]
+        try:
+            n_classes = int(predict(np.zeros((1, *probe_shape), np.float32)).shape[-1])
+        except Exception as error:  # onnxruntime's own exception types
+            raise DetectError(
+                f"{path}: cannot run the ONNX model on one patch ({type(error).__name__})"
+            ) from None
+    return Scorer(path, "onnx", n_classes, predict, shape)
 
 
 def _keras_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
@@ -156,7 +211,10 @@ def _keras_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
         model = load_keras(path)
     except ModelFileError as error:
         raise DetectError(" ".join(str(error).split())) from None
-    return Scorer(path, "keras", int(model.output_shape[-1]), lambda patches: predict_keras(model, patches))
+    shape = tuple(model.input_shape[1:])
+    return Scorer(
+        path, "keras", int(model.output_shape[-1]), lambda patches: predict_keras(model, patches), shape
+    )
 
 
 @dataclass
@@ -170,6 +228,7 @@ class Detection:
     filename: str = ""
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    png: str = ""  # the score plot's file name, when one was written
 
 
 def check_class_count(
@@ -208,7 +267,8 @@ def detect_file(
     name = str(audio_path) if filename is None else filename
     window_s = window_seconds(config)
     events = detect_events(all_scores, starts_s, window_s, class_names, params, name, background)
-    return Detection(events, starts_s, all_scores, window_s, name, stats.duration_s, input_warnings(stats))
+    warnings = input_warnings(stats, config.sample_rate)
+    return Detection(events, starts_s, all_scores, window_s, name, stats.duration_s, warnings)
 
 
 def _streaming_config(config: FeatureConfig | None) -> FeatureConfig:
@@ -219,9 +279,14 @@ def _streaming_config(config: FeatureConfig | None) -> FeatureConfig:
     return replace(FeatureConfig(**plain), remove_silence=False)
 
 
-def input_warnings(stats: StreamStats) -> list[str]:
+def input_warnings(stats: StreamStats, model_rate: int = 16000) -> list[str]:
     """Conditions that make scores unreliable but not meaningless: said once per recording, events still kept."""
     found = []
+    if stats.sample_rate < model_rate:
+        found.append(
+            f"recorded at {stats.sample_rate} Hz, upsampled to the model's {model_rate} Hz: nothing above "
+            f"{stats.sample_rate // 2} Hz, scores may be unreliable"
+        )
     if stats.peak <= 10 ** (-80 / 20):
         found.append(f"silent (peak {_dbfs(stats.peak)} dBFS): no events can be found")
     clipped = stats.clipped / max(1, stats.samples * max(1, stats.channels))
@@ -229,7 +294,10 @@ def input_warnings(stats: StreamStats) -> list[str]:
         found.append(f"{clipped:.1%} of samples clipped at full scale: scores may be unreliable")
     dc = stats.sum_mono / max(1, stats.samples)
     if abs(dc) >= 0.05:
-        found.append(f"DC offset {dc:+.3f} of full scale (the front end ignores it below 125 Hz)")
+        # the reference front end has no high-pass: a constant leaks through the Hann window into the lowest mel
+        # bands, which then look like a low-frequency sound the whole time
+        found.append(f"DC offset {dc:+.3f} of full scale: it reaches the lowest mel bands and can fake "
+                     "low-frequency events; high-pass the recording first")  # fmt: skip
     if stats.channels > 1 and stats.energy_channels > 0 and stats.energy_mono < 0.1 * stats.energy_channels:
         found.append(
             f"{stats.channels} channels mostly cancel when mixed to mono "
@@ -271,7 +339,7 @@ def write_events_json(
 
     recordings = [
         {"filename": d.filename, "duration_s": round(d.duration_s, 3), "windows": len(d.starts_s),
-         "events": len(d.events), "warnings": d.warnings}
+         "events": len(d.events), "warnings": d.warnings, "png": d.png or None}
         for d in detections
     ]  # fmt: skip
     document = {

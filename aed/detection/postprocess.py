@@ -1,10 +1,11 @@
 """Window scores -> events: per-class smoothing, hysteresis, gap merging, minimum duration.
 
-Every step is causal and uses only running sums and comparisons, so a board can apply the same rules to its
-outputs one window at a time (the firmware constants carry these fields):
+Every step uses only running sums and comparisons, so a board can apply the same rules to its outputs window by
+window (the firmware constants carry these fields), deciding `smoothing_windows // 2` windows late:
 
-1. smoothing: each class's score is the mean of its last `smoothing_windows` window scores (fewer at the start
-   of the stream, where fewer exist);
+1. smoothing: each class's score at window i is the mean of its scores over the N = `smoothing_windows` windows
+   i - N//2 .. i - N//2 + N - 1 (centred, so smoothing does not shift events in time; fewer windows at the
+   start and end of the stream, where fewer exist);
 2. hysteresis: a class turns on at the first window whose smoothed score is >= `on_threshold` and stays on until
    the first window whose smoothed score is < `off_threshold` (that window is not part of the event);
 3. an event spans from its first window's start to its last window's end (start + window_s);
@@ -84,14 +85,16 @@ class Event:
 
 
 def smooth_scores(scores: np.ndarray, windows: int) -> np.ndarray:
-    """Causal moving average per class: row i is the mean of rows max(0, i - windows + 1) .. i."""
+    """Centred moving average per class: row i is the mean of rows i - windows//2 .. i - windows//2 + windows - 1
+    that exist. A causal mean would start every event (windows - 1) windows late, on a window whose own score
+    may be low; centring keeps the event where the model heard it."""
     scores = np.asarray(scores, np.float64)
     if windows == 1 or len(scores) == 0:
         return scores.copy()
-    sums = np.cumsum(scores, axis=0)
-    sums[windows:] = sums[windows:] - sums[:-windows]
-    counts = np.minimum(np.arange(1, len(scores) + 1), windows)[:, None]
-    return sums / counts
+    totals = np.concatenate([np.zeros((1, scores.shape[1])), np.cumsum(scores, axis=0)])
+    first = np.clip(np.arange(len(scores)) - windows // 2, 0, len(scores))
+    stop = np.clip(np.arange(len(scores)) - windows // 2 + windows, 0, len(scores))
+    return (totals[stop] - totals[first]) / (stop - first)[:, None]
 
 
 def hysteresis_runs(smoothed: np.ndarray, on: float, off: float) -> list[tuple[int, int]]:

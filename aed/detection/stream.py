@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ class StreamStats:
     sum_mono: float = 0.0
     energy_mono: float = 0.0  # sum of squares of the mixed-down signal
     energy_channels: float = 0.0  # mean over channels of each channel's sum of squares
-    extra: dict = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -53,8 +52,8 @@ def window_seconds(config: FeatureConfig) -> float:
 def hop_frames(config: FeatureConfig, hop_s: float) -> int:
     """hop_s as a whole number of STFT frames (ValueError "hop_s: ..." when it is not one)."""
     frame_s = config.hop_length / config.sample_rate
-    frames = round(hop_s / frame_s)
-    if not math.isfinite(hop_s) or frames < 1 or abs(frames * frame_s - hop_s) > 1e-6:
+    frames = round(hop_s / frame_s) if math.isfinite(hop_s) else 0
+    if frames < 1 or abs(frames * frame_s - hop_s) > 1e-6:
         raise ValueError(
             f"hop_s: {hop_s} must be a positive multiple of the front end's {frame_s:g} s frame hop"
         )

@@ -28,13 +28,16 @@ def events(column, params, window_s=0.5, starts=STARTS, **kwargs):
     ]
 
 
-def test_smoothing_is_a_causal_mean_over_the_last_n_windows():
-    scores = np.array([[0, 0, 1, 1, 0, 0], [3, 0, 0, 0, 0, 0]], dtype=float).T
+def test_smoothing_is_a_centred_mean_over_n_windows():
+    scores = np.array([[0, 0, 1, 1, 0, 0], [3, 0, 0, 0, 0, 3]], dtype=float).T
     smoothed = smooth_scores(scores, 2)
-    # by hand: (0+0)/2, (0+1)/2, (1+1)/2, (1+0)/2, ...; the first window has only itself
+    # N=2: windows i-1 and i: (0)/1, (0+0)/2, (0+1)/2, (1+1)/2, (1+0)/2, (0+0)/2; the first has only itself
     assert smoothed[:, 0].tolist() == [0.0, 0.0, 0.5, 1.0, 0.5, 0.0]
-    assert smoothed[:, 1].tolist() == [3.0, 1.5, 0.0, 0.0, 0.0, 0.0]
-    assert smooth_scores(scores, 3)[:, 1].tolist() == [3.0, 1.5, 1.0, 0.0, 0.0, 0.0]
+    assert smoothed[:, 1].tolist() == [3.0, 1.5, 0.0, 0.0, 0.0, 1.5]
+    # N=3: windows i-1, i, i+1; at the ends only the two that exist
+    assert smooth_scores(scores, 3)[:, 0].tolist() == [0.0, 1 / 3, 2 / 3, 2 / 3, 1 / 3, 0.0]
+    assert smooth_scores(scores, 3)[:, 1].tolist() == [1.5, 1.0, 0.0, 0.0, 1.0, 1.5]
+    assert smooth_scores(scores, 1).tolist() == scores.tolist()
 
 
 def test_hysteresis_turns_on_at_on_threshold_and_off_below_off_threshold():
@@ -80,9 +83,10 @@ def test_smoothing_suppresses_a_one_window_spike_but_not_a_sustained_event():
     assert len(events(spike, PostProcessParams(on_threshold=0.6, off_threshold=0.6))) == 1
     assert events(spike, PostProcessParams(smoothing_windows=3, on_threshold=0.6, off_threshold=0.6)) == []
     sustained = [0.0, 0.9, 0.9, 0.9, 0.0, 0.0, 0.0]
-    # smoothed (N=3): 0, .45, .6, .9, .6, .3, 0 -> on at window 2, off at window 5 (0.3 < 0.4)
+    # smoothed (N=3, centred): .45, .6, .9, .6, .3, 0, 0 -> on at window 1, off at window 4 (0.3 < 0.4): the
+    # event keeps the span of the loud windows (0.5 .. 1.5 + 0.5 s), not shifted late by the smoothing
     params = PostProcessParams(smoothing_windows=3, on_threshold=0.6, off_threshold=0.4)
-    assert events(sustained, params) == [(1.0, 2.5, "dog", 0.9)]
+    assert events(sustained, params) == [(0.5, 2.0, "dog", 0.9)]
 
 
 def test_background_classes_never_make_events_and_events_are_sorted():
