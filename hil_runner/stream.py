@@ -29,6 +29,7 @@ from aed.detection.postprocess import EVENT_COLUMNS, Event, detect_events
 from aed.detection.stream import stream_patches
 from aed.features import FeatureConfig
 from aed.fingerprints import frontend_sha256
+from aed.quantize import quantize_input
 from aed.records import make_record, sha256_file, write_json
 from hil_runner.errors import BoardFailure, DeviceError, HilError
 from hil_runner.farm import Lease
@@ -43,7 +44,7 @@ from hil_runner.job import (
 )
 from hil_runner.litert import ReferenceModel, load_reference, model_format
 from hil_runner.protocol.host import ValidationClient
-from hil_runner.protocol.tensors import dequantize, quantize
+from hil_runner.protocol.tensors import TensorSpec, dequantize, quantize
 from hil_runner.transport import open_transport
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,17 @@ def run_stream_job(
     return record
 
 
+def board_inputs(patches: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The tensors sent for a block of patches, (n, *input shape). An int8 input is quantized as host detect and
+    the firmware do (aed.quantize.quantize_input: round(x / scale + zero point)), so the board sees exactly the
+    inputs host detect's interpreter sees; the protocol's own quantize rounds round(x / scale) + zero point,
+    which differs by one step at exact halves when the zero point is odd."""
+    values = np.asarray(patches, np.float32).reshape(-1, *spec.shape)
+    if spec.dtype == np.int8 and spec.scale:
+        return quantize_input(values, spec.scale, spec.zero_point)
+    return quantize(values, spec)
+
+
 def streaming_frontend(config: FeatureConfig) -> FeatureConfig:
     """The front end as detect slides it: the same settings, never cutting silence out of a stream."""
     plain = {field.name: getattr(config, field.name) for field in dataclasses.fields(FeatureConfig)}
@@ -190,7 +202,7 @@ def _feed(
     with bar:
         for block in stream_patches(spec.recording, streaming_frontend(spec.frontend), spec.detect.hop_s,
                                     spec.detect.chunk_s):  # fmt: skip
-            inputs = quantize(np.asarray(block.patches, np.float32).reshape(-1, *spec_in.shape), spec_in)
+            inputs = board_inputs(block.patches, spec_in)
             for x in inputs:
                 result = client.run(loaded.model, [x], first=not scores)
                 scores.append(dequantize(result.outputs[0], dev_out).reshape(-1))

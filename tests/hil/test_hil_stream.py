@@ -341,3 +341,20 @@ def test_a_board_failing_mid_stream_is_retried_on_another_and_named(vboard_facto
     record = json.loads(out.read_text())
     assert metrics["board"] == "u5-b" and metrics["identical_events"]
     assert [attempt["board"] for attempt in record["failed_attempts"]] == ["u5-a"]
+
+
+def test_board_inputs_are_quantized_as_host_detect_quantizes_them() -> None:
+    """An exact half with an odd zero point: round(2.5 - 1) = 2 as detect and the firmware round; the protocol's
+    round(2.5) - 1 = 1 would feed the board another input than host detect's interpreter gets."""
+    from aed.quantize import quantize_input
+    from hil_runner.protocol.tensors import TensorSpec, quantize
+    from hil_runner.stream import board_inputs
+
+    spec = TensorSpec(name="in", dtype=np.dtype(np.int8), shape=(1, 2, 1), scale=1.0, zero_point=-1)
+    patches = np.array([[[2.5], [-0.3]]], np.float32)
+    sent = board_inputs(patches, spec)
+    assert sent.shape == (1, 1, 2, 1) and sent.dtype == np.int8
+    assert sent.ravel().tolist() == quantize_input(patches, 1.0, -1).ravel().tolist() == [2, -1]
+    assert quantize(patches, spec).ravel().tolist() == [1, -1]  # the difference this avoids
+    floats = TensorSpec(name="in", dtype=np.dtype(np.float32), shape=(1, 2, 1), scale=0.0, zero_point=0)
+    assert board_inputs(patches, floats).dtype == np.float32  # a QDQ ONNX model quantizes inside its graph
