@@ -112,9 +112,12 @@ def run_stream(
 
     if Path(record_path).is_dir():
         raise ValueError(f"{record_path}: is a directory, expected the record's file path")
-    recording, truth = stream_source(Path(recording), truth)
-    check_file_outputs({}, {"--out": record_path, "--stream": recording})
+    given = Path(recording)
+    recording, truth = stream_source(given, truth)
     model = resolve_model(model_path, quantized_dir)
+    # the record never overwrites an input, nor lands in the patch store or the soundscape folder
+    check_file_outputs({"--out": record_path}, {"--stream": given, "--model": model, "--truth": truth,
+                                                "--patches": patches_dir})  # fmt: skip
     operating_point = operating_point or calibrated_point(model)
     classes = _stream_classes(patches_dir, class_names)
     spec = StreamSpec(

@@ -223,6 +223,8 @@ def _cli(tmp_path: Path, tiny_model: Path, patch_store: Path, *extra: str) -> li
         ("short", "shorter than one patch"),
         ("corrupt", "cannot"),
         ("class count", "3 classes"),
+        ("out is the recording", "--out"),
+        ("out in the patch store", "lies inside the --patches"),
     ],
 )
 def test_bad_stream_inputs_are_one_line_exit_2(
@@ -241,10 +243,17 @@ def test_bad_stream_inputs_are_one_line_exit_2(
     elif case == "corrupt":
         (tmp_path / "bad.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
         extra = ["--stream", str(tmp_path / "bad.wav")]
-    else:
+    elif case == "class count":
         store = _three_class_store(tmp_path)
         extra = ["--stream", str(_recording(tmp_path / "ok.wav", 3.0))]
+    else:
+        recording = _recording(tmp_path / "ok.wav", 3.0)
+        target = recording if case == "out is the recording" else patch_store / "hil_stream.json"
+        extra = ["--stream", str(recording), "--out", str(target)]
+    before = {p: p.read_bytes() for p in (*tmp_path.rglob("*.wav"), *patch_store.rglob("*")) if p.is_file()}
     assert aed_main(_cli(tmp_path, tiny_model, store, *extra)) == 2
+    assert {p: p.read_bytes() for p in before} == before  # nothing overwritten
+    assert not (patch_store / "hil_stream.json").exists()
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out.json").exists()
