@@ -19,6 +19,12 @@ EVALUATION_FILE = "evaluation.json"
 # models/<model>/postprocess.json: the calibrated post-processing (`aed calibrate`; aed.detection.calibrate)
 OPERATING_POINT_FILE = "postprocess.json"
 FINAL_SPLIT = "final"
+# The board stream check and what promotion requires with it (dvc.yaml, the KFP DAG): `aed hil run --stream` on
+# the model's held-out soundscapes (the first split's set: its first recording and its ground_truth.csv), and the
+# model's streaming evaluation (`aed evaluate --streaming` writes both folders).
+STREAM_SOUNDSCAPES = "artifacts/soundscapes/{name}/evaluation"
+STREAM_RECORD = "reports/hil_stream_{name}.json"
+STREAMING_EVAL_RECORD = "reports/{name}/streaming.json"
 # the float model's format name in evaluate's reports (reports/<model>/confusion_float32.json)
 FLOAT_FORMAT = "float32"
 

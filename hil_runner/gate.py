@@ -21,10 +21,19 @@ from aed.params import bounded
 from aed.record_schema import (
     KEY_SCHEMA,
     RecordError,
+    boolean,
+    list_of,
+    names,
+    number,
     read_json,
     record_is_virtual,
+    sha256_hex,
+    text,
     validate_hil_record,
     validate_verdict,
+)
+from aed.record_schema import (
+    check as check_schema,
 )
 from aed.records import write_json
 from hil_runner.boards.profiles import PROFILES
@@ -53,6 +62,11 @@ class GateParams:
     max_ram_increase_bytes: int = bounded(0, 0)
     max_flash_increase_bytes: int = bounded(0, 0)
     check_budgets: bool = True
+    # The stream check (`aed hil run --stream`): the board's events against host detect's, same model and
+    # recording. require_stream: no pass (so no promotion) without the stream record and the streaming evaluation.
+    require_stream: bool = False
+    max_stream_unmatched_events: int = bounded(0, 0)  # events found on one side only
+    max_stream_boundary_s: float = bounded(0.0, 0.0)  # onset and offset difference of matched events
     # compared between record and baseline; REQUIRED_KEY_FIELDS are compared in any case
     key_fields: tuple[str, ...] = DEFAULT_KEY_FIELDS
     # {model_name} and {profile} are filled in from the record
@@ -102,6 +116,29 @@ class GateParams:
     def compared_fields(self) -> tuple[str, ...]:
         """The key fields compared: the required ones plus those gate.key_fields adds, in a stable order."""
         return tuple(dict.fromkeys((*REQUIRED_KEY_FIELDS, *self.key_fields)))
+
+
+# What the gate reads from a stream record (hil_runner.stream writes it): kind, model, source, classes and the
+# agreement figures, each finite and in range.
+EVENT_SCHEMA = {"onset": number(0.0), "offset": number(0.0), "label": text(), "peak": number(0.0, 1.0)}
+STREAM_RECORD_SCHEMA: dict[str, Any] = {
+    "kind": text(("hil-stream",)),
+    "source": text(("board", "virtual")),
+    "model_sha256": sha256_hex(),
+    "key": {"profile": text(), "source": text(("board", "virtual")), "class_names": names},
+    "metrics": {
+        "board_events": number(0, integer=True),
+        "host_events": number(0, integer=True),
+        "matched_events": number(0, integer=True),
+        "unmatched_events": number(0, integer=True),
+        "max_onset_diff_s": number(0.0),
+        "max_offset_diff_s": number(0.0),
+        "max_score_diff": number(0.0),
+        "windows": number(1, integer=True),
+        "identical_events": boolean,
+    },
+    "events": {"board": list_of(EVENT_SCHEMA), "host": list_of(EVENT_SCHEMA)},
+}
 
 
 @dataclass
@@ -176,8 +213,12 @@ def evaluate(
     baseline_path: Path | None,
     thresholds: GateParams,
     convert_record: Path | None = None,
+    stream_path: Path | None = None,
+    streaming_evaluation: Path | None = None,
 ) -> Verdict:
-    """The verdict on the HIL record; with `convert_record`, also its TFLM plan proof (`tflm_proof_check`)."""
+    """The verdict on a HIL record (against its baseline); with `convert_record`, also its TFLM plan proof
+    (`tflm_proof_check`); and, when given or required, the stream record of the same model (against host
+    detect's events) and the streaming evaluation's presence."""
     checks: list[Check] = []
     tflm = tflm_proof_check(convert_record) if convert_record is not None else None
     if tflm is not None:
@@ -196,6 +237,7 @@ def evaluate(
             checks += _comparisons(record.metrics, baseline.metrics, thresholds)
     if record is not None and thresholds.check_budgets:
         checks += _budget_checks(record)
+    checks += stream_checks(record, stream_path, streaming_evaluation, thresholds)
     statuses = {check.status for check in checks}
     verdict = (
         "regression"
@@ -226,6 +268,83 @@ def tflm_proof_check(convert_record: Path) -> Check | None:
     )
     return Check("TFLM plan proof", PASS if passed else FAIL, None, arena,
                  "bit-exact at the reported arena; 16 B less fails", detail)  # fmt: skip
+
+
+def load_stream_record(path: Path) -> dict:
+    """Read and validate a stream record; RecordError (one line, file and field) when it cannot be trusted."""
+    data, _ = read_json(path, "stream record")
+    try:
+        check_schema(data, STREAM_RECORD_SCHEMA)
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
+    metrics = data["metrics"]
+    if metrics["board_events"] != len(data["events"]["board"]) or metrics["host_events"] != len(
+        data["events"]["host"]
+    ):
+        raise RecordError(f"{path}: metrics.board_events / host_events do not count the events it lists")
+    if metrics["matched_events"] > min(metrics["board_events"], metrics["host_events"]):
+        raise RecordError(
+            f"{path}: metrics.matched_events {metrics['matched_events']} exceeds the events listed"
+        )
+    if data["key"]["source"] != data["source"]:
+        raise RecordError(
+            f"{path}: inconsistent source: {data['source']!r} but key.source {data['key']['source']!r}"
+        )
+    return data
+
+
+def stream_checks(
+    record: Evidence | None, stream_path: Path | None, evaluation: Path | None, t: GateParams
+) -> list[Check]:
+    """The stream record against host detect (same model, same classes, events within the thresholds), and the
+    streaming evaluation's presence. Nothing given and nothing required: no check."""
+    checks: list[Check] = []
+    if t.require_stream or evaluation is not None:
+        present = evaluation is not None and Path(evaluation).is_file()
+        if present:
+            read_json(Path(evaluation), "streaming evaluation")  # RecordError when it is not JSON
+        checks.append(Check("streaming evaluation present", PASS if present else UNDECIDABLE,
+                            candidate=str(evaluation) if evaluation else None,
+                            detail="" if present else f"{evaluation or 'none given'}: not found"))  # fmt: skip
+    if stream_path is None or not Path(stream_path).exists():
+        if t.require_stream or stream_path is not None:
+            checks.append(
+                Check(
+                    "stream record present", UNDECIDABLE, detail=f"{stream_path or 'none given'}: not found"
+                )
+            )
+        return checks
+    stream = load_stream_record(Path(stream_path))
+    checks += _stream_identity(record, stream, t)
+    if any(check.status != PASS for check in checks if check.name.startswith("stream ")):
+        return checks
+    m = stream["metrics"]
+    boundary = max(m["max_onset_diff_s"], m["max_offset_diff_s"])
+    checks += [
+        Check("stream unmatched events", PASS if m["unmatched_events"] <= t.max_stream_unmatched_events else FAIL,
+              None, m["unmatched_events"], f"<= {t.max_stream_unmatched_events}",
+              f"board {m['board_events']}, host {m['host_events']}, matched {m['matched_events']}"),
+        Check("stream boundary diff s", PASS if boundary <= t.max_stream_boundary_s else FAIL,
+              None, boundary, f"<= {t.max_stream_boundary_s}"),
+    ]  # fmt: skip
+    return checks
+
+
+def _stream_identity(record: Evidence | None, stream: dict, t: GateParams) -> list[Check]:
+    """The stream record belongs to the model and classes the HIL record judged, from an allowed source."""
+    virtual = stream["source"] == "virtual"
+    allowed = t.allow_virtual or not virtual
+    checks = [Check("stream source allowed", PASS if allowed else UNDECIDABLE, candidate=stream["source"],
+                    detail="" if allowed else "simulated results are not board evidence")]  # fmt: skip
+    if record is None:
+        return checks
+    same_model = stream["model_sha256"] == record.data["model_sha256"]
+    same_classes = stream["key"]["class_names"] == record.key["class_names"]
+    checks.append(Check("stream model", PASS if same_model else UNDECIDABLE, record.data["model_sha256"],
+                        stream["model_sha256"], "equal", "" if same_model else "a stream of another model"))  # fmt: skip
+    checks.append(Check("stream classes", PASS if same_classes else UNDECIDABLE, record.key["class_names"],
+                        stream["key"]["class_names"], "equal", "" if same_classes else "another class map"))  # fmt: skip
+    return checks
 
 
 def key_checks(candidate: dict, baseline: dict, fields: tuple[str, ...]) -> list[Check]:

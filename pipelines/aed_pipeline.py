@@ -10,7 +10,9 @@ models.names gets a train task of its own, no branch). The only pipeline paramet
 JSON text (its default is the repository's params.yaml at compile time), so a run on a cluster is configured exactly
 like a local `dvc repro`.
 
-Promotion: `promote` runs inside `dsl.If(gate verdict)` and, in addition, only after every task of every branch
+Promotion: `promote` runs inside `dsl.If(gate verdict)`, the verdict covering the stream check (hil_stream: a
+held-out soundscape through the board, events against host detect's) and the streaming evaluation when
+gate.require_stream is set, and, in addition, only after every task of every branch
 has finished, so that a failure anywhere in the run (which stops the DAG) leaves the registry untouched. Every
 model runs on a board before its gate: the int8 TFLite model on the profile's board (U5 by default), the QDQ ONNX
 model on the N6 (`hil.profiles`).
@@ -41,10 +43,14 @@ MODEL_STEPS = (
     "gate",
     "promote",
 )
+# The streaming evaluation task of a branch: its held-out soundscapes feed hil_stream, its record (in its
+# `details` reports folder) is evidence for the gate and promote (gate.require_stream).
+STREAMING_STEP, SOUNDSCAPES_OUTPUT, STREAMING_OUTPUT = "evaluate_streaming", "soundscapes", "details"
 STEPS = SHARED_STEPS + MODEL_STEPS
 # Tasks that run a step's second entry point: {task: (step, task body name)}. `aed evaluate --streaming` is the
 # evaluate step's (components.evaluate.task.evaluate_streaming); it runs after calibrate in each model's branch.
-EXTRA_TASKS = {"evaluate_streaming": ("evaluate", "evaluate_streaming")}
+# The stream check is the hil step's --stream path, in the DAG whenever hil is.
+EXTRA_TASKS = {"evaluate_streaming": ("evaluate", "evaluate_streaming"), "hil_stream": ("hil", "hil_stream")}
 COMPILED = Path(__file__).with_name("aed_pipeline.yaml")
 
 
@@ -75,6 +81,7 @@ SETTINGS: dict[str, TaskSettings] = {
     "convert": TaskSettings("train", "1", "2G", retries=1),
     "export_firmware": TaskSettings("train", "500m", "1G"),
     "hil": TaskSettings("hil", "1", "2G", retries=2, cache=False),
+    "hil_stream": TaskSettings("hil", "1", "2G", retries=2, cache=False),
     "gate": TaskSettings("hil", "500m", "1G", cache=False),
     "promote": TaskSettings("hil", "500m", "1G", retries=2, cache=False),
 }
@@ -206,14 +213,36 @@ def _model_branch(
     # the board's post-processing constants are the calibrated operating point
     add("export_firmware", quantized=quantized, operating_point=point)
     add("hil", patches=patches, quantized=quantized)
-    if {"evaluate", "convert", "hil"} <= step.keys():
+    streaming = step.get(STREAMING_STEP)
+    if streaming is not None:
         add(
-            "gate",
-            evaluation=step["evaluate"].outputs["metrics"],
-            footprint=step["convert"].outputs["metrics"],
-            board=step["hil"].outputs["metrics"],
+            "hil_stream",
+            patches=patches,
+            quantized=quantized,
+            soundscapes=streaming.outputs[SOUNDSCAPES_OUTPUT],
+            operating_point=point,
         )
+    if {"evaluate", "convert", "hil"} <= step.keys():
+        add("gate", **_gate_inputs(step))
     return step
+
+
+def _gate_inputs(step: dict[str, Any]) -> dict[str, Any]:
+    """What the gate judges: the records, and the stream evidence when the branch has it (gate.require_stream
+    makes the verdict undecidable, so promote never runs, when it does not)."""
+    inputs = {"evaluation": step["evaluate"].outputs["metrics"], "footprint": step["convert"].outputs["metrics"],
+              "board": step["hil"].outputs["metrics"]}  # fmt: skip
+    return {**inputs, **_stream_inputs(step)}
+
+
+def _stream_inputs(step: dict[str, Any]) -> dict[str, Any]:
+    """The stream record and the streaming evaluation of a branch, as the gate and promote take them."""
+    inputs = {}
+    if "hil_stream" in step:
+        inputs["stream"] = step["hil_stream"].outputs["stream"]
+    if STREAMING_STEP in step:
+        inputs["streaming"] = step[STREAMING_STEP].outputs[STREAMING_OUTPUT]
+    return inputs
 
 
 def _data_tasks(c: dict[str, Any], params: Any, included: set[str], retries: bool) -> dict[str, Any] | None:
@@ -260,6 +289,7 @@ def _promote_tasks(
                 footprint=step["convert"].outputs["metrics"],
                 board=step["hil"].outputs["metrics"],
                 verdict=step["gate"].outputs["verdict"],
+                **_stream_inputs(step),
             )
             # Not before every task of every branch is done: a failure anywhere stops the run unpromoted.
             _configure(promote, "promote", model, retries).after(*every_task)
@@ -285,6 +315,7 @@ def build_pipeline(
     if until is not None and until not in STEPS:
         raise ValueError(f"--until {until!r}: expected one of {list(STEPS)}")
     included = set(STEPS[: STEPS.index(until) + 1] if until else STEPS)
+    included |= {task for task, (step, _) in EXTRA_TASKS.items() if step in included}
     teachers = glue.teachers(params, models)
     order = train_order(models, teachers)
     c = build_components(images or Images(), order)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aed.datasets.background import background_classes
 from aed.detection.postprocess import EVENT_COLUMNS, PostProcessParams, detect_events, events_table
 from aed.detection.soundscapes import SoundscapeParams, read_ground_truth
 from aed.params import bounded
@@ -259,18 +260,9 @@ def mean_figures(per_split: dict[str, dict]) -> dict:
     return means
 
 
-# The model classes that mean "no event" (a background class: issue 18 point 6, aed.datasets.background; FSD50K's
-# `other`): they never make events and their clips are background sound in the soundscapes.
-NO_EVENT_LABELS = ("background", "other")
-
-
-def no_event_classes(class_names: Sequence[str]) -> list[str]:
-    return [name for name in class_names if name in NO_EVENT_LABELS]
-
-
 def soundscape_classes(class_names: Sequence[str], params: StreamingParams) -> tuple[list[str], list[str]]:
     """(target classes: the ground truth's labels, background classes: non-target sound) of a model's sets."""
-    background = list(dict.fromkeys([*params.background_classes, *no_event_classes(class_names)]))
+    background = list(dict.fromkeys([*params.background_classes, *background_classes(class_names)]))
     # A model class named as background sound is no target: its detections count as false alarms.
     targets = [name for name in class_names if name not in background]
     if not targets:

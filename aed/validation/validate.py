@@ -50,13 +50,29 @@ class ValidateParams(AudioCheckConfig):
     min_share: float | None = bounded(None, 0.0, 1.0)
     max_share: float | None = bounded(None, 0.0, 1.0)
     min_clips_per_class: int = bounded(1, 1)  # a class without clips cannot be learnt
+    # A background class ("no event", aed.datasets.background): labels of the data, and/or a folder of
+    # non-target audio inside the raw folder; `background` must then be in `classes`.
+    background: list[str] = field(default_factory=list)
+    background_dir: str | None = None
+    background_samples: int | None = bounded(
+        None, 1
+    )  # clips per source; None: a mean class's over the sources
     on_bad_file: Literal["quarantine", "fail"] = "quarantine"
     jobs: int = bounded(2, 1)
 
     def __post_init__(self) -> None:
         class_order((), self.classes)  # refuses a class listed twice, before any step reads the list
+        if self.has_background() and "background" not in self.classes:
+            raise ValueError(
+                "classes: add 'background' to the list: validate.background / background_dir make a background "
+                "class (no event), which the model must have as an output"
+            )
         if self.classes:
             self._check_share_limits()
+
+    def has_background(self) -> bool:
+        """Whether a background class is made (aed.datasets.background)."""
+        return bool(self.background or self.background_dir)
 
     def share_limits(self) -> tuple[float, float]:
         """(min_share, max_share): the values set, else derived from the number of classes n.

@@ -63,8 +63,9 @@ def run(
     """Chooses and writes the operating point (module docstring); returns the record's figures. With
     `params_file`, its `detect:` section is set to the point too (comments and other lines kept)."""
     from aed.artifacts import SPLITS_FILE
+    from aed.datasets.background import background_classes
     from aed.detection import calibrate
-    from aed.detection.streaming_eval import no_event_classes, pooled, score_splits
+    from aed.detection.streaming_eval import pooled, score_splits
     from aed.outputs import check_file_outputs
 
     check_file_outputs({"--out": operating_point_path, "--record": record_path},
@@ -77,7 +78,7 @@ def run(
     scored, class_names = score_splits(validated, raw_dir, Path(float_dir) / SPLITS_FILE, int8_dir,
                                        soundscapes_dir, "train", streaming, detect, patch.feature_config())  # fmt: skip
     every = pooled(scored)
-    choice = calibrate.choose(every, params, streaming.collar_s, no_event_classes(class_names))
+    choice = calibrate.choose(every, params, streaming.collar_s, background_classes(class_names))
     point = calibrate.operating_point_dict(choice.point)
     calibrate.write_operating_point(Path(operating_point_path), choice.point)
     if params_file is not None:

@@ -141,11 +141,11 @@ def run_streaming(
 ) -> dict:
     """Streaming evaluation of one model (module docstring); returns its record's figures."""
     from aed.artifacts import SPLITS_FILE
+    from aed.datasets.background import background_classes
     from aed.detection.calibrate import load_operating_point, operating_point_dict
     from aed.detection.streaming_eval import (
         evaluate_scored,
         mean_figures,
-        no_event_classes,
         pooled,
         score_splits,
     )
@@ -155,7 +155,7 @@ def run_streaming(
     point = load_operating_point(Path(operating_point)) if calibrated else detect.postprocess()
     scored, class_names = score_splits(validated, raw_dir, Path(float_dir) / SPLITS_FILE, int8_dir,
                                        soundscapes_dir, "test", streaming, detect, patch.feature_config())  # fmt: skip
-    background = no_event_classes(class_names)
+    background = background_classes(class_names)
     per_split = {name: evaluate_scored(each, point, streaming, background) for name, each in scored.items()}
     every = evaluate_scored(pooled(scored), point, streaming, background)
     source = (

@@ -90,15 +90,15 @@ def _postprocess_constants(
     config: FeatureConfig, class_names: list[str], detect: DetectParams, operating_point: Path | None
 ) -> tuple[firmware.PostProcessConstants, str]:
     """The header's post-processing constants and where the operating point came from."""
+    from aed.datasets.background import background_classes
     from aed.detection.calibrate import load_operating_point
     from aed.detection.stream import hop_frames, window_seconds
-    from aed.detection.streaming_eval import no_event_classes
 
     point, source = detect.postprocess(), "params.yaml detect: (not calibrated)"
     if operating_point is not None:  # given: it must be there (a missing calibration is no silent fallback)
         point, source = load_operating_point(Path(operating_point)), str(operating_point)
     hop_frames(config, detect.hop_s)  # refuses a hop the board's frame grid cannot follow
-    background = set(no_event_classes(class_names))
+    background = set(background_classes(class_names))
     flags = tuple(name in background for name in class_names)
     constants = firmware.PostProcessConstants(point, detect.hop_s, window_seconds(config), flags)
     return constants, source

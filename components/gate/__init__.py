@@ -26,11 +26,16 @@ def run(
     table_path: Path | None = None,
     evaluate_record: Path | None = None,
     convert_record: Path | None = None,
+    stream_record: Path | None = None,
+    streaming_evaluation: Path | None = None,
 ) -> dict:
     """Evaluate the HIL record against its baseline; write the verdict JSON (and the table as Markdown).
 
-    evaluate_record / convert_record, when given, are hashed into the verdict as the evidence it was decided with;
-    the convert record's TFLM plan proof, when it has one, is a check of its own (a failed proof fails the gate).
+    convert_record, when given, adds its TFLM plan proof as a check of its own (a failed proof fails the gate).
+    stream_record (`aed hil run --stream`) adds the stream checks: its events against host detect's
+    (gate.max_stream_*); with gate.require_stream, it and streaming_evaluation must be there for a pass.
+    evaluate_record / convert_record / stream_record / streaming_evaluation, when given, are hashed into the
+    verdict as the evidence it was decided with.
     Returns {"passed", "verdict", "exit_code", "table"}."""
     from aed.records import atomic_write_text, sha256_file
     from hil_runner.gate import evaluate, mismatch_lines, render_table, write_verdict
@@ -39,11 +44,12 @@ def run(
     for stale in (record_path, table_path):
         discard(stale)
     baseline = Path(baseline) if baseline else params.baseline_path(hil_record, model_name)
-    verdict = evaluate(hil_record, baseline, params, convert_record)
+    verdict = evaluate(hil_record, baseline, params, convert_record, stream_record, streaming_evaluation)
     table = render_table(verdict)
     if record_path is not None:
         evidence = {name: {"path": str(path), "sha256": sha256_file(path)}
-                    for name, path in (("evaluate", evaluate_record), ("convert", convert_record))
+                    for name, path in (("evaluate", evaluate_record), ("convert", convert_record),
+                                       ("stream", stream_record), ("streaming", streaming_evaluation))
                     if path is not None and Path(path).is_file()}  # fmt: skip
         write_verdict(record_path, verdict, params, evidence)
     if table_path is not None:
@@ -76,6 +82,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--verdict", type=Path, default=Path("reports/gate.json"), help="verdict JSON to write"
     )
+    parser.add_argument("--stream-record", type=Path, help="the `aed hil run --stream` record of this model")
+    parser.add_argument(
+        "--streaming-eval", type=Path, help="the streaming evaluation of this model (evidence)"
+    )
     parser.add_argument(
         "--convert-record",
         type=Path,
@@ -106,7 +116,8 @@ def _main(args: argparse.Namespace) -> int:
               f"{len(accepted['key']['class_names'])} classes, {accepted['key']['eval_patches']} patches)")  # fmt: skip
         return 0
     result = run(params, args.record, args.verdict, baseline=baseline, model_name=args.model_name,
-                 convert_record=args.convert_record)  # fmt: skip
+                 convert_record=args.convert_record, stream_record=args.stream_record,
+                 streaming_evaluation=args.streaming_eval)  # fmt: skip
     if result["key_mismatches"]:
         # One line per differing field instead of the table: nothing else was compared.
         for line in result["key_mismatches"]:

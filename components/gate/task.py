@@ -15,6 +15,8 @@ def gate(
     board: Input[Metrics],
     verdict: Output[Artifact],
     table: Output[Markdown],
+    stream: Input[Metrics] = None,
+    streaming: Input[Artifact] = None,
 ) -> bool:
     from pathlib import Path
 
@@ -24,6 +26,9 @@ def gate(
     result = step.run(
         hil_record=Path(board.path), record_path=Path(verdict.path), model_name=model_name,
         table_path=Path(table.path), evaluate_record=Path(evaluation.path), convert_record=Path(footprint.path),
+        stream_record=Path(stream.path) if stream is not None else None,
+        # the streaming evaluation task writes its reports folder: <model>/streaming.json in it
+        streaming_evaluation=Path(streaming.path) / model_name / "streaming.json" if streaming is not None else None,
         **step_args(params, step),
     )  # fmt: skip
     print(result["table"])

@@ -1,7 +1,9 @@
 """Step `hil`: int8 model + evaluation patches -> one on-board record (source: board | virtual).
 
 `aed hil run` runs the HIL job on a farm (virtual boards spawned for the job by default, a local inventory with lock
-files, or labgrid places); `aed hil vboard` serves one virtual board on a pty or TCP port.
+files, or labgrid places); `aed hil run --stream RECORDING` feeds a recording's patches to a board of the same farm
+in order, post-processes the board's outputs as host detect does and records both event lists
+(hil_runner.stream); `aed hil vboard` serves one virtual board on a pty or TCP port.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aed.artifacts import OPERATING_POINT_FILE
 from aed.dvc_metrics import hil_figures, write_figures
 from aed.outputs import check_file_outputs
 from aed.params import load_section
@@ -23,11 +27,15 @@ from hil_runner.boards.profiles import PROFILES
 
 # pandas and the board protocol come with hil_runner.job: imported where used, so that `aed --help` stays fast.
 if TYPE_CHECKING:
+    from aed.detection.detect import DetectParams
     from hil_runner.job import Farm, HilParams, JobConfig
 
 log = logging.getLogger(__name__)
 
 SECTION = "hil"
+GROUND_TRUTH_FILE = "ground_truth.csv"  # in a soundscape set folder (aed.detection.soundscapes)
+# The calibrated operating point (`aed calibrate`: models/<model>/postprocess.json), looked for above the int8 file
+# (models/<model>/int8/<split>/<file>) when --operating-point is not given.
 
 
 def __getattr__(name: str) -> Any:
@@ -74,6 +82,122 @@ def run(
     if dvc_metrics_path is not None:
         write_figures(dvc_metrics_path, hil_figures(record))
     return {"source": record["source"], "board": record["board"]["name"], **record["metrics"]}
+
+
+def run_stream(
+    params: HilParams,
+    recording: Path,
+    model_path: Path | None,
+    quantized_dir: Path | None,
+    record_path: Path,
+    *,
+    patches_dir: Path | None = None,
+    class_names: list[str] | None = None,
+    model_name: str | None = None,
+    progress: bool = True,
+    patch: PatchParams | None = None,
+    detect: DetectParams | None = None,
+    operating_point: Path | None = None,
+    truth: Path | None = None,
+) -> dict:
+    """Stream `recording` through a board of the farm and write the stream record; returns its metrics.
+
+    The classes are the patch store's (patches_dir), else class_names (validate.classes). The post-processing is
+    the calibrated operating point (operating_point, a JSON file of PostProcessParams fields) when given, else
+    the `detect` section; hop_s always comes from `detect`. truth: a DCASE ground-truth table for the event
+    metrics."""
+    from aed.datasets.background import background_classes
+    from hil_runner.job import JobConfig
+    from hil_runner.stream import StreamSpec, host_stream, run_stream_job
+
+    if Path(record_path).is_dir():
+        raise ValueError(f"{record_path}: is a directory, expected the record's file path")
+    given = Path(recording)
+    recording, truth = stream_source(given, truth)
+    model = resolve_model(model_path, quantized_dir)
+    # the record never overwrites an input, nor lands in the patch store or the soundscape folder
+    check_file_outputs({"--out": record_path}, {"--stream": given, "--model": model, "--truth": truth,
+                                                "--patches": patches_dir})  # fmt: skip
+    operating_point = operating_point or calibrated_point(model)
+    classes = _stream_classes(patches_dir, class_names)
+    spec = StreamSpec(
+        recording=recording,
+        class_names=classes,
+        frontend=(patch or PatchParams()).feature_config(),
+        detect=_operating_point(detect or _default_detect(), operating_point),
+        background=tuple(background_classes(classes)),
+        truth=truth,
+    )
+    config = JobConfig.for_model(params, model_name, progress=progress)
+    host = host_stream(model, spec)  # bad input fails here, before a board is leased
+    with _farm(config) as farm:
+        record = run_stream_job(host, spec, farm, config, record_path)
+    return {"source": record["source"], "board": record["board"]["name"], **record["metrics"]}
+
+
+def calibrated_point(model: Path) -> Path | None:
+    """The nearest postprocess.json above the int8 model file, up to its model folder; None when there is none."""
+    for folder in Path(model).parents[:3]:
+        if (folder / OPERATING_POINT_FILE).is_file():
+            return folder / OPERATING_POINT_FILE
+    return None
+
+
+def stream_source(recording: Path, truth: Path | None) -> tuple[Path, Path | None]:
+    """(recording, ground truth): a file as given; a soundscape set folder gives its first recording (in natural
+    order: eval-2 before eval-10) and, unless one is given, its ground_truth.csv; a folder of sets (one per
+    split, as `aed evaluate --streaming` writes them) its first set's."""
+    if recording.is_file():
+        return recording, truth
+    if not recording.is_dir():
+        raise ValueError(f"--stream {recording}: file not found")
+    from aed.datasets.layouts import AUDIO_EXTENSIONS
+
+    sets = sorted((p for p in recording.iterdir() if (p / GROUND_TRUTH_FILE).is_file()), key=_natural)
+    if not (recording / GROUND_TRUTH_FILE).is_file() and sets:
+        return stream_source(sets[0], truth)
+    audio = sorted((p for p in recording.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()),
+                   key=_natural)  # fmt: skip
+    if not audio:
+        raise ValueError(
+            f"--stream {recording}: a folder without audio; give a recording or a soundscape folder"
+        )
+    set_truth = recording / GROUND_TRUTH_FILE
+    return audio[0], truth if truth is not None else (set_truth if set_truth.is_file() else None)
+
+
+def _natural(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _default_detect() -> DetectParams:
+    from aed.detection.detect import DetectParams
+
+    return DetectParams()
+
+
+def _stream_classes(patches_dir: Path | None, class_names: list[str] | None) -> list[str]:
+    """The model's output order: the patch store's classes when there is a store, else validate.classes."""
+    if patches_dir is not None and Path(patches_dir).is_dir():
+        from aed.patchstore import load_patch_store
+
+        return list(load_patch_store(Path(patches_dir)).class_names)
+    if class_names:
+        from aed.patching import class_order
+
+        return class_order((), class_names)
+    raise ValueError(
+        f"--patches {patches_dir}: no patch store to take the model's classes from, and validate.classes is empty"
+    )
+
+
+def _operating_point(detect: DetectParams, path: Path | None) -> DetectParams:
+    """`detect` with the post-processing of the calibrated operating point file, when one is given."""
+    if path is None:
+        return detect
+    from aed.detection.calibrate import load_operating_point
+
+    return dataclasses.replace(detect, **load_operating_point(Path(path)).postprocess_fields())
 
 
 def resolve_model(model_path: Path | None, quantized_dir: Path | None) -> Path:
@@ -137,6 +261,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--farm", choices=["virtual", "local", "labgrid"], help="override hil.farm")
     run_parser.add_argument("--max-patches", type=int, help="override hil.max_patches")
     run_parser.add_argument("--no-progress", action="store_true")
+    stream = run_parser.add_argument_group("streaming (--stream): a recording through the board, then events")
+    stream.add_argument(
+        "--stream", type=Path, metavar="RECORDING", help="feed this recording's patches to the board in order"
+    )
+    stream.add_argument(
+        "--operating-point", type=Path, help="calibrated post-processing JSON (default: the `detect` section)"
+    )
+    stream.add_argument("--truth", type=Path, help="ground-truth events (DCASE CSV) for the event metrics")
     run_parser.set_defaults(handler=_run_main)
 
     from hil_runner.vboard.cli import add_arguments
@@ -151,11 +283,35 @@ def _run_main(args: argparse.Namespace) -> int:
 
     params = dataclasses.replace(load_section(args.params, SECTION, HilParams), **_cli_overrides(args))
     patch = load_section(args.params, "patch", PatchParams)
+    if args.stream is not None:
+        return _stream_main(args, params, patch)
+    for option in ("operating_point", "truth"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} only applies with --stream RECORDING")
     metrics = run(params, args.patches, args.model, args.quantized_dir, args.out, model_name=args.model_name,
                   progress=not args.no_progress, patch=patch, dvc_metrics_path=args.dvc_metrics)  # fmt: skip
     shown = ("source", "board", "top1_agreement", "clip_accuracy", "latency_median_ms", "weights_bytes",
              "activations_bytes")  # fmt: skip
     print(f"hil: {args.out}: " + ", ".join(f"{key}={metrics[key]}" for key in shown))
+    return 0
+
+
+def _stream_main(args: argparse.Namespace, params: HilParams, patch: PatchParams) -> int:
+    from aed.detection.detect import DetectParams
+    from aed.validation.validate import ValidateParams
+    from hil_runner.stream import stream_summary
+
+    if args.dvc_metrics is not None:
+        raise ValueError(
+            "--dvc-metrics does not apply with --stream (the stream record's metrics are its own)"
+        )
+    detect = load_section(args.params, "detect", DetectParams)
+    classes = load_section(args.params, "validate", ValidateParams).classes
+    out = args.out if args.out != Path("reports/hil.json") else Path("reports/hil_stream.json")
+    metrics = run_stream(params, args.stream, args.model, args.quantized_dir, out, patches_dir=args.patches,
+                         class_names=classes, model_name=args.model_name, progress=not args.no_progress,
+                         patch=patch, detect=detect, operating_point=args.operating_point, truth=args.truth)  # fmt: skip
+    print(f"hil: {out}: {stream_summary(metrics)}")
     return 0
 
 

@@ -37,6 +37,8 @@ SECTION = "promote"
 MODEL_ARTIFACT = "model"  # the artifact whose sha256 must be the one the verdict judged
 RECORD_ARTIFACT = "hil"  # when given, the HIL record published with the model (dvc's stage does)
 GATE_ARTIFACT = "gate"  # the verdict itself, added by promote
+# The stream evidence the verdict names (components.gate: `stream`, `streaming`) -> the artifact that carries it.
+STREAM_EVIDENCE = {"stream": "hil_stream", "streaming": "streaming"}
 # Set by `dvc exp run` (dvc/repo/experiments/queue/base.py, passed to each stage command) and never by `dvc repro`.
 EXPERIMENT_ENV = ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
 # A split folder other than `final` (aed.splits names them; aed.artifacts.deployable_model falls back to one).
@@ -90,6 +92,29 @@ def check_judged(
     if data["model_sha256"] != judged_model:
         raise PromotionError(f"{record_path}: made with another model than the verdict {gate_record} names")
     return record_path
+
+
+def check_stream_evidence(verdict: dict[str, Any], gate_record: Path, artifacts: dict[str, Path]) -> None:
+    """A verdict decided under gate.require_stream must name the stream record and the streaming evaluation it
+    judged; each of them published with the model must be exactly that file."""
+    evidence = verdict.get("evidence") or {}
+    required = bool((verdict.get("thresholds") or {}).get("require_stream"))
+    missing = [name for name in STREAM_EVIDENCE if not isinstance(evidence.get(name), dict)]
+    if required and missing:
+        raise PromotionError(
+            f"{gate_record}: gate.require_stream is set but the verdict names no {' or '.join(missing)} evidence; "
+            "run the gate with --stream-record and --streaming-eval"
+        )
+    for name, artifact in STREAM_EVIDENCE.items():
+        path, judged = artifacts.get(artifact), (evidence.get(name) or {}).get("sha256")
+        if path is None or judged is None:
+            continue
+        actual = sha256_file(Path(path)) if Path(path).is_file() else None
+        if actual != judged:
+            raise PromotionError(
+                f"{path}: not the {name} evidence the verdict {gate_record} judged (sha256 "
+                f"{(actual or 'missing')[:12]}…, verdict names {str(judged)[:12]}…)"
+            )
 
 
 def skip_reason(
@@ -158,6 +183,7 @@ def run(
         return {"promoted": False, "outcome": "gate-failed", "verdict": verdict["verdict"], "reasons": reasons,
                 "message": message}  # fmt: skip
     judged_record = check_judged(verdict, Path(gate_record), artifacts, hil_record)
+    check_stream_evidence(verdict, Path(gate_record), artifacts)
     skipped = skip_reason(params.enabled, artifacts.get(MODEL_ARTIFACT), environ)
     if skipped is not None:
         message = f"{model}: gate passed, not promoted because {skipped}"

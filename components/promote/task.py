@@ -19,6 +19,8 @@ def promote(
     board: Input[Metrics],
     verdict: Input[Artifact],
     promotion: Output[Artifact],
+    stream: Input[Metrics] = None,
+    streaming: Input[Artifact] = None,
 ):
     import shutil
     import tempfile
@@ -39,6 +41,13 @@ def promote(
         int8 = deployable_model(Path(quantized.path))
         float_model = Path(model.path) / int8.parent.name / FLOAT_MODEL_FILE
         artifacts = {"model": int8, "float": float_model, "records": records, "firmware": Path(tables.path)}
+        # The stream record and the streaming evaluation the gate judged (promote checks their sha256).
+        if stream is not None:
+            artifacts["hil_stream"] = Path(stream.path)
+        if (
+            streaming is not None
+        ):  # the streaming evaluation task's reports folder: <model>/streaming.json in it
+            artifacts["streaming"] = Path(streaming.path) / model_name / "streaming.json"
         if any(
             Path(generated.path).rglob("*")
         ):  # convert's stedgeai C code; empty when only the estimator ran

@@ -44,6 +44,7 @@ def run(
         {"manifest": manifest_path, "raw audio folder": raw_dir, "Data Docs folder": docs_dir},
     )
     manifest = read_table(manifest_path, manifest_columns(), "manifest (as `aed ingest` writes it)")
+    manifest, background = _with_background(params, manifest, raw_dir)
     check_classes(params, manifest["label"], manifest_path)
     # The Data Docs folder is replaced whole, and only when it is absent, empty or earlier Data Docs.
     sources = {"raw audio folder": raw_dir, "manifest": manifest_path}
@@ -57,6 +58,7 @@ def run(
         **outcome.report,
         "policy": params.on_bad_file,
         "data_docs": str(docs_dir) if docs_dir else None,
+        "background": background,
     }
     write_record(record_path, "validation", report, inputs={"manifest": manifest_path})
     # Printed before any failure below: the console always says what was set aside and where the list is.
@@ -76,6 +78,26 @@ def run(
             f"{first['path']}: {'; '.join(first['reasons'])} (all in {record_path})"
         )
     return {key: report[key] for key in ("n_clips_in", "n_passed", "n_quarantined")}
+
+
+def _with_background(params: ValidateParams, manifest: Any, raw_dir: Path) -> tuple[Any, dict | None]:
+    """The manifest with its background class (validate.background / background_dir), and what was drawn."""
+    if not params.has_background():
+        return manifest, None
+    from aed.datasets.background import add_background
+    from aed.datasets.ingest import describe_clip
+
+    plan = add_background(manifest, Path(raw_dir), params.classes, params.background, params.background_dir,
+                          params.background_samples, describe_clip)  # fmt: skip
+    summary = plan.summary()
+    left = (
+        f"; left out (neither a class nor background): {summary['left_out']}" if summary["left_out"] else ""
+    )
+    print(
+        f"validate: background class: {summary['clips']} clips drawn from {summary['drawn']}{left}",
+        flush=True,
+    )
+    return plan.manifest, summary
 
 
 def check_classes(params: ValidateParams, labels: Iterable[str], manifest_path: Path) -> None:
