@@ -1,8 +1,8 @@
 """`aed detect` on one hour of 16 kHz audio beside a straightforward librosa + interpreter loop, same run.
 
-Usage: python bench/detect.py [--model PATH] [--minutes 60] [--hop-s 0.5]
-Each side runs in its own child process; its wall time and peak RSS (os.wait4's ru_maxrss) are printed with the
-load average of the machine. Targets (issue 18): detect with YAMNet-256 int8 in <= 36 s for the hour on 2 cores
+Usage: python bench/detect.py [--model PATH] [--minutes 60] [--hop-s 0.5] [--repeats 5] [--json F]
+Each side runs in its own child process, interleaved through bench/harness.py (warm-up, repeats, medians, the
+load average and whether the run is valid for the README); peak RSS is os.wait4's ru_maxrss of the child. Targets (issue 18): detect with YAMNet-256 int8 in <= 36 s for the hour on 2 cores
 (>= 100x real time) and peak RSS <= 500 MB.
 
 The recording is built (seeded) from the ESC-10 mirror's clips in random order with quiet noise between them,
@@ -12,6 +12,7 @@ written as 16-bit PCM WAV chunk by chunk; without the mirror it is noise and ton
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from harness import Case, Timed, add_arguments, compare, options, run_script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "models/yamnet_256/int8/final/model_int8.tflite"
@@ -99,21 +101,22 @@ def build_example(path: Path, mirror: Path, seed: int = 0) -> list[tuple[str, fl
     return placed
 
 
-def run_child(name: str, command: list[str], audio_s: float) -> dict:
-    """Popen + wait4 on the pid, so the rusage is this child's alone (RUSAGE_CHILDREN would mix them)."""
+def run_child(name: str, command: list[str], audio_s: float) -> Timed:
+    """Popen + wait4 on the pid, so the rusage is this child's alone (RUSAGE_CHILDREN would mix them). The time
+    is the child's whole wall time (its start-up included: a user pays it too)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
         err.seek(0)
-        if child.returncode != 0:
-            raise SystemExit(f"{name}: exit {child.returncode}\n{err.read().decode()[-2000:]}")
-        return {"name": name, "seconds": seconds, "rtf": audio_s / seconds, "rss_mb": usage.ru_maxrss / 1024,
-                "cpu_s": usage.ru_utime + usage.ru_stime, "out": out.read().decode()}  # fmt: skip
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(
+                f"{name}: exit {os.waitstatus_to_exitcode(status)}\n{err.read().decode()[-2000:]}"
+            )
+        rss_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        return Timed(seconds, {"rss_mb": rss_mb, "cpu_s": cpu_s, "rtf": audio_s / seconds})
 
 
 def main() -> None:
@@ -131,6 +134,7 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true", help="only aed detect")
     parser.add_argument("--example", type=Path, default=None,
                         help="only write the README's example recording (held-out ESC-10 fold-5 clips) here")  # fmt: skip
+    add_arguments(parser)
     args = parser.parse_args()
     if args.example is not None:
         for label, start, end in build_example(args.example, args.mirror):
@@ -143,37 +147,32 @@ def main() -> None:
         audio_s = build_recording(recording, args.minutes, args.mirror)
         print(f"recording: {audio_s / 60:.1f} min of 16 kHz 16-bit audio ({recording.stat().st_size / 1e6:.0f} MB), "
               f"model {args.model}, hop {args.hop_s} s, {os.cpu_count()} cores")  # fmt: skip
-        load_before = os.getloadavg()
-        detect = [sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())", "detect",
-                  "--model", str(args.model), str(recording), "--out", f"{folder}/out", "--hop-s", str(args.hop_s)]  # fmt: skip
-        results = [run_child("aed detect", detect, audio_s)]
-        if not args.skip_baseline:
-            baseline = [sys.executable, "-c", BASELINE, str(recording), str(args.model), str(args.hop_s)]
-            results.append(run_child("librosa + interpreter loop", baseline, audio_s))
-        load_after = os.getloadavg()
-    # CPU seconds (user + system, every thread) do not depend on what else the machine runs; wall seconds do
-    print(f"\n{'':<28} {'wall s':>8} {'x real time':>12} {'s per hour':>11} {'CPU s':>8} {'peak RSS MB':>12}")
-    for r in results:
-        print(f"{r['name']:<28} {r['seconds']:>8.1f} {r['rtf']:>12.0f} {r['seconds'] * 3600 / audio_s:>11.1f} "
-              f"{r['cpu_s']:>8.1f} {r['rss_mb']:>12.0f}")  # fmt: skip
-    if len(results) == 2:
-        speed = results[1]["seconds"] / results[0]["seconds"]
-        memory = results[1]["rss_mb"] / results[0]["rss_mb"]
-        print(f"aed detect: {speed:.1f}x faster, {memory:.1f}x less peak memory than the loop")
-    ours = results[0]
-    per_hour = ours["seconds"] * 3600 / audio_s
+        runs = itertools.count()
+
+        def detect() -> Timed:  # a fresh output folder each run, as a user's first run has
+            command = [sys.executable, "-c", "import sys; from pipelines.cli import main; sys.exit(main())",
+                       "detect", "--model", str(args.model), str(recording), "--out", f"{folder}/out-{next(runs)}",
+                       "--hop-s", str(args.hop_s)]  # fmt: skip
+            return run_child("aed detect", command, audio_s)
+
+        baseline = [sys.executable, "-c", BASELINE, str(recording), str(args.model), str(args.hop_s)]
+        cases = [] if args.skip_baseline else [
+            Case("librosa + interpreter loop", lambda: run_child("loop", baseline, audio_s), processes=2)
+        ]  # fmt: skip
+        cases.append(Case("aed detect", detect, processes=2))
+        result = compare(cases, **options(args), progress=print)
+    print(result.report())
+    # peak RSS and CPU seconds of each side's last run (they do not depend on what else the machine runs)
+    for name, figures in result.outputs.items():
+        print(f"{name:<28} peak RSS {figures['rss_mb']:6.0f} MB, {figures['cpu_s']:6.1f} CPU s")
+    ours = result.outputs["aed detect"]
+    per_hour = result["aed detect"].median * 3600 / audio_s
+    print(f"aed detect: {audio_s / result['aed detect'].median:.0f}x real time (median)")
     print(f"targets: <= {TARGET_S_PER_HOUR:.0f} s per hour: {per_hour:.1f} s "
           f"({'met' if per_hour <= TARGET_S_PER_HOUR else 'NOT met'}); peak RSS <= {TARGET_RSS_MB:.0f} MB: "
           f"{ours['rss_mb']:.0f} MB ({'met' if ours['rss_mb'] <= TARGET_RSS_MB else 'NOT met'})")  # fmt: skip
-    print(
-        f"load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)} "
-        "(the machine is shared: a quiet machine gives lower times)"
-    )
-
-
-def _load(values: tuple[float, float, float]) -> str:
-    return ", ".join(f"{v:.2f}" for v in values)
+    result.write_json(args.json)
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
