@@ -212,6 +212,7 @@ def evaluate(
     record_path: Path | None,
     baseline_path: Path | None,
     thresholds: GateParams,
+    *,
     convert_record: Path | None = None,
     stream_path: Path | None = None,
     streaming_evaluation: Path | None = None,

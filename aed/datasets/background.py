@@ -23,24 +23,16 @@ in `validate.classes` (the model's outputs, sorted): detect and the firmware con
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from aed.datasets.errors import DatasetError
-from aed.datasets.fsd50k import SEED, UNKNOWN_LABEL
+from aed.datasets.fsd50k import SEED
 from aed.datasets.layouts import AUDIO_EXTENSIONS
-
-BACKGROUND_LABEL = "background"
-# The classes that mean "no event": ours, and FSD50K's `other` (ingest.fsd50k.use_unknown_class).
-NO_EVENT_LABELS = (BACKGROUND_LABEL, UNKNOWN_LABEL)
-
-
-def background_classes(class_names: Iterable[str]) -> list[str]:
-    """The model's classes that mean "no event" (pass them as `background=` to aed.detection)."""
-    return [name for name in class_names if name in NO_EVENT_LABELS]
+from aed.labels import BACKGROUND_LABEL
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import pandas as pd
 
 from aed.datasets.csv_files import read_csv, require_columns
 from aed.datasets.errors import DatasetError
+from aed.labels import UNKNOWN_LABEL
 
 FSD50K_CLASSES = ("Crying_and_sobbing", "Glass", "Gunshot_and_gunfire", "Knock", "Speech")
-UNKNOWN_LABEL = "other"
 SEED = 120
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aed.detection.postprocess import PostProcessParams
 from aed.detection.streaming_eval import ScoredSet, counts, detections, rates
-from aed.params import ParamsError, bounded, from_dict
+from aed.params import ParamsError, bounded
 from aed.records import atomic_write_text
 
 
@@ -101,18 +101,6 @@ def operating_point_dict(point: PostProcessParams) -> dict:
 
 def write_operating_point(path: Path, point: PostProcessParams) -> None:
     atomic_write_text(Path(path), json.dumps(operating_point_dict(point), indent=2) + "\n")
-
-
-def load_operating_point(path: Path) -> PostProcessParams:
-    """The operating point file as PostProcessParams; one ParamsError line naming the file and field."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: operating point file not found (run aed calibrate)") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ParamsError(f"{path}: not a readable JSON operating point ({error})") from None
-    return from_dict(PostProcessParams, data, str(path))
 
 
 _KEY_LINE = re.compile(r"^(?P<indent>\s+)(?P<key>[A-Za-z_]+):(?P<value>[^#\n]*?)(?P<comment>\s+#.*)?$")

@@ -18,13 +18,15 @@ class over its windows.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from aed.params import bounded
+from aed.params import ParamsError, bounded, from_dict
 
 EVENT_COLUMNS = ("filename", "onset", "offset", "event_label")  # the DCASE layout (sed_eval, psds_eval)
 
@@ -187,3 +189,15 @@ def events_table(events: Sequence[Event]):
 
     rows = [(e.filename, e.onset, e.offset, e.label, e.peak) for e in events]
     return pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "peak"])
+
+
+def load_operating_point(path: Path) -> PostProcessParams:
+    """The operating point file as PostProcessParams; one ParamsError line naming the file and field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: operating point file not found (run aed calibrate)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ParamsError(f"{path}: not a readable JSON operating point ({error})") from None
+    return from_dict(PostProcessParams, data, str(path))

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aed.datasets.background import background_classes
 from aed.detection.postprocess import EVENT_COLUMNS, PostProcessParams, detect_events, events_table
 from aed.detection.soundscapes import SoundscapeParams, read_ground_truth
+from aed.labels import background_classes
 from aed.params import bounded
 
 SECONDS_PER_HOUR = 3600.0

@@ -63,9 +63,9 @@ def run(
     """Chooses and writes the operating point (module docstring); returns the record's figures. With
     `params_file`, its `detect:` section is set to the point too (comments and other lines kept)."""
     from aed.artifacts import SPLITS_FILE
-    from aed.datasets.background import background_classes
     from aed.detection import calibrate
     from aed.detection.streaming_eval import pooled, score_splits
+    from aed.labels import background_classes
     from aed.outputs import check_file_outputs
 
     check_file_outputs({"--out": operating_point_path, "--record": record_path},

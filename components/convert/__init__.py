@@ -57,11 +57,12 @@ def run(
     )
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found")
-    tflm_applies = params.runtime != "stedgeai" and model.suffix.lower() == ".tflite"
-    store = _proof_store(patches, params) if tflm_applies else None  # refused before the work, not after it
+    # the model is parsed first (a broken file is named before anything else is asked for)
     estimated = estimate(
         model, target, tool_version=params.runtime_constants, calibration=params.estimator_calibration
     )
+    tflm_applies = params.runtime != "stedgeai" and model.suffix.lower() == ".tflite"
+    store = _proof_store(patches, params) if tflm_applies else None  # refused before the work, not after it
     tool = locate_tool(params) if params.runtime != "tflm" else None
     # The directory always exists (a DVC / KFP output) but holds only the tools' files (and the output marker):
     # written aside and swapped in whole, only over an earlier convert output.

@@ -141,14 +141,15 @@ def run_streaming(
 ) -> dict:
     """Streaming evaluation of one model (module docstring); returns its record's figures."""
     from aed.artifacts import SPLITS_FILE
-    from aed.datasets.background import background_classes
-    from aed.detection.calibrate import load_operating_point, operating_point_dict
+    from aed.detection.calibrate import operating_point_dict
+    from aed.detection.postprocess import load_operating_point
     from aed.detection.streaming_eval import (
         evaluate_scored,
         mean_figures,
         pooled,
         score_splits,
     )
+    from aed.labels import background_classes
 
     started = time.perf_counter()
     calibrated = operating_point is not None  # given: it must be there (no silent fallback to params.yaml)

@@ -90,9 +90,9 @@ def _postprocess_constants(
     config: FeatureConfig, class_names: list[str], detect: DetectParams, operating_point: Path | None
 ) -> tuple[firmware.PostProcessConstants, str]:
     """The header's post-processing constants and where the operating point came from."""
-    from aed.datasets.background import background_classes
-    from aed.detection.calibrate import load_operating_point
+    from aed.detection.postprocess import load_operating_point
     from aed.detection.stream import hop_frames, window_seconds
+    from aed.labels import background_classes
 
     point, source = detect.postprocess(), "params.yaml detect: (not calibrated)"
     if operating_point is not None:  # given: it must be there (a missing calibration is no silent fallback)

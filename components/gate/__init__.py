@@ -44,7 +44,8 @@ def run(
     for stale in (record_path, table_path):
         discard(stale)
     baseline = Path(baseline) if baseline else params.baseline_path(hil_record, model_name)
-    verdict = evaluate(hil_record, baseline, params, convert_record, stream_record, streaming_evaluation)
+    verdict = evaluate(hil_record, baseline, params, convert_record=convert_record, stream_path=stream_record,
+                       streaming_evaluation=streaming_evaluation)  # fmt: skip
     table = render_table(verdict)
     if record_path is not None:
         evidence = {name: {"path": str(path), "sha256": sha256_file(path)}

@@ -106,9 +106,16 @@ def run_stream(
     the calibrated operating point (operating_point, a JSON file of PostProcessParams fields) when given, else
     the `detect` section; hop_s always comes from `detect`. truth: a DCASE ground-truth table for the event
     metrics."""
-    from aed.datasets.background import background_classes
+    from aed.labels import background_classes
     from hil_runner.job import JobConfig
-    from hil_runner.stream import StreamSpec, host_stream, run_stream_job
+
+    try:
+        from hil_runner.stream import StreamSpec, host_stream, run_stream_job
+    except ImportError as error:  # the hil image: the stream check is the hil_stream task, in the train image
+        raise ValueError(
+            f"hil run --stream needs the package {error.name!r}, which this environment lacks (the hil image): "
+            "run it in the train image, as the hil_stream task does"
+        ) from None
 
     if Path(record_path).is_dir():
         raise ValueError(f"{record_path}: is a directory, expected the record's file path")
@@ -195,7 +202,7 @@ def _operating_point(detect: DetectParams, path: Path | None) -> DetectParams:
     """`detect` with the post-processing of the calibrated operating point file, when one is given."""
     if path is None:
         return detect
-    from aed.detection.calibrate import load_operating_point
+    from aed.detection.postprocess import load_operating_point
 
     return dataclasses.replace(detect, **load_operating_point(Path(path)).postprocess_fields())
 

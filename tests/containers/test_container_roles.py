@@ -16,7 +16,15 @@ import pytest
 import yaml
 
 from pipelines import images
-from pipelines.aed_pipeline import COMPILED, SETTINGS, STEPS, step_image, task_suffix
+from pipelines.aed_pipeline import (
+    COMPILED,
+    EXTRA_TASKS,
+    SETTINGS,
+    STEPS,
+    TASK_ONLY_MODULES,
+    step_image,
+    task_suffix,
+)
 from pipelines.images import ROLES, Images, parse_lock, role_packages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,14 +62,18 @@ def _imported(path: Path, module: str) -> set[str]:
     return found
 
 
-def _third_party_imports(steps: list[str]) -> set[str]:
-    """Top-level third-party modules the steps' code can import, following the project's own modules."""
+def _third_party_imports(steps: list[str], excluded: tuple[str, ...] = ()) -> set[str]:
+    """Top-level third-party modules the steps' code can import, following the project's own modules but not
+    those under `excluded` (code that only a task of another role runs)."""
     seen: set[str] = set()
     third: set[str] = set()
-    todo = [f"components.{step}" for step in steps] + [f"components.{step}.task" for step in steps]
+    folders = [EXTRA_TASKS[step][0] if step in EXTRA_TASKS else step for step in steps]
+    todo = [f"components.{folder}" for folder in folders] + [
+        f"components.{folder}.task" for folder in folders
+    ]
     while todo:
         module = todo.pop()
-        if module in seen:
+        if module in seen or any(module == e or module.startswith(e + ".") for e in excluded):
             continue
         seen.add(module)
         parts = module.split(".")
@@ -70,6 +82,17 @@ def _third_party_imports(steps: list[str]) -> set[str]:
         for name in _imported(path, module) if path else ():
             (todo.append(name) if name.split(".")[0] in LOCAL_PACKAGES else third.add(name.split(".")[0]))
     return third
+
+
+def _excluded(role: str) -> tuple[str, ...]:
+    """The modules of tasks that run in another role's image although their step's code is scanned here."""
+    steps = set(_steps_of(role))
+    return tuple(
+        module
+        for task, modules in TASK_ONLY_MODULES.items()
+        if EXTRA_TASKS[task][0] in steps and SETTINGS[task].image != role
+        for module in modules
+    )
 
 
 def _steps_of(role: str) -> list[str]:
@@ -92,7 +115,7 @@ def test_role_packages_cover_every_import_of_its_steps(role: str) -> None:
     packages = role_packages(_lock(), role)
     distributions = metadata.packages_distributions()
     missing = {}
-    for module in sorted(_third_party_imports(_steps_of(role))):
+    for module in sorted(_third_party_imports(_steps_of(role), _excluded(role))):
         if module not in distributions:
             continue  # the standard library
         provided = {images.normalize(name) for name in distributions[module]}
@@ -159,11 +182,13 @@ def test_compiled_pipeline_names_the_role_image_of_every_task() -> None:
     seen = set()
     for name, executor in executors.items():
         step = next(
-            s for s in sorted(STEPS, key=len, reverse=True) if name.startswith(f"exec-{task_suffix(s)}")
+            s
+            for s in sorted((*STEPS, *EXTRA_TASKS), key=len, reverse=True)
+            if name.startswith(f"exec-{task_suffix(s)}")
         )
         assert executor["container"]["image"] == expected.name(SETTINGS[step].image), name
         seen.add(step)
-    assert seen == set(STEPS)
+    assert seen == set(STEPS) | set(EXTRA_TASKS)
     assert expected.tag == metadata.version("aed-mlops") or expected.tag == params["image_tag"]
 
 

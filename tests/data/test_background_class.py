@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import soundfile
 
-from aed.datasets.background import BACKGROUND_LABEL, add_background, background_classes
+from aed.datasets.background import add_background
 from aed.datasets.errors import DatasetError
 from aed.datasets.ingest import describe_clip
+from aed.labels import BACKGROUND_LABEL, background_classes
 from aed.params import ParamsError, from_dict
 from aed.validation.validate import ValidateParams
 

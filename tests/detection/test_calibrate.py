@@ -14,12 +14,11 @@ import yaml
 from aed.detection.calibrate import (
     CalibrateParams,
     choose,
-    load_operating_point,
     operating_point_dict,
     update_params_section,
     write_operating_point,
 )
-from aed.detection.postprocess import PostProcessParams
+from aed.detection.postprocess import PostProcessParams, load_operating_point
 from aed.detection.streaming_eval import ScoredSet
 from aed.params import ParamsError, from_dict
 

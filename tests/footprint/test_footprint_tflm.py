@@ -258,7 +258,7 @@ def test_gate_with_an_unreadable_convert_record_is_refused(
     (tmp_path / "convert.json").write_text(content)
     hil = write(tmp_path / "hil.json", synthetic_record())
     with pytest.raises(RecordError, match=f"convert.json: {message}"):
-        evaluate(hil, None, GateParams(), tmp_path / "convert.json")
+        evaluate(hil, None, GateParams(), convert_record=tmp_path / "convert.json")
 
 
 def test_gate_fails_closed_on_a_malformed_tflm_section(tmp_path: Path) -> None:

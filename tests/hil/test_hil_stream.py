@@ -86,7 +86,7 @@ def test_the_gate_passes_the_streamed_record_of_the_model_it_judges(streamed, tm
     out, _ = streamed
     stream = json.loads(out.read_text())
     hil = write(tmp_path / "hil.json", _hil_record_for(stream))
-    verdict = evaluate(hil, None, GateParams(check_budgets=False), out)
+    verdict = evaluate(hil, None, GateParams(check_budgets=False), stream_path=out)
     checks = {check.name: check.status for check in verdict.checks}
     assert checks["stream unmatched events"] == "pass" and checks["stream boundary diff s"] == "pass"
     assert checks["stream model"] == "pass" and checks["stream classes"] == "pass"
@@ -124,7 +124,7 @@ def hil_record(tmp_path) -> Path:
 
 def _verdict(hil_record: Path, stream: dict | None, tmp_path: Path, **params) -> tuple[str, dict[str, str]]:
     path = write(tmp_path / "stream.json", stream) if stream is not None else None
-    verdict = evaluate(hil_record, None, GateParams(check_budgets=False, **params), path)
+    verdict = evaluate(hil_record, None, GateParams(check_budgets=False, **params), stream_path=path)
     return verdict.verdict, {check.name: check.status for check in verdict.checks}
 
 
@@ -189,7 +189,7 @@ def test_a_malformed_stream_record_is_one_line_naming_the_field(hil_record, tmp_
     edit(record)
     path = write(tmp_path / "stream.json", record)
     with pytest.raises(RecordError, match=message) as error:
-        evaluate(hil_record, None, GateParams(check_budgets=False), path)
+        evaluate(hil_record, None, GateParams(check_budgets=False), stream_path=path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
@@ -327,7 +327,7 @@ def test_the_dag_gives_gate_and_promote_the_stream_evidence_when_the_branch_has_
 
     branch = {"evaluate": _Task(metrics="e"), "convert": _Task(metrics="c"), "hil": _Task(metrics="h")}
     assert _stream_inputs(branch) == {}  # no streaming task: the verdict is undecidable under require_stream
-    branch.update(streaming=_Task(metrics="s", soundscapes="x"), hil_stream=_Task(stream="hs"))
+    branch.update(evaluate_streaming=_Task(details="s", soundscapes="x"), hil_stream=_Task(stream="hs"))
     assert _gate_inputs(branch) == {"evaluation": "e", "footprint": "c", "board": "h", "stream": "hs",
                                     "streaming": "s"}  # fmt: skip
     for body in (gate, promote):

@@ -16,7 +16,15 @@ import pytest
 import yaml
 
 from components.cli import build_parser
-from pipelines.aed_pipeline import COMPILED, SETTINGS, SHARED_STEPS, STEPS, compile_pipeline, task_body
+from pipelines.aed_pipeline import (
+    COMPILED,
+    EXTRA_TASKS,
+    SETTINGS,
+    SHARED_STEPS,
+    STEPS,
+    compile_pipeline,
+    task_body,
+)
 from pipelines.cli import main as aed_main
 from pipelines.images import Images
 
@@ -88,8 +96,14 @@ def test_every_step_is_a_task_in_both_branches(compiled: dict) -> None:
         assert deps[f"quantize-{model}"] == {"patch", f"train-{model}"}
         assert deps[f"evaluate-{model}"] == {"patch", f"train-{model}", f"quantize-{model}"}
     for model in ("yamnet-256", "yamnet-1024"):
-        assert deps[f"gate-{model}"] == {f"evaluate-{model}", f"convert-{model}", f"hil-{model}"}
+        # the gate judges the board record, the stream check and the streaming evaluation (gate.require_stream)
+        assert deps[f"gate-{model}"] == {f"evaluate-{model}", f"convert-{model}", f"hil-{model}",
+                                         f"hil-stream-{model}", f"evaluate-streaming-{model}"}  # fmt: skip
         assert deps[f"hil-{model}"] == {"patch", f"quantize-{model}"}
+        # held-out soundscapes at the operating point calibrated on training-clip soundscapes
+        assert {"ingest", "validate", f"train-{model}", f"quantize-{model}"} <= deps[f"calibrate-{model}"]
+        assert f"calibrate-{model}" in deps[f"evaluate-streaming-{model}"]
+        assert {f"evaluate-streaming-{model}", f"calibrate-{model}"} <= deps[f"hil-stream-{model}"]
     # beyond the teacher edge the branches do not depend on each other: they run in parallel on a cluster
     for name, needs in deps.items():
         for model, other in (("yamnet-256", "yamnet-1024"), ("yamnet-1024", "yamnet-256")):
@@ -171,8 +185,13 @@ def test_images_resources_retries_and_caching(compiled: dict) -> None:
 
 
 def _step_of(name: str) -> str | None:
-    """The step of a task or component name like `export-firmware-yamnet-256` (None for condition groups)."""
-    matches = [s for s in STEPS if name == s.replace("_", "-") or name.startswith(s.replace("_", "-") + "-")]
+    """The step (or extra task) of a task or component name like `export-firmware-yamnet-256` (None for condition
+    groups)."""
+    matches = [
+        s
+        for s in (*STEPS, *EXTRA_TASKS)
+        if name == s.replace("_", "-") or name.startswith(s.replace("_", "-") + "-")
+    ]
     return max(matches, key=len) if matches else None
 
 
@@ -271,6 +290,7 @@ def test_pipelines_package_holds_no_step_logic() -> None:
     allowed |= {"aed.artifacts"}  # file names (dvc.yaml's generated blocks), no step logic
     allowed |= {"aed.model_specs"}  # the known model names (a bad name is one line), no step logic
     allowed |= {"aed.redact"}  # masking the KFP credentials in messages, no step logic
+    allowed |= {"aed.detection.detect"}  # DetectParams for `aed params show`, no step logic
     allowed |= {"aed.models.mirror"}  # where the YAMNet weights are (mounted into containers), no step logic
     for path in (REPO / "pipelines").glob("*.py"):
         tree = ast.parse(path.read_text())
