@@ -11,6 +11,9 @@ weights (values do not change a memory figure) as bench/estimator.py does.
 What the TFLM columns prove: the arena sizes, measured with tflite-micro's reference kernels. The in-step proof of
 `aed convert` (bit-exact outputs) is not repeated here; neither says anything about CMSIS-NN kernels. ONNX QDQ
 models get the planner figures only (TFLM runs .tflite models).
+
+No timing here: the figures are byte counts, the same on a loaded machine and a quiet one, so bench/harness.py's
+interleaved timing does not apply; its one-line handling of a bad input (run_script) does.
 """
 
 from __future__ import annotations
@@ -85,16 +88,26 @@ def main() -> None:
     parser.add_argument("--yamnet-1024", type=Path)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="aed_bench_memory_"))
-    models = {"yamnet_256": args.yamnet_256 or build("yamnet_256", workdir),
-              "yamnet_1024": args.yamnet_1024 or build("yamnet_1024", workdir)}  # fmt: skip
+    for given in (args.yamnet_256, args.yamnet_1024):
+        if given is not None and not given.is_file():
+            raise FileNotFoundError(f"{given}: model file not found")
     summary = {}
-    for name, path in models.items():
-        summary[name] = {"model": str(path), **figures(path), "st_activations_kib": ST_ACTIVATIONS_KIB[name]}
-        print("\n".join(table(name, path, summary[name])))
+    with tempfile.TemporaryDirectory(prefix="aed_bench_memory_") as scratch:
+        workdir = Path(scratch)
+        models = {"yamnet_256": args.yamnet_256 or build("yamnet_256", workdir),
+                  "yamnet_1024": args.yamnet_1024 or build("yamnet_1024", workdir)}  # fmt: skip
+        for name, path in models.items():
+            summary[name] = {
+                "model": str(path),
+                **figures(path),
+                "st_activations_kib": ST_ACTIVATIONS_KIB[name],
+            }
+            print("\n".join(table(name, path, summary[name])))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    from harness import run_script  # bench/harness.py
+
+    run_script(main)
