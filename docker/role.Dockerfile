@@ -79,9 +79,8 @@ COPY pipelines ./pipelines
 COPY baselines ./baselines
 RUN chown aed:aed /opt/aed \
     # Fail the build, not the first task, when a step of the role does not import.
-    && python -c "import sys, importlib; [importlib.import_module(f'components.{s}.task') for s in sys.argv[1:]]" \
-      $(python -c "import sys; sys.path[:0] = ['/opt/aed']; from pipelines.aed_pipeline import SETTINGS; \
-print(' '.join(s for s, t in SETTINGS.items() if t.image == '${ROLE}'))")
+    && python -c "import sys; sys.path[:0] = ['/opt/aed']; from pipelines.aed_pipeline import SETTINGS, task_body; \
+[task_body(s) for s, t in SETTINGS.items() if t.image == '${ROLE}']"
 
 USER aed
 CMD ["aed", "--help"]

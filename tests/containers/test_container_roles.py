@@ -23,6 +23,7 @@ from pipelines.aed_pipeline import (
     STEPS,
     TASK_ONLY_MODULES,
     step_image,
+    task_body,
     task_suffix,
 )
 from pipelines.images import ROLES, Images, parse_lock, role_packages
@@ -107,6 +108,15 @@ def test_every_step_of_the_dag_has_a_role_image() -> None:
     assert {"hil", "gate", "promote"} <= set(_steps_of("hil"))
     with pytest.raises(ValueError, match="SETTINGS: no row for step 'streaming'"):
         step_image(Images(tag="1"), "streaming")
+
+
+def test_every_settings_row_is_a_task_body_the_image_build_can_import() -> None:
+    """docker/role.Dockerfile imports each task body of its role at build time (SETTINGS rows through task_body):
+    a row that is no task body (an extra task's name taken for a module) would fail the build."""
+    dockerfile = (DOCKER / "role.Dockerfile").read_text()
+    assert "task_body(s) for s, t in SETTINGS.items()" in dockerfile
+    for step in SETTINGS:
+        assert callable(task_body(step)), step
 
 
 @pytest.mark.parametrize("role", ROLES)
