@@ -18,7 +18,18 @@ from pipelines.cli import main as aed_main
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PER_MODEL = ("train", "quantize", "convert", "export_firmware", "hil", "gate", "promote")
+PER_MODEL = (
+    "train",
+    "quantize",
+    "convert",
+    "export_firmware",
+    "calibrate",
+    "evaluate_streaming",
+    "hil",
+    "hil_stream",
+    "gate",
+    "promote",
+)  # the order of dvc.yaml
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 
 
