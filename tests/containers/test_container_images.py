@@ -93,8 +93,25 @@ FORBIDDEN = {
 
 
 def _files(client: Any, image: Any) -> list[str]:
-    listing = "find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -print"
-    return _run(client, image, ["sh", "-c", listing], user="0").splitlines()
+    """Every path of the image. The listing is written to a file and copied out, not read from the container's
+    log: a log tens of thousands of lines long can come back cut short when the container exits at once."""
+    import io
+    import tarfile
+
+    listing = "find / -xdev \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -print > /tmp/files.txt"
+    container = client.containers.create(image.id, ["sh", "-c", listing], user="0", network_disabled=True)
+    try:
+        container.start()
+        status = container.wait()["StatusCode"]
+        assert status == 0, f"{image.tags}: the file listing exited {status}"
+        chunks, _ = container.get_archive("/tmp/files.txt")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+            member = archive.extractfile("files.txt")
+            assert member is not None
+            paths = member.read().decode(errors="replace").splitlines()
+    finally:
+        container.remove(force=True)
+    return [path for path in paths if path != "/tmp/files.txt"]
 
 
 def _host_ca_lines() -> list[str]:

@@ -41,7 +41,11 @@ def test_this_environment_is_the_lock() -> None:
     """Every pin of requirements.lock is installed here at that version: the venv and the images agree."""
     pins = _lock_pins()
     assert len(pins) > 150
-    installed = {_normalize(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    # The first of a name on sys.path is the one imported: once setuptools is imported (dcase_util imports
+    # pkg_resources), sys.path ends with setuptools/_vendor, whose own packaging, wheel... come later.
+    installed: dict[str, str] = {}
+    for dist in metadata.distributions():
+        installed.setdefault(_normalize(dist.metadata["Name"]), dist.version)
     mismatched = {
         name: (want, installed.get(name)) for name, want in pins.items() if installed.get(name) != want
     }

@@ -12,7 +12,7 @@ import kfp_synthetic
 import pandas as pd
 import pytest
 
-from pipelines.aed_pipeline import STEPS
+from pipelines.aed_pipeline import EXTRA_TASKS, STEPS
 from pipelines.cli import main as aed_main
 from pipelines.local_run import LocalRunError, run_local
 from tests.dvc_workspace import snapshot, stale_clone
@@ -192,7 +192,12 @@ def test_run_local_end_to_end_on_a_reduced_configuration(
     assert summary["run_dir"] == str(run_dir) and f"run: {run_dir}" in out
     # every task ran, succeeded, left its log, and every output it declared exists
     ran = {t["task"] for t in summary["tasks"]}
-    expected = set(steps[:3]) | {f"{s.replace('_', '-')}-yamnet-256" for s in steps[3:] if s != "promote"}
+    extra = [
+        task for task, (step, _) in EXTRA_TASKS.items() if step in steps
+    ]  # evaluate_streaming, hil_stream
+    expected = set(steps[:3]) | {
+        f"{s.replace('_', '-')}-yamnet-256" for s in steps[3:] + extra if s != "promote"
+    }
     # YAMNet-256's configured teacher, YAMNet-1024, is not in models.names: not trained (as under DVC)
     assert ran == expected and all(t["exit"] == 0 for t in summary["tasks"])
     if "train" in steps:
