@@ -60,6 +60,7 @@ def evaluate_streaming(
 ):
     """`aed evaluate --streaming` for one model: its splits' int8 models over held-out soundscapes, at the
     calibrate task's operating point."""
+    import shutil
     from pathlib import Path
 
     from components import evaluate as step
@@ -73,3 +74,5 @@ def evaluate_streaming(
     )  # fmt: skip
     log_scalars(metrics, {"source": result["source"], **result["mean"]})
     metrics.metadata["source"] = result["source"]
+    # the record also as the artifact's content (KFP keeps logged metrics in metadata only)
+    shutil.copyfile(Path(details.path) / model_name / "streaming.json", metrics.path)
