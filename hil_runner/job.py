@@ -11,11 +11,12 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from hil_runner.protocol.tensors import dequantize, quantize
 from hil_runner.transport import open_transport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECORD_KIND = "hil"
 
@@ -291,15 +293,27 @@ class Scores:
 def run_on_board(
     lease: Lease, model_path: Path, model_sha256: str, reference: HostReference, config: JobConfig
 ) -> BoardRun:
+    return on_board(lease, model_path, config,
+                    lambda client: _evaluate(client, lease.board, model_sha256, reference, config))  # fmt: skip
+
+
+def on_board(
+    lease: Lease,
+    model_path: Path,
+    config: JobConfig,
+    work: Callable[[ValidationClient], T],
+    failures: tuple[type[Exception], ...] = (HilError, OSError, ValueError),
+) -> T:
+    """Flashes the leased board, opens its link and runs `work` with a validation client on it. An error of
+    `failures` becomes a BoardFailure naming the board (the farm then tries another board)."""
     board = lease.board
     try:
         _flash(lease, model_path, config)
         with open_transport(lease.descriptor) as link:
-            client = ValidationClient(link, config.timeouts(), where=f"board {board.name}")
-            return _evaluate(client, board, model_sha256, reference, config)
+            return work(ValidationClient(link, config.timeouts(), where=f"board {board.name}"))
     except BoardFailure:
         raise
-    except (HilError, OSError, ValueError) as error:
+    except failures as error:
         raise BoardFailure(board.name, error) from error
 
 

@@ -39,13 +39,12 @@ from hil_runner.job import (
     JobConfig,
     LoadedModel,
     _check_loaded_model,
-    _flash,
+    on_board,
     require_finite,
 )
 from hil_runner.litert import ReferenceModel, load_reference, model_format
 from hil_runner.protocol.host import ValidationClient
 from hil_runner.protocol.tensors import TensorSpec, dequantize, quantize
-from hil_runner.transport import open_transport
 
 log = logging.getLogger(__name__)
 
@@ -172,17 +171,14 @@ def stream_on_board(
     config: JobConfig,
 ) -> BoardStream:
     board = lease.board
-    try:
-        _flash(lease, model_path, config)
-        with open_transport(lease.descriptor) as link:
-            client = ValidationClient(link, config.timeouts(), where=f"board {board.name}")
-            stand_in = HostReference(model=reference, inputs=np.empty(0), outputs=np.empty(0))
-            loaded = _check_loaded_model(client, board, model_sha256, stand_in, config.verify_signature)
-            return _feed(client, loaded, reference, spec, config.progress, board.name)
-    except BoardFailure:
-        raise
-    except (HilError, OSError) as error:
-        raise BoardFailure(board.name, error) from error
+    stand_in = HostReference(model=reference, inputs=np.empty(0), outputs=np.empty(0))
+
+    def feed(client: ValidationClient) -> BoardStream:
+        loaded = _check_loaded_model(client, board, model_sha256, stand_in, config.verify_signature)
+        return _feed(client, loaded, reference, spec, config.progress, board.name)
+
+    # A ValueError here is the recording's (shorter than one patch), not the board's: no other board is tried.
+    return on_board(lease, model_path, config, feed, failures=(HilError, OSError))
 
 
 def _feed(

@@ -172,15 +172,12 @@ def _quiet_native_stderr() -> Iterator[None]:
 
 
 def _onnx_scorer(path: Path, reference_kernels: bool, threads: int) -> Scorer:
-    import onnxruntime as ort
+    from aed.models.runners import ModelFileError, onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own exception types for a bad file
-        raise DetectError(f"{path}: not a valid ONNX model ({type(error).__name__})") from None
+        session = onnx_session(path, threads)
+    except ModelFileError as error:
+        raise DetectError(" ".join(str(error).split())) from None
     name = session.get_inputs()[0].name
     fixed_batch = isinstance(session.get_inputs()[0].shape[0], int)
 

@@ -7,6 +7,7 @@ Quantized models always run in their own runtime, never through the float model.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,9 @@ def predict_tflite(path: Path, patches: np.ndarray, reference_kernels: bool = Tr
     return outputs
 
 
-def predict_onnx(path: Path, patches: np.ndarray, threads: int = 2) -> np.ndarray:
-    """One patch at a time through onnxruntime (CPU), as the reference evaluates the QDQ model."""
+def onnx_session(path: Path, threads: int = 2) -> Any:
+    """An onnxruntime CPU session of `path` (`threads` intra-op threads, one inter-op); ModelFileError names a
+    missing or unreadable file."""
     import onnxruntime as ort
 
     path = _require(path)
@@ -84,9 +86,14 @@ def predict_onnx(path: Path, patches: np.ndarray, threads: int = 2) -> np.ndarra
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for a bad file
         raise ModelFileError(f"{path}: not a valid ONNX model ({type(error).__name__}: {error})") from error
+
+
+def predict_onnx(path: Path, patches: np.ndarray, threads: int = 2) -> np.ndarray:
+    """One patch at a time through onnxruntime (CPU), as the reference evaluates the QDQ model."""
+    session = onnx_session(path, threads)
     name = session.get_inputs()[0].name
     outputs = [
         session.run(None, {name: patch[None]})[0].reshape(-1) for patch in np.asarray(patches, np.float32)
