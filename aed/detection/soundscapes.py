@@ -14,7 +14,8 @@ is small enough to write here, in numpy, and to test exactly:
   N soundscapes of a set are the same whatever the set's size: the demo's sample is a prefix of the full set.
 
 Each set is a folder: `<name>-<i>.wav` (16-bit PCM), `ground_truth.csv` (DCASE layout: filename, onset, offset,
-event_label), `durations.csv` (filename, duration) and `soundscapes.json` (the settings and each event's clip).
+event_label), `durations.csv` (filename, duration) and `soundscapes.json` (the settings, each event's clip, and where each
+background clip was placed: never ground truth, but what a false alarm can be traced to).
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def render(
     sample_rate: int,
     name: str,
     index: int,
-) -> tuple[np.ndarray, list[dict]]:
-    """One soundscape: (float32 audio, its events as dicts with onset / offset in seconds, label, clip, snr)."""
+) -> tuple[np.ndarray, list[dict], list[dict]]:
+    """One soundscape: (float32 audio, its events, its background clips), each placement a dict with onset /
+    offset in seconds, label, clip and SNR."""
     rng = _rng(params.seed, name, index)
     total = int(round(params.duration_s * sample_rate))
     gap = int(round(params.min_gap_s * sample_rate))
@@ -206,18 +208,21 @@ def render(
         placed.append({"onset": start / sample_rate, "offset": (start + clip.audio.size) / sample_rate,
                        "event_label": clip.label, "clip_id": clip.clip_id, "snr_db": round(snr, 3)})  # fmt: skip
     wanted = int(round(params.background_per_minute * params.duration_s / 60.0))
+    sounds = []
     for clip in _pick(background, wanted, rng, load):
         length = min(clip.audio.size, total)
         start = int(rng.integers(0, total - length + 1))
         snr = float(rng.uniform(params.background_snr_db_min, params.background_snr_db_max))
         mix[start : start + length] += _gain(clip, noise_rms**2, snr) * clip.audio[:length]
+        sounds.append({"onset": start / sample_rate, "offset": (start + length) / sample_rate,
+                       "label": clip.label, "clip_id": clip.clip_id, "snr_db": round(snr, 3)})  # fmt: skip
     peak = float(np.max(np.abs(mix)))
     gain = (
         PEAK_CEILING / peak if peak > PEAK_CEILING else 1.0
     )  # one gain for the whole mix: SNRs stay as drawn
-    for event in placed:
-        event["mix_gain_db"] = round(20 * np.log10(gain), 2)
-    return (mix * gain).astype(np.float32), placed
+    for placement in (*placed, *sounds):
+        placement["mix_gain_db"] = round(20 * np.log10(gain), 2)
+    return (mix * gain).astype(np.float32), placed, sounds
 
 
 def split_pools(
@@ -250,15 +255,15 @@ def build_set(
     out_dir = Path(out_dir)
     _clear(out_dir)
     out_dir.mkdir(parents=True)
-    rows, durations, events_by_file = [], [], {}
+    rows, durations, events_by_file, background_by_file = [], [], {}, {}
     for index in range(count):
         filename = f"{name}-{index}.wav"
-        audio, events = render(targets, background, load, params, sample_rate, name, index)
+        audio, events, sounds = render(targets, background, load, params, sample_rate, name, index)
         soundfile.write(str(out_dir / filename), audio, sample_rate, subtype="PCM_16")
         durations.append({"filename": filename, "duration": audio.size / sample_rate})
         rows.extend({"filename": filename, **{k: e[k] for k in ("onset", "offset", "event_label")}}
                     for e in events)  # fmt: skip
-        events_by_file[filename] = events
+        events_by_file[filename], background_by_file[filename] = events, sounds
     truth = pd.DataFrame(rows, columns=GROUND_TRUTH_COLUMNS)
     if truth.empty and round(params.events_per_minute * params.duration_s / 60.0) > 0:
         shortest = min(c.audio.size for c in map(load, targets) if c is not None) / sample_rate
@@ -272,6 +277,7 @@ def build_set(
         "name": name, "count": count, "sample_rate": sample_rate, "params": asdict(params),
         "target_classes": list(target_classes), "background_classes": list(background_classes),
         "clips": len(clips), "silent_clips_left_out": load.silent, "events": events_by_file,
+        "background": background_by_file,
     })  # fmt: skip
     return truth
 

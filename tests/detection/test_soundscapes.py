@@ -110,6 +110,14 @@ def test_background_sound_is_never_ground_truth(clips: pd.DataFrame, tmp_path: P
     for row in truth[truth["filename"] == "t-0.wav"].itertuples():
         inside[int(row.onset * SR) : int(row.offset * SR)] = True
     assert (np.abs(audio[~inside]) > LOUD).any()  # the rain is there, outside the events
+    # ... and exactly where the record says: loud samples outside the events lie inside a placed background clip
+    placed = json.loads((tmp_path / "set" / SOUNDSCAPES_RECORD).read_text())["background"]["t-0.wav"]
+    assert len(placed) == 5 and {p["label"] for p in placed} == {"rain"}
+    heard = np.zeros(audio.size, bool)
+    for sound in placed:
+        assert 0 <= sound["onset"] < sound["offset"] <= params.duration_s
+        heard[int(sound["onset"] * SR) : int(np.ceil(sound["offset"] * SR))] = True
+    assert not (np.abs(audio[~inside & ~heard]) > LOUD).any()
     with pytest.raises(SoundscapeError, match="also target"):
         build_set(clip_sources(clips, tmp_path), tmp_path / "x", "t", 1, params, ["dog", "rain"], ["rain"])
 
