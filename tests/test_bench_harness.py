@@ -216,6 +216,14 @@ def test_demo_table_gives_total_largest_stages_and_verdict(tmp_path, capsys):
     path.write_text(json.dumps({"runs": [{**run, "load_before": 1.5}]}))
     demo_times_main(["show", str(path)])
     assert "NOT valid for the README: load before above half the cores (1.50)" in capsys.readouterr().out
+    # make demo's second command starts under the load its first one left: only the first start judges
+    second = {**run, "command": "dvc repro", "load_before": 1.8}
+    path.write_text(json.dumps({"runs": [run, second]}))
+    demo_times_main(["show", str(path)])
+    assert "\nvalid for the README" in capsys.readouterr().out
+    path.write_text(json.dumps({"runs": [{**run, "load_before": 1.5}, second]}))
+    demo_times_main(["show", str(path)])
+    assert "NOT valid for the README: load before above half the cores (1.50)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
