@@ -73,7 +73,7 @@ def ordered_map(
             submit(1)
             yield result
     except BaseException:  # a failure, a time-out, or the consumer stopping early: no worker may live on
-        _kill(pool)
+        kill_pool(pool)
         raise
     pool.shutdown(wait=True)
 
@@ -102,7 +102,39 @@ def _start_worker(initializer: Callable[[], None] | None) -> None:
         initializer()
 
 
-def _kill(pool: ProcessPoolExecutor) -> None:
+def run_all(
+    function: Callable[[T], R],
+    tasks: Sequence[T],
+    workers: int,
+    describe: Callable[[T], str],
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple = (),
+) -> list[R]:
+    """function(task) for every task in `workers` spawned processes (long tasks that load heavy libraries, such
+    as a training split), results in input order, no time-out. A task that fails stops the run: tasks not started
+    are cancelled, the running ones finish, and a RuntimeError naming the task (`describe`) is raised. An
+    interrupt (SIGTERM unwound by aed.outputs, Ctrl-C) kills every worker at once: no task goes on after its
+    caller stopped."""
+    pool = ProcessPoolExecutor(workers, get_context("spawn"), initializer, initargs)
+    try:
+        futures = [pool.submit(function, task) for task in tasks]
+        results = []
+        for task, future in zip(tasks, futures, strict=True):
+            try:
+                results.append(future.result())
+            except Exception as error:
+                raise RuntimeError(f"{describe(task)} failed: {error}") from error
+    except Exception:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    except BaseException:
+        kill_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+    return results
+
+
+def kill_pool(pool: ProcessPoolExecutor) -> None:
     # ProcessPoolExecutor has no public way to stop a running worker before Python 3.14 (kill_workers)
     processes: list[Any] = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:

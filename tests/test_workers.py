@@ -1,16 +1,22 @@
 """aed.workers.ordered_map: results in order, a file that hangs or kills its worker stops the map with an error
-naming it, no worker outlives the map, and a lock held by a thread of the caller cannot hang a worker."""
+naming it, no worker outlives the map, and a lock held by a thread of the caller cannot hang a worker.
+aed.workers.run_all (training's split workers): a failing task is named, and SIGTERM kills every worker at once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from aed.deadline import DeadlineExceeded
-from aed.workers import WorkerDied, ordered_map
+from aed.workers import WorkerDied, ordered_map, run_all
 from tests import worker_tasks
 
 
@@ -73,3 +79,47 @@ def test_a_consumer_that_stops_early_leaves_no_worker() -> None:
     pids = {next(results), next(results)}
     results.close()
     assert all(_gone(pid) for pid in pids)
+
+
+def test_run_all_names_the_failing_task_and_keeps_input_order() -> None:
+    assert run_all(worker_tasks.fail_if_negative, [0.2, 0.0, 0.1], 2, str) == [0.2, 0.0, 0.1]
+    with pytest.raises(RuntimeError, match=r"^split -1\.0 failed: negative: -1\.0"):
+        run_all(worker_tasks.fail_if_negative, [0.0, -1.0, 0.0], 2, lambda v: f"split {v}")
+
+
+def test_sigterm_stops_run_all_and_kills_its_workers_at_once(tmp_path: Path) -> None:
+    """As `aed train` runs its splits: SIGTERM unwinds the caller (aed.outputs), which must not wait for the
+    running splits (before: a killed `aed train` trained on for minutes in its workers)."""
+    marks = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import signal, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from aed.outputs import Interrupted\n"
+        "from aed.workers import run_all\n"
+        "from tests import worker_tasks\n"
+        "def unwind(signum, frame):\n"
+        "    raise Interrupted(signum)\n"
+        "if __name__ == '__main__':\n"
+        "    signal.signal(signal.SIGTERM, unwind)\n"
+        f"    run_all(worker_tasks.write_pid_then_sleep, {[str(m) for m in marks]!r}, 2, str)\n"
+    )
+    caller = subprocess.Popen([sys.executable, str(script)])
+    workers: list[int] = []
+    try:
+        stop = time.monotonic() + 60
+        while not all(m.is_file() and m.read_text() for m in marks) and time.monotonic() < stop:
+            assert caller.poll() is None, "the caller ended before its workers started"
+            time.sleep(0.1)
+        workers = [int(m.read_text()) for m in marks]
+        caller.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        caller.wait(timeout=30)
+        assert time.monotonic() - started < 10  # not the workers' 60 s
+        assert caller.returncode != 0
+        assert all(_gone(pid) for pid in workers)
+    finally:  # a failing run must not leave its processes behind
+        caller.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

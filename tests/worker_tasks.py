@@ -23,3 +23,18 @@ def square_under_lock(value: int) -> int:
 
 def exit_now(code: int) -> int:
     os._exit(code)
+
+
+def write_pid_then_sleep(path: str) -> int:
+    """Says it started (its pid in `path`), then works for a minute: a task an interrupt must cut short."""
+    with open(path, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)
+    return os.getpid()
+
+
+def fail_if_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"negative: {value}")
+    time.sleep(value)
+    return value

@@ -9,9 +9,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from aed.training.params import TrainParams
 from aed.training.progress import use_lines
 from aed.training.teacher import Distillation, check_teacher_dir, plan_distillation
 from aed.training.trainer import ModelSource, train_split
+from aed.workers import run_all
 
 log = logging.getLogger(__name__)
 
@@ -211,22 +210,14 @@ def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None 
     """The splits' figures in order. workers > 1: that many spawned processes with cores / workers TensorFlow
     threads each; small-batch training keeps two threads half idle, so on a large dataset two single-threaded
     splits at once train 1.14-1.30x faster on 2 cores (bench/split_jobs.py; choose_workers says when). Each split is seeded on its own, so the order does not matter.
-    On a failure the splits not started are cancelled; the ones running finish first."""
+    On a failure the splits not started are cancelled and the ones running finish first; on SIGTERM or Ctrl-C every
+    worker is killed at once (aed.workers.run_all)."""
     workers = min(workers, len(jobs))
     if workers <= 1:
         return [train_and_save(job, store) for job in jobs]
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
-    with ProcessPoolExecutor(workers, get_context("spawn"), _init_worker, (threads,)) as pool:
-        futures = [pool.submit(train_and_save, job) for job in jobs]
-        figures = []
-        for job, future in zip(jobs, futures, strict=True):
-            try:
-                figures.append(future.result())
-            except Exception as error:
-                for pending in futures:
-                    pending.cancel()
-                raise RuntimeError(f"train {job.model_name} {job.split.name} failed: {error}") from error
-        return figures
+    return run_all(train_and_save, jobs, workers, lambda job: f"train {job.model_name} {job.split.name}",
+                   _init_worker, (threads,))  # fmt: skip
 
 
 def _init_worker(threads: int) -> None:
