@@ -1,4 +1,5 @@
-"""Per-file work (decoding, checking, patching) in worker processes that can neither hang nor outlive the step.
+"""Per-file work (decoding, checking, patching) in worker processes that can neither hang nor outlive the step
+(ordered_map), and long tasks such as training splits that stop with their caller (run_all).
 
 Why not fork: the calling process may run threads (gRPC's, a labgrid session's event loop, tqdm's monitor). A
 fork taken while one of them holds a lock gives a worker that waits on that lock forever; a pending SIGTERM is

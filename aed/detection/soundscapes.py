@@ -14,8 +14,8 @@ is small enough to write here, in numpy, and to test exactly:
   N soundscapes of a set are the same whatever the set's size: the demo's sample is a prefix of the full set.
 
 Each set is a folder: `<name>-<i>.wav` (16-bit PCM), `ground_truth.csv` (DCASE layout: filename, onset, offset,
-event_label), `durations.csv` (filename, duration) and `soundscapes.json` (the settings, each event's clip, and where each
-background clip was placed: never ground truth, but what a false alarm can be traced to).
+event_label), `durations.csv` (filename, duration) and `soundscapes.json` (the settings, each event's clip, and
+where each background clip was placed: never ground truth, but what a false alarm can be traced to).
 """
 
 from __future__ import annotations
