@@ -146,7 +146,8 @@ def measure(work: Path, raw: Path, base: dict, args: argparse.Namespace) -> dict
             per_split = {split: e["figures"] for split, e in evaluated.items()}
             at[label] = {"per_split": per_split, "mean": mean_figures(per_split),
                          "false_alarms_by_class": _false_alarms_by_class(evaluated),
-                         "false_alarms_during": _false_alarms_during(evaluated, sets["test"], streaming.collar_s)}  # fmt: skip
+                         "false_alarms_during": _false_alarms_during(evaluated, scored["test"], sets["test"],
+                                                                     streaming.collar_s)}  # fmt: skip
         result[name] = {
             "classes": class_names,
             "operating_point": calibrate.operating_point_dict(choice.point),
@@ -154,7 +155,7 @@ def measure(work: Path, raw: Path, base: dict, args: argparse.Namespace) -> dict
                             "meets_target": choice.meets_target},
             **at,
         }  # fmt: skip
-        result["held_out_hours"] = pooled(scored["test"]).hours
+    result["held_out_hours"] = pooled(scored["test"]).hours  # the same sets for both models
     return {"source": "host int8 models (aed detect's front end), not a board",
             "folds": [split.name for split in splits], "soundscapes_per_split": args.per_split, **result}  # fmt: skip
 
@@ -169,22 +170,17 @@ def _false_alarms_by_class(evaluated: dict[str, dict]) -> dict[str, int]:
 
 
 def _false_alarms_during(
-    evaluated: dict[str, dict], folders: dict[str, Path], collar_s: float
+    evaluated: dict[str, dict], scored: dict, folders: dict[str, Path], collar_s: float
 ) -> dict[str, int]:
-    """False alarms (detections meeting no ground-truth event of their class, within the collar, as
-    aed.detection.streaming_eval.counts) split by what played: a background clip they overlap, or the noise bed
-    alone (from the placements each set's soundscapes.json records)."""
-    from aed.detection.soundscapes import SOUNDSCAPES_RECORD, read_ground_truth
+    """False alarms (as aed.detection.streaming_eval.counts calls them) split by what played: a background clip
+    they overlap, or the noise bed alone (from the placements each set's soundscapes.json records)."""
+    from aed.detection.soundscapes import SOUNDSCAPES_RECORD
+    from aed.detection.streaming_eval import false_alarms
 
     during = {"background sound": 0, "noise bed only": 0}
     for split, entry in evaluated.items():
-        truth, _ = read_ground_truth(folders[split])
         placed = json.loads((folders[split] / SOUNDSCAPES_RECORD).read_text())["background"]
-        for row in entry["events"].itertuples():
-            events = truth[(truth["filename"] == row.filename) & (truth["event_label"] == row.event_label)]
-            if any(min(e.offset, row.offset + collar_s) > max(e.onset, row.onset - collar_s)
-                   for e in events.itertuples()):  # fmt: skip
-                continue
+        for row in false_alarms(scored[split].truth, entry["events"], collar_s).itertuples():
             heard = any(
                 min(b["offset"], row.offset) > max(b["onset"], row.onset) for b in placed[row.filename]
             )

@@ -93,16 +93,14 @@ def test_sigterm_stops_run_all_and_kills_its_workers_at_once(tmp_path: Path) -> 
     marks = [tmp_path / "a.pid", tmp_path / "b.pid"]
     script = tmp_path / "caller.py"
     script.write_text(
-        "import signal, sys\n"
+        "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
-        "from aed.outputs import Interrupted\n"
+        "from aed.outputs import _sigterm_unwinds\n"  # the handler a step's output writing installs
         "from aed.workers import run_all\n"
         "from tests import worker_tasks\n"
-        "def unwind(signum, frame):\n"
-        "    raise Interrupted(signum)\n"
         "if __name__ == '__main__':\n"
-        "    signal.signal(signal.SIGTERM, unwind)\n"
-        f"    run_all(worker_tasks.write_pid_then_sleep, {[str(m) for m in marks]!r}, 2, str)\n"
+        "    with _sigterm_unwinds():\n"
+        f"        run_all(worker_tasks.write_pid_then_sleep, {[str(m) for m in marks]!r}, 2, str)\n"
     )
     caller = subprocess.Popen([sys.executable, str(script)])
     workers: list[int] = []

@@ -140,6 +140,18 @@ def counts(truth: pd.DataFrame, found: pd.DataFrame, collar_s: float) -> dict:
     }
 
 
+def false_alarms(truth: pd.DataFrame, found: pd.DataFrame, collar_s: float) -> pd.DataFrame:
+    """The detections `counts` calls false alarms: those meeting no ground-truth event of their class within the
+    collar (the rows of `found`, in its order, for tracing each one to what played)."""
+    refs = _by_file_and_label(truth)
+    unmatched = []
+    for (name, label), group in found.groupby(["filename", "event_label"], sort=True):
+        ref = refs.get((str(name), str(label)), np.zeros((0, 2)))
+        meets = _overlap_matrix(ref, group[["onset", "offset"]].to_numpy(np.float64), collar_s) > 0
+        unmatched.append(group[~meets.any(axis=0)])
+    return pd.concat(unmatched).sort_index() if unmatched else found.iloc[:0]
+
+
 def rates(tally: dict, hours: float) -> dict:
     """False alarms per hour and miss rate from `counts`."""
     return {

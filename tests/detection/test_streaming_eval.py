@@ -13,6 +13,7 @@ from aed.detection.streaming_eval import (
     StreamingParams,
     counts,
     evaluate_scored,
+    false_alarms,
     mean_figures,
     psds,
     rates,
@@ -48,6 +49,11 @@ def test_counts_hand_worked() -> None:
     assert rates(tally, hours=0.5) == {"false_alarms_per_hour": 4.0, "miss_rate": pytest.approx(1 / 3)}
     strict = counts(TRUTH, found, collar_s=0.0)  # without a collar b's detection ends before its dog starts
     assert (strict["missed"], strict["false_alarms"]) == (2, 3)
+    # the false alarms themselves (in the detections' order): the same ones counts tallies
+    assert false_alarms(TRUTH, found, 1.0)[["onset", "event_label"]].values.tolist() == [
+        [20.0, "dog"], [10.2, "dog"]]  # fmt: skip
+    assert len(false_alarms(TRUTH, found, 0.0)) == strict["false_alarms"]
+    assert false_alarms(TRUTH, found.iloc[:0], 1.0).empty
 
 
 def test_sed_eval_perfect_and_empty() -> None:
