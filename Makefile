@@ -114,6 +114,7 @@ bench: data
 	$(BIN)/python bench/estimator.py --json $(BENCH_JSON)/bench_estimator.json
 	$(BIN)/python bench/hil.py --json $(BENCH_JSON)/bench_hil.json
 	$(BIN)/python bench/training.py --json $(BENCH_JSON)/bench_training.json
+	$(BIN)/python bench/head_steps.py --json $(BENCH_JSON)/bench_head_steps.json
 	$(BIN)/python bench/split_jobs.py --json $(BENCH_JSON)/bench_split_jobs.json
 	$(BIN)/python bench/cli_help.py --json $(BENCH_JSON)/bench_cli_help.json
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import machine_load
+from harness import cpu_model, machine_load
 
 DEFAULT_OUT = Path("reports/timing/demo.json")
 # dvc 3's lines that open a stage's work: "Running stage 'train@yamnet_256':", "Stage 'patch' didn't change,
@@ -91,6 +91,7 @@ def run(command: list[str], out: Path, append: bool, make_started: float | None 
         "load_before": before.average,
         "load_after": after.average,
         "cores": before.cores,
+        "cpu": cpu_model(),
         "stages": stage_times(events, end),
     }
     if make_started is not None:
@@ -162,6 +163,8 @@ def verdict(runs: list[dict]) -> str:
         for r in runs
     ]
     text = "; ".join(f"load {b:.2f} before, {a:.2f} after on {c} cores" for b, a, c in loads)
+    cpus = sorted({str(r["cpu"]) for r in runs if r.get("cpu")})
+    text += f" ({', '.join(cpus)})" if cpus else ""
     # Only the first command's starting load tells how busy the machine was: each later command (make demo's
     # second `dvc repro`) starts under the load the demo's own training left in the 1-minute average.
     busy = [b for b, _, c in loads[:1] if b > c / 2]

@@ -6,6 +6,9 @@ Why: a figure measured while other jobs load the machine is not a figure (issue 
 - runs its cases interleaved (A B A B ..., one round after another), so a change in load falls on every case;
 - runs each case `warmup` times untimed first (imports, numba compilation, page cache), then `repeats` times timed;
 - prints min, median and max of each case and the ratio of medians to the first case (the reference);
+- first waits (at most SETTLE_S, `--settle-s`) for the 1-minute load average to fall within the limit: the
+  average keeps a finished run's load for minutes, so a script's second comparison would otherwise start above
+  the limit for the script's own earlier work (bench/split_jobs.py's large case did, 2026-11-30);
 - records the 1-minute load average and the core count before and after, and says "valid for the README" only
   with at least MIN_REPEATS repeats, a warm-up, and a machine at most half loaded (load <= cores / 2) both before
   and after.
@@ -34,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import shlex
 import statistics
 import sys
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 MIN_REPEATS = 5  # the issue's floor for a figure that may go into the README
+SETTLE_S = 300.0  # scripts wait at most this long for the load to fall within the limit before measuring
 LOAD_WINDOW_S = 60.0  # the 1-minute load average's time constant (Linux: exponential damping over 60 s)
 
 
@@ -75,6 +80,17 @@ class Load:
     @property
     def limit(self) -> float:
         return self.cores / 2
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux /proc/cpuinfo; else the platform's): figures compare only on one machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def machine_load() -> Load:
@@ -112,6 +128,7 @@ class Result:
     warmup: int
     outputs: dict[str, Any] = field(default_factory=dict, repr=False)
     command: str = field(default_factory=lambda: shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]))
+    cpu: str = field(default_factory=cpu_model)
 
     def __getitem__(self, name: str) -> Timings:
         for timing in self.timings:
@@ -175,7 +192,7 @@ class Result:
             )
         lines.append(
             f"load average {self.before.average:.2f} before, {self.after.average:.2f} after "
-            f"({self.others_after:.2f} from other processes), {self.before.cores} cores; "
+            f"({self.others_after:.2f} from other processes), {self.before.cores} cores of {self.cpu}; "
             f"{self.warmup} warm-up + interleaved runs"
         )
         lines.append(f"{self.verdict()}  [{self.command}]")
@@ -184,6 +201,7 @@ class Result:
     def to_dict(self) -> dict:
         return {
             "command": self.command,
+            "cpu": self.cpu,
             "valid": self.valid,
             "problems": self.problems(),
             "warmup": self.warmup,
@@ -220,6 +238,27 @@ def interleaved(names: Sequence[str], rounds: int) -> list[str]:
     return [name for _ in range(rounds) for name in names]
 
 
+def settle(
+    load: Callable[[], Load] = machine_load,
+    timeout_s: float = SETTLE_S,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_s: float = 5.0,
+    progress: Callable[[str], None] | None = None,
+) -> Load:
+    """Wait, at most `timeout_s`, until the 1-minute load average is within the limit; returns the last reading.
+    Why: the average keeps a finished run's load for minutes, so a script's second comparison (or a bench started
+    right after a build) would start above the limit and be refused for the script's own earlier work."""
+    current, waited = load(), 0.0
+    if current.average > current.limit and timeout_s > 0 and progress:
+        progress(f"  waiting up to {timeout_s:g} s for the load average ({current.average:.2f}) to fall to "
+                 f"{current.limit:g}")  # fmt: skip
+    while current.average > current.limit and waited < timeout_s:
+        sleep(poll_s)
+        waited += poll_s
+        current = load()
+    return current
+
+
 def compare(
     cases: Sequence[Case],
     repeats: int = MIN_REPEATS,
@@ -227,9 +266,13 @@ def compare(
     clock: Callable[[], float] = time.perf_counter,
     load: Callable[[], Load] = machine_load,
     progress: Callable[[str], None] | None = None,
+    settle_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Result:
     """Run `warmup` untimed rounds, then `repeats` timed rounds, each round running every case once in order.
-    The first case is the reference of the ratios. `progress`, if given, receives one line per timed run."""
+    The first case is the reference of the ratios. `progress`, if given, receives one line per timed run. With
+    `settle_s` > 0 the run first waits that long at most for a load within the limit (settle); the scripts'
+    options() ask for SETTLE_S. The clock, the load probe and `sleep` can be replaced (tests pass fakes)."""
     names = [case.name for case in cases]
     if not cases or len(set(names)) != len(names):
         raise ValueError(f"cases: expected distinct names, got {names}")
@@ -238,7 +281,7 @@ def compare(
     by_name = {case.name: case for case in cases}
     seconds: dict[str, list[float]] = {name: [] for name in names}
     outputs: dict[str, Any] = {}
-    before = load()
+    before = settle(load, settle_s, sleep, progress=progress) if settle_s > 0 else load()
     started = clock()
     for name in interleaved(names, warmup):
         outputs[name] = _value(by_name[name].run())
@@ -270,6 +313,12 @@ def add_arguments(parser: argparse.ArgumentParser, repeats: int = MIN_REPEATS, w
     )
     parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed runs first (default {warmup})")
     parser.add_argument("--json", type=Path, help="also write the figures, load and verdict here")
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=SETTLE_S,
+        help=f"wait at most this long for the load to fall to half the cores before measuring (default {SETTLE_S:g})",
+    )
 
 
 def options(args: argparse.Namespace) -> dict:
@@ -278,7 +327,9 @@ def options(args: argparse.Namespace) -> dict:
         stop(f"--repeats {args.repeats}: must be >= 1")
     if args.warmup < 0:
         stop(f"--warmup {args.warmup}: must be >= 0")
-    return {"repeats": args.repeats, "warmup": args.warmup}
+    if not args.settle_s >= 0:
+        stop(f"--settle-s {args.settle_s}: must be >= 0")
+    return {"repeats": args.repeats, "warmup": args.warmup, "settle_s": args.settle_s}
 
 
 def stop(message: str) -> None:

@@ -17,7 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from demo_times import main as demo_times_main  # noqa: E402
 from demo_times import stage_times  # noqa: E402
-from harness import MIN_REPEATS, Case, Load, add_arguments, compare, interleaved, options  # noqa: E402
+from harness import (  # noqa: E402
+    MIN_REPEATS,
+    SETTLE_S,
+    Case,
+    Load,
+    add_arguments,
+    compare,
+    cpu_model,
+    interleaved,
+    options,
+    settle,
+)
 
 
 class FakeClock:
@@ -157,6 +168,9 @@ def test_json_has_the_figures_the_load_and_the_verdict(tmp_path):
     assert [case["median_s"] for case in saved["cases"]] == [2, 1]
     assert saved["cases"][1]["ratio_of_medians"] == 2.0
     assert saved["floor_s"] == 0.5 and saved["command"]
+    # the processor too: figures compare only on one machine (this one's name, from /proc/cpuinfo on Linux)
+    assert saved["cpu"] == cpu_model() and saved["cpu"] and saved["cpu"] != "unknown"
+    assert f"cores of {saved['cpu']}" in result.report()
     result.write_json(None)  # no path: nothing written, no error
 
 
@@ -167,11 +181,40 @@ def test_bad_cases_and_counts_are_refused(capsys):
         compare([])
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert options(parser.parse_args([])) == {"repeats": MIN_REPEATS, "warmup": 1}
+    assert options(parser.parse_args([])) == {"repeats": MIN_REPEATS, "warmup": 1, "settle_s": SETTLE_S}
     with pytest.raises(SystemExit) as stopped:
         options(parser.parse_args(["--repeats", "0"]))
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip() == "--repeats 0: must be >= 1"
+    with pytest.raises(SystemExit) as stopped:
+        options(parser.parse_args(["--settle-s", "-1"]))
+    assert stopped.value.code == 2 and "--settle-s -1.0: must be >= 0" in capsys.readouterr().err
+
+
+def test_a_run_first_waits_for_the_load_its_own_earlier_work_left():
+    """A script's second comparison starts under the 1-minute average of its first: it waits for the load to fall
+    (or gives up after settle_s) and measures from the reading it waited for."""
+    slept: list[float] = []
+    falling = loads(Load(1.9, 2), Load(1.4, 2), Load(0.8, 2))
+    assert settle(falling, timeout_s=60, sleep=slept.append, poll_s=5) == Load(0.8, 2)
+    assert slept == [5, 5]
+    slept.clear()
+    assert settle(lambda: Load(1.9, 2), timeout_s=12, sleep=slept.append, poll_s=5) == Load(1.9, 2)
+    assert slept == [5, 5, 5]  # gave up after the time-out
+
+    clock, lines = FakeClock(), []
+    cases = [Case("A", work(clock, [], "a", [1] * 6)), Case("B", work(clock, [], "b", [1] * 6))]
+    sequence = iter([Load(1.9, 2), Load(0.4, 2), QUIET])  # busy, then settled before the runs; quiet after
+    result = compare(
+        cases,
+        clock=clock,
+        load=lambda: next(sequence),
+        settle_s=30,
+        progress=lines.append,
+        sleep=slept.append,
+    )
+    assert result.before == Load(0.4, 2) and result.valid
+    assert lines[0].startswith("  waiting up to 30 s for the load average (1.90) to fall to 1")
 
 
 # -- bench/demo_times.py: the demo's stage table, from dvc's output lines with fake timestamps -------------------
@@ -256,9 +299,11 @@ def test_demo_run_records_the_command_its_exit_code_and_appends(tmp_path, capsys
     assert [r["exit_code"] for r in runs] == [0, 3]
     assert [s["stage"] for s in runs[0]["stages"]] == ["a", "b"]
     assert "make_wall_s" not in runs[0] and 600 <= runs[1]["make_wall_s"] < 900
+    assert runs[0]["cpu"] == cpu_model()  # the machine the times belong to
     assert demo_times_main(["show", str(path)]) == 0
     shown = capsys.readouterr().out
     assert "make demo: 6" in shown and "NOT valid for the README" in shown and "failed: " in shown
+    assert f"cores ({cpu_model()})" in shown
     assert demo_times_main(["run", "--out", str(path), "--", str(tmp_path / "no-such-command")]) == 2
 
 

@@ -176,16 +176,14 @@ def _finite_or_none(value: float) -> float | None:
 
 
 # train.jobs 0 (the default) chooses the worker processes from the work: a worker pays TensorFlow's import and its
-# own network and store loading before its first split, which a small dataset does not earn back. Measured with
-# bench/split_jobs.py (yamnet_256, 2 cores shared with other jobs, interleaved runs of `aed train`, medians):
-#   small, 3 classes x 12 clips, 137 training patches per split, 6 splits, the params.yaml recipe:
-#     load ~2.5: jobs 1 124.5 s, jobs 2 120.6 s (1.03x, a tie); load 7-10: 442.9 s vs 589.6 s (0.75x, a loss)
-#   large, ESC-10, 1655 training patches per split, 2 splits, 10 + 5 epochs:
-#     load ~2.5: jobs 1 104.8 s, jobs 2 91.8 s (1.14x); load 7-9: 319.2 s vs 350.8 s (0.91x)
-#   (docs/models.md, quiet machine: YAMNet-1024, ESC-10, 2 folds, the full recipe: 1.30x)
-# So two workers only from ESC-10's size (its fold splits hold ~1330 training patches, its final split 1655);
-# below, one process, which never lost. On a machine busy with other jobs set train.jobs: 1 (no free core).
-AUTO_MIN_TRAIN_PATCHES = 1000  # training patches of the largest split, from which two workers pay off
+# own network and store loading before its first split. bench/split_jobs.py on a quiet 2-core machine (YAMNet-256,
+# 3 classes x 12 clips, 137 training patches per split, 6 splits, the params.yaml recipe; interleaved runs of
+# `aed train`, 5 repeats, medians; a valid run, 2026-11-30): jobs 1 116.0 s, jobs 2 91.1 s (1.27x). So two workers
+# train from the smallest dataset measured (docs/models.md, "Split-jobs benchmark"); below it (a few dozen
+# patches, as in tests) one process: there a split takes seconds and the workers' start-up is unmeasured. The
+# earlier rule (one process below 1,000 patches) came from runs on a machine loaded with other jobs, where no core
+# was free: there set train.jobs: 1.
+AUTO_MIN_TRAIN_PATCHES = 128  # training patches of the largest split, from which two workers train
 AUTO_MAX_WORKERS = 2  # measured on 2 cores only; more workers are unmeasured
 
 
@@ -208,8 +206,9 @@ def largest_training_part(store: PatchStore, splits: list[Split]) -> int:
 
 def run_split_jobs(jobs: list[SplitJob], workers: int, store: PatchStore | None = None) -> list[SplitFigures]:
     """The splits' figures in order. workers > 1: that many spawned processes with cores / workers TensorFlow
-    threads each; small-batch training keeps two threads half idle, so on a large dataset two single-threaded
-    splits at once train 1.14-1.30x faster on 2 cores (bench/split_jobs.py; choose_workers says when). Each split is seeded on its own, so the order does not matter.
+    threads each: small-batch training keeps two threads partly idle, so two single-threaded splits at once finish
+    sooner on 2 cores (bench/split_jobs.py; choose_workers says when). Each split is seeded on its own, so the order
+    does not matter.
     On a failure the splits not started are cancelled and the ones running finish first; on SIGTERM or Ctrl-C every
     worker is killed at once (aed.workers.run_all)."""
     workers = min(workers, len(jobs))

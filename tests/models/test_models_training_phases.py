@@ -17,7 +17,7 @@ from aed.splits import make_splits
 from aed.training import TrainParams
 from aed.training.fit import FitData, FitPlan, Selection, ValidationSet, train_on_cache
 from aed.training.jobs import SplitFigures, model_params, plan_splits, splits_layout
-from aed.training.trainer import cache_features, load_split
+from aed.training.trainer import HEAD_STEPS_PER_CALL, cache_features, load_split
 from tests.models.conftest import synthetic_store
 
 
@@ -114,6 +114,27 @@ def test_a_phase_reads_copy_e_mod_k_and_numbers_its_epochs_after_the_offset() ->
     assert {row["phase"] for row in selection.history} == {"fine_tune"}
     assert read == [("x", 0), ("y", 0), ("x", 1), ("y", 1), ("x", 0), ("y", 0)]
     assert selection.epoch in (5, 6, 7)
+
+
+def test_the_head_s_batches_per_call_leave_its_weights_bit_identical() -> None:
+    """HEAD_STEPS_PER_CALL only saves calls into TensorFlow: every update, and so every figure, is unchanged,
+    also when an epoch's batches are not a multiple of it (30 patches in batches of 3: 10 batches per epoch)."""
+    labels = np.repeat(np.arange(3), 10)
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    data = FitData(
+        lambda _k: x, 1, labels, ValidationSet(x, labels, np.array([f"c{i // 2}" for i in range(30)]))
+    )
+
+    def weights(steps: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        plan = FitPlan("head", 4, 0.05, steps_per_execution=steps)
+        params = TrainParams(batch_size=3, average_last_epochs=0)
+        return train_on_cache(model, data, plan, params, np.random.default_rng(0), Selection()).weights
+
+    assert HEAD_STEPS_PER_CALL > 1 and 10 % HEAD_STEPS_PER_CALL  # a partial call ends each epoch
+    one, many = weights(1), weights(HEAD_STEPS_PER_CALL)
+    assert all(np.array_equal(a, b) for a, b in zip(one, many, strict=True))
 
 
 BOTH = ["yamnet_256", "yamnet_1024"]
