@@ -281,7 +281,7 @@ def compare(
     by_name = {case.name: case for case in cases}
     seconds: dict[str, list[float]] = {name: [] for name in names}
     outputs: dict[str, Any] = {}
-    before = settle(load, settle_s, sleep, progress=progress) if settle_s > 0 else load()
+    before = settle(load, settle_s, sleep, progress=progress)  # settle_s 0: one reading, no wait
     started = clock()
     for name in interleaved(names, warmup):
         outputs[name] = _value(by_name[name].run())
